@@ -1,0 +1,97 @@
+#pragma once
+// Berth configuration: every setting from the environment (and an optional .env file).
+// Parsing is pure (a map in, a config or one precise error out) so it is tested without a process.
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/system/result.hpp>
+
+namespace berth::core {
+
+struct config {
+  // network
+  std::string host = "0.0.0.0";
+  std::uint16_t port = 3000;
+  std::string socketio_path = "/socket.io/";
+  std::string replica_id;  // defaults to the hostname
+  std::size_t max_connections = 50000;
+  std::vector<std::string> cors_origins;  // empty: no CORS headers; "*" allows any
+  // engine.io
+  std::chrono::milliseconds ping_interval{25000};
+  std::chrono::milliseconds ping_timeout{20000};
+  std::chrono::milliseconds connect_timeout{45000};
+  std::chrono::milliseconds upgrade_timeout{10000};
+  std::size_t max_http_buffer_size = 1000000;
+  // dependencies
+  std::string redis_url = "redis://127.0.0.1:6379";
+  std::string docker_host = "unix:///var/run/docker.sock";
+  // pool
+  std::string sandbox_image = "berth-sandbox:latest";
+  bool enable_container_pool = true;
+  std::size_t pool_min_size = 10;
+  std::size_t pool_max_size = 100;
+  std::chrono::milliseconds pool_idle_timeout{900000};
+  std::chrono::milliseconds acquire_timeout{30000};
+  std::uint64_t container_memory_bytes = 512ull * 1024 * 1024;
+  double container_cpus = 1.0;
+  std::int64_t container_pids = 256;
+  std::string container_network = "none";
+  // sessions and limits
+  std::size_t max_requests_per_user = 5;
+  std::chrono::milliseconds session_idle_timeout{900000};
+  std::size_t max_message_bytes = 100000;
+  std::string auth_jwt_secret;
+  bool allow_user_api_key = false;
+  // llm / agent
+  std::string llm_provider = "local";
+  std::string llm_model;
+  std::string gemini_api_key;
+  std::string openai_api_key;
+  std::string openai_base_url = "https://api.openai.com/v1";
+  std::string anthropic_api_key;
+  std::string anthropic_base_url = "https://api.anthropic.com";
+  std::string gemini_base_url = "https://generativelanguage.googleapis.com";
+  std::uint32_t max_output_tokens = 8192;
+  std::uint32_t max_history_tokens = 30000;
+  std::uint32_t history_ttl_seconds = 86400;
+  std::uint32_t max_tool_rounds = 8;
+  std::chrono::milliseconds tool_timeout{30000};
+  std::string mcp_config_path;
+  // process
+  std::string log_level = "info";
+  std::string log_format = "text";
+  unsigned threads = 1;
+  std::string static_dir;   // chat UI files; empty: built-in default path
+  std::string client_bundle_dir;  // socket.io-client dist/ folder
+};
+
+// One line that names the variable, the value and what is allowed.
+struct config_error {
+  std::string variable;
+  std::string value;
+  std::string allowed;
+  std::string to_string() const;
+};
+
+using env_map = std::map<std::string, std::string>;
+
+// Parses a .env file body: KEY=VALUE lines, '#' comments, optional quotes, optional `export `.
+env_map parse_dotenv(std::string_view body);
+
+// Builds a config from variables; unknown variables are ignored, invalid ones are an error.
+boost::system::result<config, config_error> parse_config(const env_map& vars);
+
+// The process environment overlaid on .env (the environment wins, as docker compose does).
+env_map load_environment(const std::string& dotenv_path = ".env");
+
+// Names of every variable parse_config reads, for .env.example and the tests that keep it honest.
+const std::vector<std::string>& known_variables();
+
+// Found by ADL from result<config, config_error>::value(): reports the error if value() is misused.
+[[noreturn]] void throw_exception_from_error(const config_error& e, const boost::source_location& loc);
+
+}  // namespace berth::core

@@ -1,0 +1,45 @@
+#pragma once
+// The client-visible error codes of PROTOCOL.md and the one table that maps them to HTTP status.
+#include <string>
+#include <string_view>
+
+#include <boost/system/result.hpp>
+
+namespace berth::core {
+
+enum class errc {
+  too_many_requests,
+  invalid_payload,
+  no_pending_call,
+  tool_failed,
+  tool_timeout,
+  llm_error,
+  llm_unavailable,
+  pool_exhausted,
+  sandbox_unavailable,
+  session_forbidden,
+  unauthorized,
+  internal,
+};
+
+// "TOO_MANY_REQUESTS", ... as on the wire.
+std::string_view to_string(errc e) noexcept;
+// HTTP status for the same condition (429, 400, 409, ..., 503).
+unsigned http_status(errc e) noexcept;
+
+// A failure to report to a client: code + human text (never secrets, never whole payloads).
+struct error {
+  errc code = errc::internal;
+  std::string message;
+};
+
+// Found by ADL when result<T>::value() is called on an error: a bug, so it throws.
+[[noreturn]] void throw_exception_from_error(const error& e, const boost::source_location& loc);
+
+// What fallible peer/environment operations return (STYLE: no exceptions across sessions).
+template <class T>
+using result = boost::system::result<T, error>;
+
+inline error make_error(errc code, std::string message) { return error{code, std::move(message)}; }
+
+}  // namespace berth::core

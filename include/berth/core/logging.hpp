@@ -1,0 +1,18 @@
+#pragma once
+// Logging setup: one named spdlog logger per module ("http", "engineio", "pool", ...), all sharing
+// one sink. Call init_logging once at start-up; logger() is cheap after the first call per name.
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <spdlog/spdlog.h>
+
+namespace berth::core {
+
+void init_logging(std::string_view level, std::string_view format);
+std::shared_ptr<spdlog::logger> logger(const std::string& module);
+
+// First `n` bytes of untrusted text for a log line: never log whole payloads.
+std::string log_prefix(std::string_view s, std::size_t n = 64);
+
+}  // namespace berth::core

@@ -1,0 +1,290 @@
+#include "berth/core/config.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace berth::core {
+namespace {
+
+std::string trim(std::string_view s) {
+  const auto* ws = " \t\r\n";
+  const auto b = s.find_first_not_of(ws);
+  if (b == std::string_view::npos) return {};
+  const auto e = s.find_last_not_of(ws);
+  return std::string(s.substr(b, e - b + 1));
+}
+
+template <class Int>
+std::optional<Int> parse_int(std::string_view s) {
+  Int v{};
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || p != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
+
+std::optional<bool> parse_bool(std::string_view s) {
+  std::string l(s);
+  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (l == "true" || l == "1" || l == "yes" || l == "on") return true;
+  if (l == "false" || l == "0" || l == "no" || l == "off") return false;
+  return std::nullopt;
+}
+
+// "512m", "1g", "1048576" -> bytes.
+std::optional<std::uint64_t> parse_bytes(std::string_view s) {
+  if (s.empty()) return std::nullopt;
+  std::uint64_t mult = 1;
+  char last = static_cast<char>(std::tolower(static_cast<unsigned char>(s.back())));
+  if (last == 'k' || last == 'm' || last == 'g') {
+    mult = last == 'k' ? 1024ull : last == 'm' ? 1024ull * 1024 : 1024ull * 1024 * 1024;
+    s.remove_suffix(1);
+  }
+  auto v = parse_int<std::uint64_t>(s);
+  if (!v || *v > std::numeric_limits<std::uint64_t>::max() / mult) return std::nullopt;
+  return *v * mult;
+}
+
+std::vector<std::string> split_list(std::string_view s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    auto end = s.find(',', start);
+    if (end == std::string_view::npos) end = s.size();
+    auto item = trim(s.substr(start, end - start));
+    if (!item.empty()) out.push_back(std::move(item));
+    start = end + 1;
+  }
+  return out;
+}
+
+// A table of setters keeps parse_config and known_variables() from drifting apart.
+using setter = std::function<std::optional<config_error>(config&, const std::string&, const std::string&)>;
+
+template <class Int>
+setter integer(Int config::*field, Int min, Int max) {
+  return [=](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+    auto n = parse_int<Int>(v);
+    if (!n || *n < min || *n > max)
+      return config_error{name, v, "an integer from " + std::to_string(min) + " to " + std::to_string(max)};
+    c.*field = *n;
+    return std::nullopt;
+  };
+}
+
+setter millis(std::chrono::milliseconds config::*field, std::int64_t min, std::int64_t max) {
+  return [=](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+    auto n = parse_int<std::int64_t>(v);
+    if (!n || *n < min || *n > max)
+      return config_error{name, v, "milliseconds from " + std::to_string(min) + " to " + std::to_string(max)};
+    c.*field = std::chrono::milliseconds(*n);
+    return std::nullopt;
+  };
+}
+
+setter text(std::string config::*field, bool allow_empty = true) {
+  return [=](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+    if (!allow_empty && v.empty()) return config_error{name, v, "a non-empty value"};
+    c.*field = v;
+    return std::nullopt;
+  };
+}
+
+setter one_of(std::string config::*field, std::vector<std::string> allowed) {
+  return [=](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+    if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : "|") + a;
+      return config_error{name, v, "one of " + list};
+    }
+    c.*field = v;
+    return std::nullopt;
+  };
+}
+
+setter boolean(bool config::*field) {
+  return [=](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+    auto b = parse_bool(v);
+    if (!b) return config_error{name, v, "true or false"};
+    c.*field = *b;
+    return std::nullopt;
+  };
+}
+
+const std::vector<std::pair<std::string, setter>>& setters() {
+  static const std::vector<std::pair<std::string, setter>> table = {
+      {"PORT", integer<std::uint16_t>(&config::port, 0, 65535)},
+      {"HOST", text(&config::host, false)},
+      {"SOCKETIO_PATH",
+       [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+         if (v.size() < 2 || v.front() != '/' || v.back() != '/')
+           return config_error{name, v, "a path that starts and ends with '/'"};
+         c.socketio_path = v;
+         return std::nullopt;
+       }},
+      {"REPLICA_ID", text(&config::replica_id, false)},
+      {"MAX_CONNECTIONS", integer<std::size_t>(&config::max_connections, 1, 10'000'000)},
+      {"CORS_ORIGINS",
+       [](config& c, const std::string&, const std::string& v) -> std::optional<config_error> {
+         c.cors_origins = split_list(v);
+         return std::nullopt;
+       }},
+      {"PING_INTERVAL_MS", millis(&config::ping_interval, 10, 3'600'000)},
+      {"PING_TIMEOUT_MS", millis(&config::ping_timeout, 10, 3'600'000)},
+      {"CONNECT_TIMEOUT_MS", millis(&config::connect_timeout, 10, 3'600'000)},
+      {"UPGRADE_TIMEOUT_MS", millis(&config::upgrade_timeout, 10, 3'600'000)},
+      {"MAX_HTTP_BUFFER_SIZE", integer<std::size_t>(&config::max_http_buffer_size, 1024, 100'000'000)},
+      {"REDIS_URL",
+       [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+         if (v.rfind("redis://", 0) != 0 && v.rfind("unix://", 0) != 0)
+           return config_error{name, v, "redis://[:password@]host[:port][/db] or unix:///path.sock"};
+         c.redis_url = v;
+         return std::nullopt;
+       }},
+      {"DOCKER_HOST",
+       [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+         if (v.rfind("unix://", 0) != 0 || v.size() <= 7)
+           return config_error{name, v, "unix:///path/to/docker.sock"};
+         c.docker_host = v;
+         return std::nullopt;
+       }},
+      {"SANDBOX_IMAGE", text(&config::sandbox_image, false)},
+      {"ENABLE_CONTAINER_POOL", boolean(&config::enable_container_pool)},
+      {"POOL_MIN_SIZE", integer<std::size_t>(&config::pool_min_size, 0, 10000)},
+      {"POOL_MAX_SIZE", integer<std::size_t>(&config::pool_max_size, 1, 10000)},
+      {"POOL_IDLE_TIMEOUT_MS", millis(&config::pool_idle_timeout, 1000, 86'400'000)},
+      {"ACQUIRE_TIMEOUT_MS", millis(&config::acquire_timeout, 1, 3'600'000)},
+      {"CONTAINER_MEMORY",
+       [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+         auto b = parse_bytes(v);
+         if (!b || *b < 6 * 1024 * 1024) return config_error{name, v, "bytes (suffix k, m or g) of at least 6m"};
+         c.container_memory_bytes = *b;
+         return std::nullopt;
+       }},
+      {"CONTAINER_CPUS",
+       [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+         char* end = nullptr;
+         double d = std::strtod(v.c_str(), &end);
+         if (v.empty() || end != v.c_str() + v.size() || !(d >= 0.01 && d <= 1024))
+           return config_error{name, v, "a number of CPUs from 0.01 to 1024"};
+         c.container_cpus = d;
+         return std::nullopt;
+       }},
+      {"CONTAINER_PIDS", integer<std::int64_t>(&config::container_pids, 8, 1'000'000)},
+      {"CONTAINER_NETWORK", text(&config::container_network, false)},
+      {"MAX_REQUESTS_PER_USER", integer<std::size_t>(&config::max_requests_per_user, 1, 10000)},
+      {"SESSION_IDLE_TIMEOUT_MS", millis(&config::session_idle_timeout, 1000, 30LL * 86'400'000)},
+      {"MAX_MESSAGE_BYTES", integer<std::size_t>(&config::max_message_bytes, 1, 100'000'000)},
+      {"AUTH_JWT_SECRET", text(&config::auth_jwt_secret)},
+      {"ALLOW_USER_API_KEY", boolean(&config::allow_user_api_key)},
+      {"LLM_PROVIDER", one_of(&config::llm_provider, {"local", "gemini", "openai", "anthropic"})},
+      {"LLM_MODEL", text(&config::llm_model)},
+      {"GEMINI_API_KEY", text(&config::gemini_api_key)},
+      {"GEMINI_BASE_URL", text(&config::gemini_base_url, false)},
+      {"OPENAI_API_KEY", text(&config::openai_api_key)},
+      {"OPENAI_BASE_URL", text(&config::openai_base_url, false)},
+      {"ANTHROPIC_API_KEY", text(&config::anthropic_api_key)},
+      {"ANTHROPIC_BASE_URL", text(&config::anthropic_base_url, false)},
+      {"MAX_OUTPUT_TOKENS", integer<std::uint32_t>(&config::max_output_tokens, 1, 1'000'000)},
+      {"MAX_HISTORY_TOKENS", integer<std::uint32_t>(&config::max_history_tokens, 100, 10'000'000)},
+      {"HISTORY_TTL_SECONDS", integer<std::uint32_t>(&config::history_ttl_seconds, 1, 365u * 86400)},
+      {"MAX_TOOL_ROUNDS", integer<std::uint32_t>(&config::max_tool_rounds, 1, 100)},
+      {"TOOL_TIMEOUT_MS", millis(&config::tool_timeout, 10, 3'600'000)},
+      {"MCP_CONFIG", text(&config::mcp_config_path)},
+      {"LOG_LEVEL", one_of(&config::log_level, {"trace", "debug", "info", "warn", "error", "off"})},
+      {"LOG_FORMAT", one_of(&config::log_format, {"text", "json"})},
+      {"THREADS", integer<unsigned>(&config::threads, 1, 256)},
+      {"STATIC_DIR", text(&config::static_dir)},
+      {"CLIENT_BUNDLE_DIR", text(&config::client_bundle_dir)},
+  };
+  return table;
+}
+
+}  // namespace
+
+std::string config_error::to_string() const {
+  return "invalid configuration: " + variable + "=\"" + value + "\" (allowed: " + allowed + ")";
+}
+
+void throw_exception_from_error(const config_error& e, const boost::source_location&) {
+  throw std::invalid_argument(e.to_string());
+}
+
+env_map parse_dotenv(std::string_view body) {
+  env_map out;
+  std::size_t pos = 0;
+  while (pos < body.size()) {
+    auto eol = body.find('\n', pos);
+    if (eol == std::string_view::npos) eol = body.size();
+    std::string line = trim(body.substr(pos, eol - pos));
+    pos = eol + 1;
+    if (line.empty() || line.front() == '#') continue;
+    if (line.rfind("export ", 0) == 0) line = trim(std::string_view(line).substr(7));
+    auto eq = line.find('=');
+    if (eq == std::string::npos || eq == 0) continue;
+    std::string key = trim(std::string_view(line).substr(0, eq));
+    std::string value = trim(std::string_view(line).substr(eq + 1));
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {
+      value = value.substr(1, value.size() - 2);
+    } else if (auto hash = value.find(" #"); hash != std::string::npos) {
+      value = trim(std::string_view(value).substr(0, hash));
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+boost::system::result<config, config_error> parse_config(const env_map& vars) {
+  config c;
+  for (const auto& [name, set] : setters()) {
+    auto it = vars.find(name);
+    if (it == vars.end()) continue;
+    // Empty optional values mean "unset" (as in a copied .env.example); required text stays required.
+    if (it->second.empty() && name != "HOST" && name != "REPLICA_ID" && name != "SANDBOX_IMAGE") continue;
+    if (auto err = set(c, name, it->second)) return *err;
+  }
+  if (c.replica_id.empty()) {
+    char buf[256] = {};
+    c.replica_id = ::gethostname(buf, sizeof buf - 1) == 0 && buf[0] ? buf : "berth";
+  }
+  if (c.pool_min_size > c.pool_max_size)
+    return config_error{"POOL_MIN_SIZE", std::to_string(c.pool_min_size),
+                        "at most POOL_MAX_SIZE (" + std::to_string(c.pool_max_size) + ")"};
+  return c;
+}
+
+env_map load_environment(const std::string& dotenv_path) {
+  env_map vars;
+  if (std::ifstream in(dotenv_path); in) {
+    std::stringstream ss;
+    ss << in.rdbuf();
+    vars = parse_dotenv(ss.str());
+  }
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view kv(*e);
+    auto eq = kv.find('=');
+    if (eq == std::string_view::npos) continue;
+    vars[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
+  }
+  return vars;
+}
+
+const std::vector<std::string>& known_variables() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const auto& [name, _] : setters()) v.push_back(name);
+    return v;
+  }();
+  return names;
+}
+
+}  // namespace berth::core

@@ -1,0 +1,38 @@
+#include "berth/core/errors.hpp"
+
+#include <stdexcept>
+
+namespace berth::core {
+namespace {
+struct row {
+  errc code;
+  std::string_view name;
+  unsigned status;
+};
+constexpr row table[] = {
+    {errc::too_many_requests, "TOO_MANY_REQUESTS", 429}, {errc::invalid_payload, "INVALID_PAYLOAD", 400},
+    {errc::no_pending_call, "NO_PENDING_CALL", 409},     {errc::tool_failed, "TOOL_FAILED", 502},
+    {errc::tool_timeout, "TOOL_TIMEOUT", 504},           {errc::llm_error, "LLM_ERROR", 502},
+    {errc::llm_unavailable, "LLM_UNAVAILABLE", 503},     {errc::pool_exhausted, "POOL_EXHAUSTED", 503},
+    {errc::sandbox_unavailable, "SANDBOX_UNAVAILABLE", 503}, {errc::session_forbidden, "SESSION_FORBIDDEN", 403},
+    {errc::unauthorized, "UNAUTHORIZED", 401},           {errc::internal, "INTERNAL", 500},
+};
+}  // namespace
+
+std::string_view to_string(errc e) noexcept {
+  for (const auto& r : table)
+    if (r.code == e) return r.name;
+  return "INTERNAL";
+}
+
+unsigned http_status(errc e) noexcept {
+  for (const auto& r : table)
+    if (r.code == e) return r.status;
+  return 500;
+}
+
+void throw_exception_from_error(const error& e, const boost::source_location&) {
+  throw std::runtime_error(std::string(to_string(e.code)) + ": " + e.message);
+}
+
+}  // namespace berth::core

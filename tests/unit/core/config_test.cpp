@@ -1,0 +1,87 @@
+#include <gtest/gtest.h>
+
+#include "berth/core/config.hpp"
+
+using namespace berth::core;
+
+TEST(config, defaults_match_the_architecture_table) {
+  auto c = parse_config({});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->port, 3000);
+  EXPECT_EQ(c->pool_min_size, 10u);
+  EXPECT_EQ(c->pool_max_size, 100u);
+  EXPECT_EQ(c->max_requests_per_user, 5u);
+  EXPECT_EQ(c->ping_interval.count(), 25000);
+  EXPECT_EQ(c->ping_timeout.count(), 20000);
+  EXPECT_EQ(c->max_http_buffer_size, 1000000u);
+  EXPECT_EQ(c->llm_provider, "local");
+  EXPECT_FALSE(c->replica_id.empty());
+}
+
+TEST(config, reads_values) {
+  auto c = parse_config({{"PORT", "4000"}, {"POOL_MIN_SIZE", "2"}, {"ENABLE_CONTAINER_POOL", "false"},
+                         {"CORS_ORIGINS", "http://a.example, http://b.example"}, {"CONTAINER_MEMORY", "256m"},
+                         {"LLM_PROVIDER", "anthropic"}, {"REPLICA_ID", "r1"}});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->port, 4000);
+  EXPECT_EQ(c->pool_min_size, 2u);
+  EXPECT_FALSE(c->enable_container_pool);
+  ASSERT_EQ(c->cors_origins.size(), 2u);
+  EXPECT_EQ(c->cors_origins[1], "http://b.example");
+  EXPECT_EQ(c->container_memory_bytes, 256ull * 1024 * 1024);
+  EXPECT_EQ(c->llm_provider, "anthropic");
+  EXPECT_EQ(c->replica_id, "r1");
+}
+
+TEST(config, invalid_values_name_variable_value_and_allowed) {
+  struct bad {
+    const char* name;
+    const char* value;
+  } cases[] = {{"PORT", "70000"},          {"PORT", "abc"},           {"POOL_MAX_SIZE", "0"},
+               {"ENABLE_CONTAINER_POOL", "maybe"}, {"LLM_PROVIDER", "gpt"}, {"REDIS_URL", "http://x"},
+               {"DOCKER_HOST", "tcp://1.2.3.4"}, {"CONTAINER_MEMORY", "1k"}, {"CONTAINER_CPUS", "-1"},
+               {"PING_INTERVAL_MS", "5"},    {"LOG_FORMAT", "xml"},     {"SOCKETIO_PATH", "socket.io"}};
+  for (const auto& b : cases) {
+    auto c = parse_config({{b.name, b.value}});
+    ASSERT_FALSE(c) << b.name << "=" << b.value;
+    EXPECT_EQ(c.error().variable, b.name);
+    EXPECT_EQ(c.error().value, b.value);
+    auto line = c.error().to_string();
+    EXPECT_NE(line.find(b.name), std::string::npos);
+    EXPECT_NE(line.find("allowed"), std::string::npos);
+  }
+}
+
+TEST(config, min_above_max_is_rejected) {
+  auto c = parse_config({{"POOL_MIN_SIZE", "20"}, {"POOL_MAX_SIZE", "10"}});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().variable, "POOL_MIN_SIZE");
+}
+
+TEST(config, empty_optional_values_mean_default) {
+  auto c = parse_config({{"PORT", ""}, {"GEMINI_API_KEY", ""}});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->port, 3000);
+}
+
+TEST(dotenv, parses_comments_quotes_and_export) {
+  auto m = parse_dotenv("# comment\nPORT=1234\nexport HOST = 127.0.0.1\nA=\"quoted # not comment\"\nB=x # trailing\n\nbad line\n");
+  EXPECT_EQ(m["PORT"], "1234");
+  EXPECT_EQ(m["HOST"], "127.0.0.1");
+  EXPECT_EQ(m["A"], "quoted # not comment");
+  EXPECT_EQ(m["B"], "x");
+  EXPECT_EQ(m.count("bad line"), 0u);
+}
+
+TEST(config, known_variables_cover_the_architecture_list) {
+  const auto& names = known_variables();
+  for (const char* n : {"PORT", "HOST", "REPLICA_ID", "REDIS_URL", "DOCKER_HOST", "SANDBOX_IMAGE",
+                        "ENABLE_CONTAINER_POOL", "POOL_MIN_SIZE", "POOL_MAX_SIZE", "POOL_IDLE_TIMEOUT_MS",
+                        "ACQUIRE_TIMEOUT_MS", "MAX_REQUESTS_PER_USER", "SESSION_IDLE_TIMEOUT_MS", "CONTAINER_MEMORY",
+                        "CONTAINER_CPUS", "CONTAINER_PIDS", "CONTAINER_NETWORK", "LLM_PROVIDER", "LLM_MODEL",
+                        "GEMINI_API_KEY", "OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY",
+                        "MAX_OUTPUT_TOKENS", "MAX_HISTORY_TOKENS", "HISTORY_TTL_SECONDS", "MAX_TOOL_ROUNDS",
+                        "TOOL_TIMEOUT_MS", "PING_INTERVAL_MS", "PING_TIMEOUT_MS", "MAX_HTTP_BUFFER_SIZE",
+                        "MAX_CONNECTIONS", "CORS_ORIGINS", "AUTH_JWT_SECRET", "LOG_LEVEL", "LOG_FORMAT", "THREADS"})
+    EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
+}
