@@ -1,0 +1,133 @@
+#pragma once
+// Engine.IO v4 server shell: binds the sans-I/O session_fsm to HTTP long-polling requests and
+// WebSocket connections (framed by websocket_codec), with one strand per session.
+// Lifetime: sessions are owned by the server's registry until closed; the server must outlive
+// its io_context's run(). Thread-safety: session::send/close may be called from any thread.
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "berth/core/metrics.hpp"
+#include "berth/engineio/session_fsm.hpp"
+#include "berth/engineio/websocket_codec.hpp"
+#include "berth/http/request_info.hpp"
+#include "berth/http/server.hpp"
+
+namespace berth::engineio {
+
+namespace asio = boost::asio;
+using strand_type = asio::strand<asio::io_context::executor_type>;
+
+struct handshake_info {
+  std::string sid;
+  http::query_map query;
+  std::string remote_address;
+  std::string origin;
+  std::string user_agent;
+};
+
+// Application side of one session (Socket.IO, or the raw echo of the conformance server).
+// Called on the session's strand only.
+class session_handler {
+ public:
+  virtual ~session_handler() = default;
+  virtual void on_message(packet&& p) = 0;
+  virtual void on_close(close_reason reason) = 0;
+};
+
+class server;
+
+class session : public std::enable_shared_from_this<session> {
+ public:
+  session(server& srv, strand_type strand, transport_kind kind, handshake_info info);
+  const std::string& id() const noexcept { return info_.sid; }
+  const handshake_info& info() const noexcept { return info_; }
+  strand_type& strand() noexcept { return strand_; }
+  // Thread-safe; packets keep their order per calling thread.
+  void send(packet p);
+  // Thread-safe server-side close (the client is told with a close packet).
+  void close(close_reason reason = close_reason::server_close);
+  // On the strand only.
+  void send_on_strand(packet p);
+  bool is_closed() const noexcept { return fsm_.closed(); }
+  transport_kind transport() const noexcept { return fsm_.transport(); }
+
+ private:
+  friend class server;
+  static asio::awaitable<void> start(std::shared_ptr<session> s, std::shared_ptr<asio::ip::tcp::socket> ws,
+                                     std::shared_ptr<std::string> initial);
+  static asio::awaitable<void> start_probe(std::shared_ptr<session> s, std::shared_ptr<asio::ip::tcp::socket> sock,
+                                           std::shared_ptr<std::string> initial);
+  asio::awaitable<void> run();
+  asio::awaitable<std::pair<unsigned, std::string>> poll_get();
+  asio::awaitable<std::pair<unsigned, std::string>> poll_post(std::shared_ptr<std::string> body, bool binary_body, bool too_large);
+  asio::awaitable<void> ws_read_loop(std::shared_ptr<asio::ip::tcp::socket> sock, std::shared_ptr<std::string> initial, bool probe);
+  void deliver(std::vector<packet>& delivered);
+  void wake();
+  void close_probe();
+
+  server& server_;
+  strand_type strand_;
+  handshake_info info_;
+  session_fsm fsm_;
+  asio::steady_timer timer_;
+  asio::steady_timer* poll_waiter_ = nullptr;
+  std::shared_ptr<asio::ip::tcp::socket> ws_;     // the websocket transport, once active
+  std::shared_ptr<asio::ip::tcp::socket> probe_;  // a websocket probing an upgrade
+  std::string ws_control_;                        // pong/close frames owed to the peer
+  std::unique_ptr<session_handler> handler_;
+  bool finished_ = false;
+};
+
+struct server_options {
+  std::string path = "/socket.io/";
+  session_options session;
+  http::cors_policy cors;
+};
+
+class server {
+ public:
+  using handler_factory = std::function<std::unique_ptr<session_handler>(std::shared_ptr<session>)>;
+
+  server(asio::io_context& ioc, server_options opts, core::metrics& metrics, handler_factory factory);
+  ~server();
+  // Registers this endpoint on an HTTP server under opts.path.
+  void attach(http::server& http);
+  // Closes every session (shutdown).
+  void close_all(close_reason reason = close_reason::server_shutdown);
+  std::size_t session_count() const;
+  const server_options& options() const noexcept { return opts_; }
+
+ private:
+  friend class session;
+  asio::awaitable<std::optional<http::response>> handle(http::request& req, http::connection_context& ctx);
+  asio::awaitable<std::optional<http::response>> handle_websocket(http::request& req, http::connection_context& ctx,
+                                                                  handshake_info info, const std::string& sid);
+  std::shared_ptr<session> find(const std::string& sid) const;
+  std::shared_ptr<session> create(strand_type strand, transport_kind kind, handshake_info info);
+  void remove(const std::string& sid);
+  http::response error_response(http::request& req, unsigned status, std::optional<http_error> e);
+  void add_cors(http::request& req, http::response& res);
+
+  asio::io_context& ioc_;
+  server_options opts_;
+  core::metrics& metrics_;
+  handler_factory factory_;
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, std::shared_ptr<session>> sessions_;
+  core::counter& opened_;
+  core::counter& bad_requests_;
+  core::counter& protocol_errors_;
+  core::counter& ping_timeouts_;
+  core::counter& overflows_;
+  core::counter& upgrades_;
+};
+
+}  // namespace berth::engineio

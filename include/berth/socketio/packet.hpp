@@ -1,0 +1,81 @@
+#pragma once
+// Socket.IO v5 packet codec (sans-I/O): "<type>[<#attachments>-][<nsp>,][<ack id>][JSON]".
+// Binary values travel as json::binary_t inside `data`; encoding replaces them with
+// {"_placeholder":true,"num":k} and returns the attachments to send as binary frames.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace berth::socketio {
+
+using json = nlohmann::json;
+
+enum class packet_type : std::uint8_t {
+  connect = 0,
+  disconnect = 1,
+  event = 2,
+  ack = 3,
+  connect_error = 4,
+  binary_event = 5,
+  binary_ack = 6,
+};
+
+struct packet {
+  packet_type type = packet_type::event;
+  std::string nsp = "/";
+  std::optional<std::uint64_t> id;
+  json data;  // discarded (json::value_t::discarded) when the packet has no payload
+  bool has_data() const noexcept { return !data.is_discarded(); }
+};
+
+struct encoded_packet {
+  std::string text;                      // the Engine.IO message (text)
+  std::vector<std::string> attachments;  // binary Engine.IO messages that follow
+};
+
+// Encodes; event/ack packets containing binary become binary_event/binary_ack.
+encoded_packet encode(const packet& p);
+
+// Limits that keep a hostile peer from growing server memory.
+inline constexpr std::size_t max_attachments = 256;
+
+enum class decode_error {
+  none,
+  bad_type,
+  bad_attachments,
+  bad_namespace,
+  bad_ack_id,
+  bad_json,
+  bad_payload,      // valid JSON of the wrong shape for the packet type
+  bad_placeholder,  // placeholder num out of range or malformed
+  unexpected_binary,
+};
+const char* to_string(decode_error e) noexcept;
+
+// Incremental decoder: a text message, then (for binary packets) its attachments.
+class decoder {
+ public:
+  enum class status { complete, need_binary, error };
+  status feed_text(std::string_view msg);
+  status feed_binary(std::string data);
+  // The completed packet (valid after `complete`); resets for the next one.
+  packet take() { return std::move(packet_); }
+  decode_error error() const noexcept { return error_; }
+  bool awaiting_binary() const noexcept { return expected_ > 0; }
+
+ private:
+  status fail(decode_error e);
+  packet packet_;
+  std::vector<std::string> buffers_;
+  std::size_t expected_ = 0;
+  decode_error error_ = decode_error::none;
+};
+
+// True when `ev` may be used as a user event name (not connect, disconnect, ...).
+bool is_reserved_event(std::string_view ev) noexcept;
+
+}  // namespace berth::socketio

@@ -1,0 +1,129 @@
+#pragma once
+// Socket.IO v5 server on top of engineio::server: namespaces with connection middleware,
+// events and acks both ways (with timeouts), binary attachments, disconnects.
+// Thread-safety: a socket's handlers run on its Engine.IO session's strand; socket::emit and
+// socket::disconnect may be called from any thread.
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "berth/core/metrics.hpp"
+#include "berth/engineio/server.hpp"
+#include "berth/socketio/packet.hpp"
+
+namespace berth::socketio {
+
+class connection;
+class server;
+
+class socket : public std::enable_shared_from_this<socket> {
+ public:
+  using ack_fn = std::function<void(json args)>;  // args: a JSON array
+  using event_fn = std::function<void(json args, ack_fn ack)>;  // ack empty when none was asked
+  using any_fn = std::function<void(const std::string& event, json args, ack_fn ack)>;
+  using disconnect_fn = std::function<void(const std::string& reason)>;
+
+  socket(std::weak_ptr<engineio::session> session, connection* conn, std::string nsp, json auth);
+
+  const std::string& id() const noexcept { return id_; }
+  const std::string& nsp() const noexcept { return nsp_; }
+  const json& auth() const noexcept { return auth_; }
+  const engineio::handshake_info& handshake() const noexcept { return handshake_; }
+  engineio::strand_type executor() const { return strand_; }
+  bool connected() const noexcept { return connected_; }
+
+  // Handler registration: on the strand, typically inside on_connection.
+  void on(const std::string& event, event_fn fn) { handlers_[event] = std::move(fn); }
+  // Called for events without a handler.
+  void on_any(any_fn fn) { any_ = std::move(fn); }
+  void on_disconnect(disconnect_fn fn) { disconnect_handlers_.push_back(std::move(fn)); }
+
+  // Thread-safe. `args` is a JSON array of arguments (binary as json::binary_t).
+  void emit(const std::string& event, json args = json::array());
+  // Thread-safe. `done` gets the client's ack arguments, or nullopt after `timeout`.
+  void emit_with_ack(const std::string& event, json args, std::chrono::milliseconds timeout,
+                     std::function<void(std::optional<json>)> done);
+  // Thread-safe. Sends DISCONNECT for this namespace; close_connection ends the Engine.IO session.
+  void disconnect(bool close_connection = false);
+
+  // Free slot for the application (session state etc.); touched on the strand only.
+  std::shared_ptr<void> user_data;
+
+ private:
+  friend class connection;
+  void send_packet(packet p);
+  void handle_disconnect(const std::string& reason);
+
+  std::string id_;
+  std::string nsp_;
+  json auth_;
+  engineio::handshake_info handshake_;
+  std::weak_ptr<engineio::session> session_;
+  engineio::strand_type strand_;
+  connection* conn_;  // valid while connected_, on the strand
+  bool connected_ = false;
+  std::map<std::string, event_fn> handlers_;
+  any_fn any_;
+  std::vector<disconnect_fn> disconnect_handlers_;
+  std::uint64_t next_ack_id_ = 0;
+  struct pending_ack {
+    std::function<void(std::optional<json>)> done;
+    std::shared_ptr<boost::asio::steady_timer> timer;
+  };
+  std::unordered_map<std::uint64_t, pending_ack> acks_;
+};
+
+// Connection middleware: runs before the CONNECT is acknowledged; returning an error sends
+// CONNECT_ERROR {message, data} instead.
+struct connect_error {
+  std::string message;
+  json data = json(json::value_t::discarded);
+};
+using middleware = std::function<boost::asio::awaitable<std::optional<connect_error>>(std::shared_ptr<socket>)>;
+
+class namespace_ {
+ public:
+  explicit namespace_(std::string name) : name_(std::move(name)) {}
+  const std::string& name() const noexcept { return name_; }
+  void use(middleware m) { middlewares_.push_back(std::move(m)); }
+  void on_connection(std::function<void(std::shared_ptr<socket>)> fn) { on_connection_.push_back(std::move(fn)); }
+
+ private:
+  friend class connection;
+  std::string name_;
+  std::vector<middleware> middlewares_;
+  std::vector<std::function<void(std::shared_ptr<socket>)>> on_connection_;
+};
+
+struct server_options {
+  std::chrono::milliseconds connect_timeout{45000};
+};
+
+class server {
+ public:
+  server(server_options opts, core::metrics& metrics);
+  // Creates or returns a namespace; register all before serving.
+  namespace_& of(const std::string& name);
+  // The factory to give engineio::server.
+  engineio::server::handler_factory handler_factory();
+  std::size_t connected_sockets() const noexcept { return sockets_.load(); }
+
+ private:
+  friend class connection;
+  friend class socket;
+  server_options opts_;
+  std::map<std::string, std::unique_ptr<namespace_>> namespaces_;
+  std::atomic<std::size_t> sockets_{0};
+  core::counter& protocol_errors_;
+  core::counter& invalid_namespace_;
+  core::counter& connect_rejected_;
+  core::counter& connect_timeouts_;
+};
+
+}  // namespace berth::socketio

@@ -1,0 +1,526 @@
+#include "berth/engineio/server.hpp"
+
+#include <array>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+
+#include "berth/core/logging.hpp"
+#include "berth/core/random.hpp"
+
+namespace berth::engineio {
+
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+// Reads land here and are decoded before the next suspension, so idle sockets own no buffer.
+thread_local std::array<char, 64 * 1024> scratch;
+
+void log_spawn_error(std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    core::logger("engineio")->error("session task failed: {}", ex.what());
+  }
+}
+}  // namespace
+
+// ---------------------------------------------------------------- session
+
+session::session(server& srv, strand_type strand, transport_kind kind, handshake_info info)
+    : server_(srv),
+      strand_(std::move(strand)),
+      info_(std::move(info)),
+      fsm_(srv.opts_.session, kind, clock::now()),
+      timer_(strand_) {}
+
+void session::send(packet p) {
+  if (strand_.running_in_this_thread()) return send_on_strand(std::move(p));
+  asio::dispatch(strand_, [self = shared_from_this(), p = std::move(p)]() mutable { self->send_on_strand(std::move(p)); });
+}
+
+void session::send_on_strand(packet p) {
+  if (!fsm_.send(std::move(p)) && fsm_.reason() == close_reason::outbound_overflow) {
+    server_.overflows_.inc();
+    core::logger("engineio")->warn("sid={} closed: outbound queue over {} bytes", id(), server_.opts_.session.max_outbound_bytes);
+  }
+  wake();
+}
+
+void session::close(close_reason reason) {
+  asio::dispatch(strand_, [self = shared_from_this(), reason] {
+    self->fsm_.close(reason);
+    self->wake();
+  });
+}
+
+void session::wake() {
+  timer_.cancel();
+  if (poll_waiter_ && fsm_.poll_ready()) poll_waiter_->cancel();
+}
+
+void session::close_probe() {
+  if (!probe_) return;
+  boost::system::error_code ec;
+  probe_->shutdown(tcp::socket::shutdown_both, ec);
+  probe_->close(ec);
+  probe_.reset();
+}
+
+void session::deliver(std::vector<packet>& delivered) {
+  for (auto& p : delivered) {
+    if (!handler_) break;
+    handler_->on_message(std::move(p));
+  }
+  delivered.clear();
+}
+
+// Static coroutines with shared_ptr parameters: never capturing lambdas (C++ Core Guidelines CP.51).
+asio::awaitable<void> session::start(std::shared_ptr<session> s, std::shared_ptr<tcp::socket> ws,
+                                     std::shared_ptr<std::string> initial) {
+  if (ws) {
+    s->ws_ = ws;
+    s->fsm_.send(packet{packet_type::open, session_fsm::handshake_json(s->id(), false, s->server_.opts_.session), false});
+  }
+  s->handler_ = s->server_.factory_(s);
+  asio::co_spawn(s->strand_, s->run(), log_spawn_error);
+  if (ws) asio::co_spawn(s->strand_, s->ws_read_loop(ws, initial, false), log_spawn_error);
+  co_return;
+}
+
+asio::awaitable<void> session::start_probe(std::shared_ptr<session> s, std::shared_ptr<tcp::socket> sock,
+                                           std::shared_ptr<std::string> initial) {
+  if (!s->fsm_.can_upgrade()) {
+    // Already upgraded, closed, or another probe running: refuse this socket only.
+    core::logger("engineio")->debug("sid={} upgrade refused (already upgraded or upgrading)", s->id());
+    std::string bye;
+    append_ws_close(bye, ws_close_code::policy_violation);
+    co_await asio::async_write(*sock, asio::buffer(bye), use_tuple);
+    boost::system::error_code ec;
+    sock->shutdown(tcp::socket::shutdown_both, ec);
+    sock->close(ec);
+    co_return;
+  }
+  s->fsm_.upgrade_started(clock::now());
+  s->probe_ = sock;
+  s->wake();  // the driver now also watches the upgrade deadline
+  asio::co_spawn(s->strand_, s->ws_read_loop(sock, initial, true), log_spawn_error);
+}
+
+asio::awaitable<void> session::run() {
+  auto self = shared_from_this();
+  for (;;) {
+    if (ws_ && (fsm_.has_outbound() || fsm_.close_packet_owed() || !ws_control_.empty())) {
+      std::string out = std::move(ws_control_);
+      ws_control_.clear();
+      for (auto& [data, binary] : fsm_.take_ws_frames())
+        append_ws_frame(out, binary ? ws_opcode::binary : ws_opcode::text, data);
+      auto [ec, n] = co_await asio::async_write(*ws_, asio::buffer(out), use_tuple);
+      if (ec) fsm_.close(close_reason::transport_close);
+      continue;
+    }
+    if (fsm_.closed()) break;
+    timer_.expires_at(fsm_.next_deadline());
+    co_await timer_.async_wait(use_tuple);
+    const bool was_upgrading = fsm_.upgrading();
+    fsm_.on_timer(clock::now());
+    if (fsm_.reason() == close_reason::ping_timeout) {
+      server_.ping_timeouts_.inc();
+      core::logger("engineio")->debug("sid={} ping timeout", id());
+    }
+    if (was_upgrading && !fsm_.upgrading() && fsm_.transport() == transport_kind::polling) close_probe();
+    if (poll_waiter_ && fsm_.poll_ready()) poll_waiter_->cancel();
+  }
+  // Closed. A polling client still owed the close packet gets one more GET to fetch it.
+  if (fsm_.close_packet_owed() && fsm_.transport() == transport_kind::polling) {
+    if (poll_waiter_) poll_waiter_->cancel();
+    timer_.expires_after(server_.opts_.session.ping_timeout);
+    while (fsm_.close_packet_owed()) {
+      auto [ec] = co_await timer_.async_wait(use_tuple);
+      if (!ec) break;  // deadline: give up on it
+    }
+  }
+  if (poll_waiter_) poll_waiter_->cancel();
+  close_probe();
+  if (ws_) {
+    std::string bye;
+    append_ws_close(bye, fsm_.reason() == close_reason::parse_error ? ws_close_code::protocol_error
+                                                                     : ws_close_code::normal);
+    timer_.expires_after(std::chrono::seconds(1));
+    co_await asio::async_write(*ws_, asio::buffer(bye), use_tuple);
+    boost::system::error_code ec;
+    ws_->shutdown(tcp::socket::shutdown_both, ec);
+    ws_->close(ec);
+  }
+  finished_ = true;
+  server_.remove(id());
+  if (auto h = std::move(handler_)) h->on_close(fsm_.reason());
+}
+
+asio::awaitable<std::pair<unsigned, std::string>> session::poll_get() {
+  auto self = shared_from_this();
+  if (finished_ || (fsm_.closed() && !fsm_.close_packet_owed()))
+    co_return std::pair{400u, error_body(http_error::unknown_sid)};
+  if (fsm_.closed()) {  // the last GET of a server-closed session fetches the close packet
+    auto body = fsm_.take_polling_body();
+    wake();
+    co_return std::pair{200u, body};
+  }
+  switch (fsm_.on_poll_get()) {
+    case poll_get_result::duplicate:
+      server_.protocol_errors_.inc();
+      core::logger("engineio")->debug("sid={} closed: concurrent polling requests", id());
+      wake();
+      co_return std::pair{400u, std::string()};
+    case poll_get_result::not_polling:
+      co_return std::pair{400u, error_body(http_error::bad_request)};
+    case poll_get_result::respond_now:
+      break;
+    case poll_get_result::wait: {
+      asio::steady_timer waiter(strand_, asio::steady_timer::time_point::max());
+      poll_waiter_ = &waiter;
+      co_await waiter.async_wait(use_tuple);
+      poll_waiter_ = nullptr;
+      break;
+    }
+  }
+  auto body = fsm_.take_polling_body();
+  wake();  // the driver may be waiting for this packet to be delivered
+  co_return std::pair{200u, std::move(body)};
+}
+
+asio::awaitable<std::pair<unsigned, std::string>> session::poll_post(std::shared_ptr<std::string> body_ptr, bool binary_body,
+                                                                    bool too_large) {
+  auto self = shared_from_this();
+  const std::string& body = *body_ptr;
+  if (fsm_.closed()) co_return std::pair{400u, error_body(http_error::unknown_sid)};
+  if (too_large || binary_body) {
+    server_.protocol_errors_.inc();
+    core::logger("engineio")->debug("sid={} closed: {}", id(), too_large ? "payload too large" : "binary POST body");
+    fsm_.close(close_reason::transport_error);
+    wake();
+    co_return std::pair{too_large ? 413u : 400u, std::string()};
+  }
+  std::vector<packet> delivered;
+  auto r = fsm_.on_post(body, delivered, clock::now());
+  deliver(delivered);
+  if (r == post_result::bad_packet) {
+    server_.protocol_errors_.inc();
+    core::logger("engineio")->debug("sid={} closed: invalid packet '{}'", id(), core::log_prefix(body, 32));
+  }
+  if (r == post_result::not_polling) co_return std::pair{400u, error_body(http_error::bad_request)};
+  wake();
+  co_return std::pair{200u, std::string("ok")};
+}
+
+asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, std::shared_ptr<std::string> initial_bytes,
+                                           bool probe) {
+  auto self = shared_from_this();
+  std::string initial = std::move(*initial_bytes);
+  initial_bytes.reset();
+  websocket_decoder decoder(server_.opts_.session.max_payload);
+  std::vector<ws_message> messages;
+  std::vector<packet> delivered;
+  boost::system::error_code ec;
+  sock->non_blocking(true, ec);
+  std::string_view chunk = initial;
+  for (;;) {
+    if (chunk.empty()) {
+      auto [wec] = co_await sock->async_wait(tcp::socket::wait_read, use_tuple);
+      if (wec) {
+        core::logger("engineio")->debug("sid={} websocket wait ended: {}", id(), wec.message());
+        break;
+      }
+      const auto n = sock->read_some(asio::buffer(scratch), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+      if (ec) {
+        core::logger("engineio")->debug("sid={} websocket read ended: {}", id(), ec.message());
+        break;
+      }
+      chunk = std::string_view(scratch.data(), n);
+    }
+    auto code = decoder.feed(chunk, messages);
+    chunk = {};
+    if (!initial.empty()) {
+      initial.clear();
+      initial.shrink_to_fit();
+    }
+    for (auto& m : messages) {
+      if (fsm_.closed() && !probe) break;
+      switch (m.op) {
+        case ws_opcode::ping:
+          append_ws_frame(ws_control_, ws_opcode::pong, m.data);
+          wake();
+          break;
+        case ws_opcode::pong:
+          break;
+        case ws_opcode::close:
+          if (probe) {
+            close_probe();
+            co_return;
+          }
+          fsm_.close(close_reason::transport_close);
+          wake();
+          break;
+        default:
+          if (probe) {
+            if (sock != probe_) co_return;  // the upgrade was abandoned meanwhile
+            switch (fsm_.on_probe_frame(m.data)) {
+              case session_fsm::probe_result::reply_probe: {
+                wake();  // releases the pending GET with a noop
+                std::string frame;
+                append_ws_frame(frame, ws_opcode::text, "3probe");
+                co_await asio::async_write(*sock, asio::buffer(frame), use_tuple);
+                break;
+              }
+              case session_fsm::probe_result::upgraded:
+                server_.upgrades_.inc();
+                ws_ = std::move(probe_);
+                probe = false;
+                wake();  // flush what polling had queued, over the websocket now
+                break;
+              case session_fsm::probe_result::invalid:
+                close_probe();
+                wake();
+                co_return;
+            }
+            break;
+          }
+          if (!fsm_.on_ws_frame(m.data, m.op == ws_opcode::binary, delivered, clock::now())) {
+            server_.protocol_errors_.inc();
+            core::logger("engineio")->debug("sid={} closed: invalid packet '{}'", id(), core::log_prefix(m.data, 32));
+          }
+          deliver(delivered);
+          wake();
+          break;
+      }
+    }
+    messages.clear();
+    if (code != ws_close_code::none) {
+      server_.protocol_errors_.inc();
+      core::logger("engineio")->debug("sid={} websocket protocol error {}", id(), static_cast<int>(code));
+      if (probe) {
+        close_probe();
+        co_return;
+      }
+      fsm_.close(close_reason::transport_error);
+      append_ws_close(ws_control_, code);
+      wake();
+      break;
+    }
+    if (fsm_.closed() && !probe) break;
+  }
+  if (probe) {
+    if (sock == probe_) close_probe();
+    co_return;
+  }
+  if (!fsm_.closed()) fsm_.close(close_reason::transport_close);
+  wake();
+}
+
+// ---------------------------------------------------------------- server
+
+server::server(asio::io_context& ioc, server_options opts, core::metrics& metrics, handler_factory factory)
+    : ioc_(ioc),
+      opts_(std::move(opts)),
+      metrics_(metrics),
+      factory_(std::move(factory)),
+      opened_(metrics.get_counter("berth_engineio_sessions_opened_total", "Engine.IO sessions opened")),
+      bad_requests_(metrics.get_counter("berth_engineio_bad_requests_total", "Engine.IO requests answered 4xx")),
+      protocol_errors_(metrics.get_counter("berth_engineio_protocol_errors_total",
+                                           "Engine.IO sessions closed for a protocol violation")),
+      ping_timeouts_(metrics.get_counter("berth_engineio_ping_timeouts_total", "Engine.IO sessions closed by ping timeout")),
+      overflows_(metrics.get_counter("berth_engineio_outbound_overflows_total",
+                                     "Engine.IO sessions closed because the client did not read")),
+      upgrades_(metrics.get_counter("berth_engineio_upgrades_total", "Polling sessions upgraded to websocket")) {
+  metrics_.add_gauge("berth_engineio_sessions", "Open Engine.IO sessions",
+                     [this] { return static_cast<double>(session_count()); }, "path=\"" + opts_.path + "\"");
+}
+
+server::~server() = default;
+
+void server::attach(http::server& http) {
+  http.route_prefix(opts_.path, [this](http::request& req, http::connection_context& ctx) { return handle(req, ctx); });
+}
+
+std::size_t server::session_count() const {
+  std::lock_guard lock(mutex_);
+  return sessions_.size();
+}
+
+std::shared_ptr<session> server::find(const std::string& sid) const {
+  std::lock_guard lock(mutex_);
+  auto it = sessions_.find(sid);
+  return it == sessions_.end() ? nullptr : it->second;
+}
+
+void server::remove(const std::string& sid) {
+  std::lock_guard lock(mutex_);
+  sessions_.erase(sid);
+}
+
+void server::close_all(close_reason reason) {
+  std::vector<std::shared_ptr<session>> all;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [_, s] : sessions_) all.push_back(s);
+  }
+  for (auto& s : all) s->close(reason);
+}
+
+std::shared_ptr<session> server::create(strand_type strand, transport_kind kind, handshake_info info) {
+  info.sid = core::random_token(15);
+  auto s = std::make_shared<session>(*this, std::move(strand), kind, std::move(info));
+  {
+    std::lock_guard lock(mutex_);
+    sessions_.emplace(s->id(), s);
+  }
+  opened_.inc();
+  return s;
+}
+
+void server::add_cors(http::request& req, http::response& res) {
+  auto origin = req[bhttp::field::origin];
+  if (auto allow = opts_.cors.allow_origin_header(std::string_view(origin.data(), origin.size()))) {
+    res.set(bhttp::field::access_control_allow_origin, *allow);
+    if (*allow != "*") {
+      res.set(bhttp::field::access_control_allow_credentials, "true");
+      res.set(bhttp::field::vary, "Origin");
+    }
+  }
+}
+
+http::response server::error_response(http::request& req, unsigned status, std::optional<http_error> e) {
+  bad_requests_.inc();
+  auto res = e ? http::json_response(status, error_body(*e), req.version())
+               : http::text_response(status, "", "text/plain", req.version());
+  add_cors(req, res);
+  return res;
+}
+
+asio::awaitable<std::optional<http::response>> server::handle(http::request& req, http::connection_context& ctx) {
+  auto [path, query_text] = http::split_target(std::string_view(req.target().data(), req.target().size()));
+  if (path != opts_.path) co_return http::json_response(404, R"({"error":"not_found","message":"Not found"})");
+  handshake_info info;
+  info.query = http::parse_query(query_text);
+  info.origin = std::string(req[bhttp::field::origin]);
+  info.user_agent = std::string(req[bhttp::field::user_agent]);
+  boost::system::error_code ec;
+  auto ep = ctx.stream.socket().remote_endpoint(ec);
+  if (!ec) info.remote_address = ep.address().to_string();
+  if (auto fwd = req["x-forwarded-for"]; !fwd.empty()) info.remote_address = std::string(fwd.substr(0, fwd.find(',')));
+
+  auto host = req[bhttp::field::host];
+  if (!opts_.cors.allows(info.origin, std::string_view(host.data(), host.size()))) {
+    core::logger("engineio")->debug("origin '{}' refused", core::log_prefix(info.origin));
+    co_return error_response(req, 403, http_error::forbidden);
+  }
+  if (req.method() == bhttp::verb::options) {
+    http::response res{bhttp::status::no_content, req.version()};
+    add_cors(req, res);
+    res.set(bhttp::field::access_control_allow_methods, "GET,HEAD,PUT,PATCH,POST,DELETE");
+    if (auto h = req[bhttp::field::access_control_request_headers]; !h.empty())
+      res.set(bhttp::field::access_control_allow_headers, h);
+    res.prepare_payload();
+    co_return res;
+  }
+  auto q = [&](const char* k) -> std::string {
+    auto it = info.query.find(k);
+    return it == info.query.end() ? std::string() : it->second;
+  };
+  if (q("EIO") != "4") co_return error_response(req, 400, http_error::unsupported_protocol_version);
+  const auto transport = q("transport");
+  if (transport != "polling" && transport != "websocket") co_return error_response(req, 400, http_error::unknown_transport);
+  const auto sid = q("sid");
+  const bool upgrade = boost::beast::websocket::is_upgrade(req);
+
+  if (transport == "websocket") {
+    if (!upgrade || req.method() != bhttp::verb::get) co_return error_response(req, 400, http_error::bad_request);
+    co_return co_await handle_websocket(req, ctx, std::move(info), sid);
+  }
+  if (upgrade) co_return error_response(req, 400, http_error::bad_request);
+
+  auto reply = [&](unsigned status, std::string body, const char* type) {
+    auto res = http::text_response(status, std::move(body), type, req.version());
+    res.set(bhttp::field::cache_control, "no-store");
+    add_cors(req, res);
+    if (status >= 400) bad_requests_.inc();
+    return res;
+  };
+  if (sid.empty()) {
+    if (req.method() != bhttp::verb::get) co_return error_response(req, 400, http_error::bad_handshake_method);
+    auto strand = asio::make_strand(ioc_);
+    auto s = create(strand, transport_kind::polling, std::move(info));
+    auto body = "0" + session_fsm::handshake_json(s->id(), true, opts_.session);
+    co_await asio::co_spawn(s->strand_, session::start(s, nullptr, nullptr), asio::use_awaitable);
+    co_return reply(200, std::move(body), "text/plain; charset=UTF-8");
+  }
+  auto s = find(sid);
+  if (!s) co_return error_response(req, 400, http_error::unknown_sid);
+  if (req.method() == bhttp::verb::get) {
+    auto [status, body] = co_await asio::co_spawn(s->strand_, s->poll_get(), asio::use_awaitable);
+    if (status == 200) co_return reply(200, std::move(body), "text/plain; charset=UTF-8");
+    co_return body.empty() ? reply(status, "", "text/plain") : error_response(req, status, http_error::unknown_sid);
+  }
+  if (req.method() == bhttp::verb::post) {
+    const bool too_large = req.count("x-berth-body-too-large") > 0;
+    const auto type = req[bhttp::field::content_type];
+    const bool binary_body = type.starts_with("application/octet-stream");
+    auto [status, body] =
+        co_await asio::co_spawn(s->strand_, s->poll_post(std::make_shared<std::string>(std::move(req.body())), binary_body, too_large), asio::use_awaitable);
+    if (status == 200) co_return reply(200, std::move(body), "text/html");
+    if (body.empty()) co_return reply(status, "", "text/plain");
+    auto res = http::json_response(status, body, req.version());
+    add_cors(req, res);
+    co_return res;
+  }
+  co_return reply(500, "", "text/plain");
+}
+
+asio::awaitable<std::optional<http::response>> server::handle_websocket(http::request& req, http::connection_context& ctx,
+                                                                       handshake_info info, const std::string& sid) {
+  std::shared_ptr<session> existing;
+  if (!sid.empty()) {
+    existing = find(sid);
+    if (!existing) co_return error_response(req, 400, http_error::unknown_sid);
+  }
+  auto key = req[bhttp::field::sec_websocket_key];
+  if (key.empty() || req[bhttp::field::sec_websocket_version] != "13")
+    co_return error_response(req, 400, http_error::bad_request);
+  std::string accept = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+                       websocket_accept_key(std::string_view(key.data(), key.size())) + "\r\n\r\n";
+  auto [wec, wn] = co_await asio::async_write(ctx.stream, asio::buffer(accept), use_tuple);
+  ctx.taken = true;
+  if (wec) co_return std::nullopt;
+  // Bytes the client sent right after its handshake are already in the HTTP buffer.
+  auto initial = std::make_shared<std::string>(static_cast<const char*>(ctx.buffer.data().data()), ctx.buffer.size());
+  ctx.buffer.consume(ctx.buffer.size());
+  tcp::socket raw = ctx.stream.release_socket();
+  boost::system::error_code ec;
+  const auto protocol = raw.local_endpoint(ec).protocol();
+  if (ec) co_return std::nullopt;
+
+  if (!existing) {
+    auto* own = raw.get_executor().target<strand_type>();
+    auto s = create(own ? *own : asio::make_strand(ioc_), transport_kind::websocket, std::move(info));
+    auto sock = std::make_shared<tcp::socket>(s->strand_, protocol, raw.release());
+    co_await asio::co_spawn(s->strand_, session::start(s, sock, initial), asio::use_awaitable);
+    co_return std::nullopt;
+  }
+
+  // An upgrade probe for a polling session; it moves onto that session's strand.
+  auto sock = std::make_shared<tcp::socket>(existing->strand_, protocol, raw.release());
+  co_await asio::co_spawn(existing->strand_, session::start_probe(existing, sock, initial), asio::use_awaitable);
+  co_return std::nullopt;
+}
+
+}  // namespace berth::engineio

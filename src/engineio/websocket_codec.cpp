@@ -1,0 +1,188 @@
+#include "berth/engineio/websocket_codec.hpp"
+
+#include <openssl/sha.h>
+
+#include "berth/core/random.hpp"
+
+namespace berth::engineio {
+namespace {
+bool is_control(ws_opcode op) { return static_cast<std::uint8_t>(op) >= 8; }
+bool known_opcode(std::uint8_t op) { return op <= 2 || (op >= 8 && op <= 10); }
+}  // namespace
+
+std::size_t websocket_decoder::parse_frame(std::string_view in, std::vector<ws_message>& out, ws_close_code& err) {
+  if (in.size() < 2) return 0;
+  const auto b0 = static_cast<std::uint8_t>(in[0]);
+  const auto b1 = static_cast<std::uint8_t>(in[1]);
+  const bool fin = b0 & 0x80;
+  const std::uint8_t opcode = b0 & 0x0F;
+  const bool masked = b1 & 0x80;
+  std::uint64_t len = b1 & 0x7F;
+  std::size_t header = 2;
+  if ((b0 & 0x70) != 0 || !known_opcode(opcode) || !masked) {  // no extensions; clients must mask
+    err = ws_close_code::protocol_error;
+    return 0;
+  }
+  const auto op = static_cast<ws_opcode>(opcode);
+  if (len == 126) {
+    if (in.size() < 4) return 0;
+    len = (std::uint64_t(std::uint8_t(in[2])) << 8) | std::uint8_t(in[3]);
+    header = 4;
+  } else if (len == 127) {
+    if (in.size() < 10) return 0;
+    len = 0;
+    for (int i = 0; i < 8; ++i) len = (len << 8) | std::uint8_t(in[2 + static_cast<std::size_t>(i)]);
+    header = 10;
+  }
+  if (is_control(op) && (len > 125 || !fin)) {
+    err = ws_close_code::protocol_error;
+    return 0;
+  }
+  // Reject oversize before buffering it: the bound must hold for partial frames too.
+  const std::uint64_t already = in_message_ && !is_control(op) ? message_.size() : 0;
+  if (len > max_message_ || already + len > max_message_) {
+    err = ws_close_code::too_big;
+    return 0;
+  }
+  header += 4;
+  if (in.size() < header + len) return 0;
+  const char* mask = in.data() + header - 4;
+  std::string payload(in.substr(header, static_cast<std::size_t>(len)));
+  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(payload[i] ^ mask[i & 3]);
+
+  if (is_control(op)) {
+    if (op == ws_opcode::close && payload.size() == 1) {
+      err = ws_close_code::protocol_error;
+      return 0;
+    }
+    out.push_back({op, std::move(payload)});
+  } else if (op == ws_opcode::continuation) {
+    if (!in_message_) {
+      err = ws_close_code::protocol_error;
+      return 0;
+    }
+    message_ += payload;
+    if (fin) {
+      if (message_op_ == ws_opcode::text && !is_valid_utf8(message_)) {
+        err = ws_close_code::invalid_payload;
+        return 0;
+      }
+      out.push_back({message_op_, std::move(message_)});
+      message_ = {};
+      in_message_ = false;
+    }
+  } else {
+    if (in_message_) {  // a new data frame inside a fragmented message
+      err = ws_close_code::protocol_error;
+      return 0;
+    }
+    if (fin) {
+      if (op == ws_opcode::text && !is_valid_utf8(payload)) {
+        err = ws_close_code::invalid_payload;
+        return 0;
+      }
+      out.push_back({op, std::move(payload)});
+    } else {
+      in_message_ = true;
+      message_op_ = op;
+      message_ = std::move(payload);
+    }
+  }
+  return header + static_cast<std::size_t>(len);
+}
+
+ws_close_code websocket_decoder::feed(std::string_view bytes, std::vector<ws_message>& out) {
+  // Fast path: nothing buffered, parse straight from the caller's buffer.
+  std::string_view in = bytes;
+  if (!pending_.empty()) {
+    pending_.append(bytes);
+    in = pending_;
+  }
+  std::size_t used = 0;
+  ws_close_code err = ws_close_code::none;
+  while (used < in.size()) {
+    auto n = parse_frame(in.substr(used), out, err);
+    if (err != ws_close_code::none) return err;
+    if (n == 0) break;
+    used += n;
+  }
+  if (pending_.empty()) {
+    if (used < in.size()) pending_.assign(in.substr(used));
+  } else {
+    pending_.erase(0, used);
+    if (pending_.empty()) pending_.shrink_to_fit();  // release memory of idle connections
+  }
+  return ws_close_code::none;
+}
+
+void append_ws_frame(std::string& out, ws_opcode op, std::string_view payload) {
+  out += static_cast<char>(0x80 | static_cast<std::uint8_t>(op));
+  const auto n = payload.size();
+  if (n < 126) {
+    out += static_cast<char>(n);
+  } else if (n <= 0xFFFF) {
+    out += static_cast<char>(126);
+    out += static_cast<char>((n >> 8) & 0xFF);
+    out += static_cast<char>(n & 0xFF);
+  } else {
+    out += static_cast<char>(127);
+    for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((std::uint64_t(n) >> shift) & 0xFF);
+  }
+  out.append(payload);
+}
+
+void append_ws_close(std::string& out, ws_close_code code, std::string_view reason) {
+  std::string payload;
+  const auto c = static_cast<std::uint16_t>(code);
+  payload += static_cast<char>(c >> 8);
+  payload += static_cast<char>(c & 0xFF);
+  payload.append(reason.substr(0, 120));
+  append_ws_frame(out, ws_opcode::close, payload);
+}
+
+std::string websocket_accept_key(std::string_view client_key) {
+  std::string s(client_key);
+  s += "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(s.data()), s.size(), digest);
+  return core::base64_encode(std::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
+}
+
+bool is_valid_utf8(std::string_view s) noexcept {
+  std::size_t i = 0;
+  const auto n = s.size();
+  while (i < n) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len;
+    std::uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+}  // namespace berth::engineio

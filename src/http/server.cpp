@@ -1,0 +1,187 @@
+#include "berth/http/server.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/http.hpp>
+
+#include "berth/core/logging.hpp"
+
+namespace berth::http {
+
+namespace bhttp = beast::http;
+using asio::use_awaitable;
+constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+response json_response(unsigned status, const std::string& body, unsigned version) {
+  response res{static_cast<bhttp::status>(status), version};
+  res.set(bhttp::field::content_type, "application/json");
+  res.set(bhttp::field::cache_control, "no-store");
+  res.body() = body;
+  res.prepare_payload();
+  return res;
+}
+
+response text_response(unsigned status, std::string body, std::string content_type, unsigned version) {
+  response res{static_cast<bhttp::status>(status), version};
+  res.set(bhttp::field::content_type, content_type);
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+server::server(asio::io_context& ioc, server_options opts, core::metrics& metrics)
+    : ioc_(ioc),
+      opts_(std::move(opts)),
+      metrics_(metrics),
+      acceptor_(ioc),
+      slot_freed_(std::make_shared<asio::steady_timer>(ioc)),
+      paused_(metrics.get_counter("berth_http_accept_paused_total",
+                                  "Times accepting paused because MAX_CONNECTIONS was reached")),
+      bad_requests_(metrics.get_counter("berth_http_bad_requests_total", "Malformed or oversized HTTP requests")) {
+  metrics_.add_gauge("berth_http_connections", "Open TCP connections",
+                     [this] { return static_cast<double>(open_.load()); });
+}
+
+server::~server() = default;
+
+void server::route(std::string method, std::string path, handler h) {
+  routes_.push_back({std::move(method), std::move(path), std::move(h)});
+}
+
+void server::route_prefix(std::string prefix, raw_handler h) { prefixes_.push_back({std::move(prefix), std::move(h)}); }
+
+std::uint16_t server::listen() {
+  tcp::endpoint ep{asio::ip::make_address(opts_.host), opts_.port};
+  acceptor_.open(ep.protocol());
+  acceptor_.set_option(asio::socket_base::reuse_address(true));
+  acceptor_.bind(ep);
+  acceptor_.listen(asio::socket_base::max_listen_connections);
+  return acceptor_.local_endpoint().port();
+}
+
+void server::start() { asio::co_spawn(ioc_, accept_loop(), asio::detached); }
+
+void server::stop() {
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+  slot_freed_->cancel();
+}
+
+asio::awaitable<void> server::accept_loop() {
+  auto log = core::logger("http");
+  while (acceptor_.is_open()) {
+    if (open_.load() >= opts_.max_connections) {
+      // Stop accepting (the kernel backlog holds new clients) until a connection closes.
+      paused_.inc();
+      log->warn("MAX_CONNECTIONS={} reached: accepting paused", opts_.max_connections);
+      while (open_.load() >= opts_.max_connections && acceptor_.is_open()) {
+        slot_freed_->expires_after(std::chrono::seconds(1));
+        co_await slot_freed_->async_wait(as_tuple_awaitable);
+      }
+      continue;
+    }
+    auto [ec, socket] = co_await acceptor_.async_accept(asio::make_strand(ioc_), as_tuple_awaitable);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) break;
+      // EMFILE and friends: back off briefly instead of spinning.
+      log->warn("accept failed: {}", ec.message());
+      asio::steady_timer t(ioc_, std::chrono::milliseconds(50));
+      co_await t.async_wait(as_tuple_awaitable);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    ++open_;
+    auto ex = socket.get_executor();
+    asio::co_spawn(ex, serve(std::move(socket)), [this](std::exception_ptr e) {
+      if (open_.fetch_sub(1) >= opts_.max_connections) slot_freed_->cancel();
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          core::logger("http")->error("connection failed: {}", ex.what());
+        }
+      }
+    });
+  }
+}
+
+asio::awaitable<response> server::dispatch(request& req, connection_context& ctx, bool& handled_raw) {
+  auto [path, query] = split_target(std::string_view(req.target().data(), req.target().size()));
+  for (auto& p : prefixes_) {
+    if (path.substr(0, p.prefix.size()) == p.prefix) {
+      auto res = co_await p.h(req, ctx);
+      if (!res) {
+        handled_raw = true;
+        co_return response{};
+      }
+      co_return std::move(*res);
+    }
+  }
+  bool path_known = false;
+  const std::string method(req.method_string());
+  for (auto& r : routes_) {
+    if (r.path != path) continue;
+    path_known = true;
+    if (r.method == method || (method == "HEAD" && r.method == "GET")) co_return co_await r.h(req);
+  }
+  if (path_known) {
+    auto res = json_response(405, R"({"error":"method_not_allowed","message":"Method not allowed"})", req.version());
+    co_return res;
+  }
+  co_return json_response(404, R"({"error":"not_found","message":"Not found"})", req.version());
+}
+
+asio::awaitable<void> server::serve(tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  connection_context ctx{stream, buffer};
+  for (;;) {
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(opts_.header_limit));
+    parser.body_limit(opts_.body_limit);
+    stream.expires_after(opts_.idle_timeout);
+    auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, as_tuple_awaitable);
+    if (ec) {
+      if (ec == bhttp::error::end_of_stream || ec == asio::error::eof || ec == beast::error::timeout ||
+          ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
+        break;
+      bad_requests_.inc();
+      const bool too_big = ec == bhttp::error::body_limit || ec == bhttp::error::header_limit ||
+                           ec == bhttp::error::buffer_overflow;
+      core::logger("http")->debug("bad request: {}", ec.message());
+      // Let the engine.io route see oversized bodies for its session (it must close that session).
+      if (ec == bhttp::error::body_limit && parser.is_header_done()) {
+        auto& req = parser.get();
+        req.set("x-berth-body-too-large", "1");
+        req.body().clear();
+        bool raw = false;
+        auto res = co_await dispatch(req, ctx, raw);
+        (void)res;
+      }
+      auto res = too_big ? text_response(413, "", "text/plain") : text_response(400, "", "text/plain");
+      res.keep_alive(false);
+      stream.expires_after(std::chrono::seconds(5));
+      co_await bhttp::async_write(stream, res, as_tuple_awaitable);
+      break;
+    }
+    auto req = parser.release();
+    const bool keep_alive = req.keep_alive();
+    bool handled_raw = false;
+    stream.expires_never();
+    auto res = co_await dispatch(req, ctx, handled_raw);
+    if (ctx.taken) co_return;  // the socket now belongs to a websocket session
+    if (handled_raw) break;
+    res.keep_alive(keep_alive);
+    stream.expires_after(std::chrono::seconds(30));
+    auto [wec, wn] = co_await bhttp::async_write(stream, res, as_tuple_awaitable);
+    if (wec || !keep_alive) break;
+  }
+  beast::error_code ec;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+}  // namespace berth::http

@@ -1,0 +1,306 @@
+#include "berth/socketio/server.hpp"
+
+#include <set>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "berth/core/logging.hpp"
+#include "berth/core/random.hpp"
+
+namespace berth::socketio {
+
+namespace asio = boost::asio;
+
+namespace {
+const char* disconnect_reason(engineio::close_reason r) {
+  switch (r) {
+    case engineio::close_reason::ping_timeout: return "ping timeout";
+    case engineio::close_reason::parse_error: return "parse error";
+    case engineio::close_reason::transport_error: return "transport error";
+    case engineio::close_reason::server_close: return "server namespace disconnect";
+    case engineio::close_reason::server_shutdown: return "server shutting down";
+    case engineio::close_reason::outbound_overflow: return "transport error";
+    default: return "transport close";
+  }
+}
+}  // namespace
+
+// One Engine.IO session's Socket.IO state: its decoder and the namespaces it joined.
+class connection : public engineio::session_handler {
+ public:
+  connection(server& srv, std::shared_ptr<engineio::session> s) : server_(srv), session_(*s), weak_(s) {
+    connect_timer_ = std::make_unique<asio::steady_timer>(session_.strand(), srv.opts_.connect_timeout);
+    connect_timer_->async_wait([alive = alive_, this](boost::system::error_code ec) {
+      if (ec || !*alive || !sockets_.empty() || !connecting_.empty()) return;
+      server_.connect_timeouts_.inc();
+      core::logger("socketio")->debug("sid={} closed: no CONNECT within {} ms", session_.id(),
+                                      server_.opts_.connect_timeout.count());
+      session_.close();
+    });
+  }
+  ~connection() override { *alive_ = false; }
+
+  void send(const packet& p) {
+    auto enc = encode(p);
+    session_.send_on_strand(engineio::packet{engineio::packet_type::message, std::move(enc.text), false});
+    for (auto& a : enc.attachments)
+      session_.send_on_strand(engineio::packet{engineio::packet_type::message, std::move(a), true});
+  }
+
+  void on_message(engineio::packet&& p) override {
+    auto st = p.binary ? decoder_.feed_binary(std::move(p.data)) : decoder_.feed_text(p.data);
+    if (st == decoder::status::need_binary) return;
+    if (st == decoder::status::error) return fail(to_string(decoder_.error()), p.binary ? std::string_view{} : p.data);
+    handle(decoder_.take());
+  }
+
+  void on_close(engineio::close_reason r) override {
+    auto reason = disconnect_reason(r);
+    auto sockets = std::move(sockets_);
+    sockets_.clear();
+    server_.sockets_ -= sockets.size();
+    for (auto& [_, s] : sockets) s->handle_disconnect(reason);
+  }
+
+  void remove(const std::string& nsp) {
+    if (sockets_.erase(nsp)) --server_.sockets_;
+  }
+  engineio::session& session() { return session_; }
+
+ private:
+  void fail(const char* why, std::string_view raw) {
+    server_.protocol_errors_.inc();
+    core::logger("socketio")->debug("sid={} closed: {} '{}'", session_.id(), why, core::log_prefix(raw, 32));
+    session_.close(engineio::close_reason::parse_error);
+  }
+
+  void handle(packet p) {
+    if (p.type == packet_type::connect) return handle_connect(std::move(p));
+    auto it = sockets_.find(p.nsp);
+    if (it == sockets_.end()) {
+      // DISCONNECT/ACK for a namespace that is (still) connecting are dropped; anything else
+      // before CONNECT is a protocol violation, as in socket.io.
+      if (connecting_.count(p.nsp) && p.type != packet_type::event && p.type != packet_type::binary_event) return;
+      return fail("packet for a namespace not joined", p.nsp);
+    }
+    auto sock = it->second;
+    switch (p.type) {
+      case packet_type::disconnect:
+        remove(p.nsp);
+        sock->handle_disconnect("client namespace disconnect");
+        break;
+      case packet_type::event:
+      case packet_type::binary_event:
+        dispatch_event(sock, std::move(p));
+        break;
+      case packet_type::ack:
+      case packet_type::binary_ack: {
+        if (!p.id) break;  // an ack without id is ignored, as the reference does
+        auto a = sock->acks_.find(*p.id);
+        if (a == sock->acks_.end()) break;
+        auto pending = std::move(a->second);
+        sock->acks_.erase(a);
+        if (pending.timer) pending.timer->cancel();
+        if (pending.done) pending.done(std::move(p.data));
+        break;
+      }
+      default:
+        fail("unexpected packet type from client", {});
+    }
+  }
+
+  void dispatch_event(const std::shared_ptr<socket>& sock, packet p) {
+    json args = std::move(p.data);
+    json name = std::move(args[0]);
+    args.erase(args.begin());
+    socket::ack_fn ack;
+    if (p.id) {
+      ack = [weak = std::weak_ptr<socket>(sock), id = *p.id, nsp = p.nsp, used = std::make_shared<bool>(false)](json reply) {
+        auto s = weak.lock();
+        if (!s || *used) return;  // an ack is sent at most once
+        *used = true;
+        if (!reply.is_array()) reply = json::array({std::move(reply)});
+        packet a{packet_type::ack, nsp, id, std::move(reply)};
+        if (s->strand_.running_in_this_thread())
+          s->send_packet(std::move(a));
+        else
+          asio::dispatch(s->strand_, [s, a = std::move(a)]() mutable { s->send_packet(std::move(a)); });
+      };
+    }
+    const std::string event = name.is_string() ? name.get<std::string>() : name.dump();
+    auto h = sock->handlers_.find(event);
+    if (h != sock->handlers_.end()) {
+      h->second(std::move(args), std::move(ack));
+    } else if (sock->any_) {
+      sock->any_(event, std::move(args), std::move(ack));
+    }
+  }
+
+  void handle_connect(packet p) {
+    auto ns = server_.namespaces_.find(p.nsp);
+    if (ns == server_.namespaces_.end()) {
+      server_.invalid_namespace_.inc();
+      core::logger("socketio")->debug("sid={} invalid namespace '{}'", session_.id(), core::log_prefix(p.nsp));
+      send(packet{packet_type::connect_error, p.nsp, std::nullopt, json{{"message", "Invalid namespace"}}});
+      return;
+    }
+    if (sockets_.count(p.nsp) || connecting_.count(p.nsp)) return fail("duplicate CONNECT", p.nsp);
+    connect_timer_.reset();
+    json auth = p.has_data() ? std::move(p.data) : json::object();
+    auto sock = std::make_shared<socket>(weak_, this, p.nsp, std::move(auth));
+    namespace_* nsp = ns->second.get();
+    connecting_.insert(p.nsp);
+    if (nsp->middlewares_.empty()) return finish_connect(nsp, sock, std::nullopt);
+    asio::co_spawn(
+        session_.strand(),
+        run_middlewares(nsp, sock),
+        [this, alive = alive_, nsp, sock](std::exception_ptr e, std::optional<connect_error> err) {
+          if (!*alive) return;
+          if (e) {
+            core::logger("socketio")->error("sid={} connection middleware failed", session_.id());
+            err = connect_error{"Internal server error", json{{"code", "INTERNAL"}}};
+          }
+          finish_connect(nsp, sock, std::move(err));
+        });
+  }
+
+  // A static coroutine, not a capturing lambda (C++ Core Guidelines CP.51).
+  static asio::awaitable<std::optional<connect_error>> run_middlewares(namespace_* nsp, std::shared_ptr<socket> sock) {
+    for (auto& m : nsp->middlewares_)
+      if (auto err = co_await m(sock)) co_return err;
+    co_return std::nullopt;
+  }
+
+  void finish_connect(namespace_* nsp, std::shared_ptr<socket> sock, std::optional<connect_error> err) {
+    connecting_.erase(sock->nsp());
+    if (err) {
+      server_.connect_rejected_.inc();
+      json payload{{"message", err->message}};
+      if (!err->data.is_discarded()) payload["data"] = err->data;
+      send(packet{packet_type::connect_error, sock->nsp(), std::nullopt, std::move(payload)});
+      return;
+    }
+    if (session_.is_closed()) return;
+    sock->connected_ = true;
+    ++server_.sockets_;
+    sockets_[sock->nsp()] = sock;
+    send(packet{packet_type::connect, sock->nsp(), std::nullopt, json{{"sid", sock->id()}}});
+    for (auto& fn : nsp->on_connection_) fn(sock);
+  }
+
+  server& server_;
+  engineio::session& session_;
+  std::weak_ptr<engineio::session> weak_;
+  decoder decoder_;
+  std::map<std::string, std::shared_ptr<socket>> sockets_;
+  std::set<std::string> connecting_;
+  std::unique_ptr<asio::steady_timer> connect_timer_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// ---------------------------------------------------------------- socket
+
+socket::socket(std::weak_ptr<engineio::session> session, connection* conn, std::string nsp, json auth)
+    : id_(core::random_token(15)),
+      nsp_(std::move(nsp)),
+      auth_(std::move(auth)),
+      session_(session),
+      strand_(session.lock()->strand()),
+      conn_(conn) {
+  handshake_ = session.lock()->info();
+}
+
+void socket::send_packet(packet p) {
+  if (connected_ && conn_) conn_->send(p);
+}
+
+void socket::emit(const std::string& event, json args) {
+  if (!args.is_array()) args = json::array({std::move(args)});
+  args.insert(args.begin(), event);
+  packet p{packet_type::event, nsp_, std::nullopt, std::move(args)};
+  if (strand_.running_in_this_thread()) return send_packet(std::move(p));
+  asio::dispatch(strand_, [self = shared_from_this(), p = std::move(p)]() mutable { self->send_packet(std::move(p)); });
+}
+
+void socket::emit_with_ack(const std::string& event, json args, std::chrono::milliseconds timeout,
+                           std::function<void(std::optional<json>)> done) {
+  if (!args.is_array()) args = json::array({std::move(args)});
+  args.insert(args.begin(), event);
+  asio::dispatch(strand_, [self = shared_from_this(), args = std::move(args), timeout, done = std::move(done)]() mutable {
+    if (!self->connected_) {
+      if (done) done(std::nullopt);
+      return;
+    }
+    const auto id = self->next_ack_id_++;
+    auto timer = std::make_shared<asio::steady_timer>(self->strand_, timeout);
+    self->acks_[id] = pending_ack{std::move(done), timer};
+    timer->async_wait([weak = std::weak_ptr<socket>(self), id](boost::system::error_code ec) {
+      auto s = weak.lock();
+      if (ec || !s) return;
+      auto it = s->acks_.find(id);
+      if (it == s->acks_.end()) return;
+      auto cb = std::move(it->second.done);
+      s->acks_.erase(it);
+      if (cb) cb(std::nullopt);
+    });
+    self->send_packet(packet{packet_type::event, self->nsp_, id, std::move(args)});
+  });
+}
+
+void socket::disconnect(bool close_connection) {
+  asio::dispatch(strand_, [self = shared_from_this(), close_connection] {
+    if (!self->connected_) return;
+    self->send_packet(packet{packet_type::disconnect, self->nsp_, std::nullopt, json(json::value_t::discarded)});
+    auto* conn = self->conn_;
+    conn->remove(self->nsp_);
+    self->handle_disconnect("server namespace disconnect");
+    if (close_connection) conn->session().close();
+  });
+}
+
+void socket::handle_disconnect(const std::string& reason) {
+  if (!connected_) return;
+  connected_ = false;
+  conn_ = nullptr;
+  for (auto& [_, a] : acks_) {
+    if (a.timer) a.timer->cancel();
+    if (a.done) a.done(std::nullopt);
+  }
+  acks_.clear();
+  auto handlers = std::move(disconnect_handlers_);
+  for (auto& fn : handlers) fn(reason);
+  handlers_.clear();  // break reference cycles through captured sockets
+  any_ = nullptr;
+}
+
+// ---------------------------------------------------------------- server
+
+server::server(server_options opts, core::metrics& metrics)
+    : opts_(opts),
+      protocol_errors_(metrics.get_counter("berth_socketio_protocol_errors_total",
+                                           "Socket.IO connections closed for a malformed packet")),
+      invalid_namespace_(metrics.get_counter("berth_socketio_invalid_namespace_total",
+                                             "CONNECT to an unknown namespace")),
+      connect_rejected_(metrics.get_counter("berth_socketio_connect_rejected_total",
+                                            "CONNECT refused by middleware (CONNECT_ERROR)")),
+      connect_timeouts_(metrics.get_counter("berth_socketio_connect_timeouts_total",
+                                            "Connections closed without a CONNECT")) {
+  metrics.add_gauge("berth_socketio_sockets", "Connected Socket.IO sockets",
+                    [this] { return static_cast<double>(sockets_.load()); });
+}
+
+namespace_& server::of(const std::string& name) {
+  auto& slot = namespaces_[name];
+  if (!slot) slot = std::make_unique<namespace_>(name);
+  return *slot;
+}
+
+engineio::server::handler_factory server::handler_factory() {
+  return [this](std::shared_ptr<engineio::session> s) -> std::unique_ptr<engineio::session_handler> {
+    return std::make_unique<connection>(*this, std::move(s));
+  };
+}
+
+}  // namespace berth::socketio
