@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "berth/conformance/handlers.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/engineio/server.hpp"
 #include "berth/socketio/server.hpp"
@@ -27,32 +28,6 @@ class echo_handler : public engineio::session_handler {
   engineio::session& session_;
 };
 
-void register_main_namespace(socketio::server& io) {
-  io.of("/").on_connection([](std::shared_ptr<socketio::socket> s) {
-    s->emit("auth", json::array({s->auth()}));
-    s->on("message", [s](json args, socketio::socket::ack_fn) { s->emit("message-back", std::move(args)); });
-    s->on("message-with-ack", [](json args, socketio::socket::ack_fn ack) {
-      if (ack) ack(std::move(args));
-    });
-    s->on("get-handshake", [s](json, socketio::socket::ack_fn ack) {
-      if (!ack) return;
-      json query = json::object();
-      for (const auto& [k, v] : s->handshake().query) query[k] = v;
-      ack(json::array({json{{"query", query}, {"auth", s->auth()}}}));
-    });
-    s->on("request-server-ack", [s](json args, socketio::socket::ack_fn ack) {
-      json payload = args.empty() ? json() : args[0];
-      s->emit_with_ack("ack-me", json::array({payload}), std::chrono::seconds(2),
-                       [ack](std::optional<json> reply) {
-                         if (!ack) return;
-                         if (!reply) return ack(json::array({json{{"error", "timeout"}}}));
-                         ack(json::array({json{{"reply", reply->empty() ? json() : (*reply)[0]}}}));
-                       });
-    });
-    s->on("force-disconnect", [s](json, socketio::socket::ack_fn) { s->disconnect(true); });
-  });
-  io.of("/custom").on_connection([](std::shared_ptr<socketio::socket> s) { s->emit("auth", json::array({s->auth()})); });
-}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -72,7 +47,8 @@ int main(int argc, char** argv) {
     return std::make_unique<echo_handler>(std::move(s));
   });
   socketio::server io({.connect_timeout = std::chrono::milliseconds(1000)}, metrics);
-  register_main_namespace(io);
+  conformance::register_echo_handlers(io.of("/"));
+  io.of("/custom").on_connection([](std::shared_ptr<socketio::socket> s) { s->emit("auth", json::array({s->auth()})); });
   eio_opts.path = "/socket.io/";
   engineio::server sio(ioc, eio_opts, metrics, io.handler_factory());
   raw.attach(http);

@@ -205,6 +205,13 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"THREADS", integer<unsigned>(&config::threads, 1, 256)},
       {"STATIC_DIR", text(&config::static_dir)},
       {"CLIENT_BUNDLE_DIR", text(&config::client_bundle_dir)},
+      {"DIAGNOSTICS_NAMESPACE",
+       [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+         if (v.size() < 2 || v.front() != '/') return config_error{name, v, "a namespace such as /diagnostics"};
+         c.diagnostics_namespace = v;
+         return std::nullopt;
+       }},
+      {"SHUTDOWN_GRACE_MS", millis(&config::shutdown_grace, 0, 600'000)},
   };
   return table;
 }

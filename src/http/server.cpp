@@ -52,6 +52,8 @@ void server::route(std::string method, std::string path, handler h) {
   routes_.push_back({std::move(method), std::move(path), std::move(h)});
 }
 
+void server::fallback(std::function<std::optional<response>(request&)> h) { fallback_ = std::move(h); }
+
 void server::route_prefix(std::string prefix, raw_handler h) { prefixes_.push_back({std::move(prefix), std::move(h)}); }
 
 std::uint16_t server::listen() {
@@ -111,6 +113,15 @@ asio::awaitable<void> server::accept_loop() {
 
 asio::awaitable<response> server::dispatch(request& req, connection_context& ctx, bool& handled_raw) {
   auto [path, query] = split_target(std::string_view(req.target().data(), req.target().size()));
+  // Exact routes first, so e.g. /socket.io/socket.io.js is served beside the /socket.io/ endpoint.
+  bool path_known = false;
+  const std::string method(req.method_string());
+  for (auto& r : routes_) {
+    if (r.path != path) continue;
+    path_known = true;
+    if (r.method == method || (method == "HEAD" && r.method == "GET")) co_return co_await r.h(req);
+  }
+  if (path_known) co_return json_response(405, R"({"error":"method_not_allowed","message":"Method not allowed"})", req.version());
   for (auto& p : prefixes_) {
     if (path.substr(0, p.prefix.size()) == p.prefix) {
       auto res = co_await p.h(req, ctx);
@@ -121,16 +132,8 @@ asio::awaitable<response> server::dispatch(request& req, connection_context& ctx
       co_return std::move(*res);
     }
   }
-  bool path_known = false;
-  const std::string method(req.method_string());
-  for (auto& r : routes_) {
-    if (r.path != path) continue;
-    path_known = true;
-    if (r.method == method || (method == "HEAD" && r.method == "GET")) co_return co_await r.h(req);
-  }
-  if (path_known) {
-    auto res = json_response(405, R"({"error":"method_not_allowed","message":"Method not allowed"})", req.version());
-    co_return res;
+  if (fallback_ && (req.method() == beast::http::verb::get || req.method() == beast::http::verb::head)) {
+    if (auto res = fallback_(req)) co_return std::move(*res);
   }
   co_return json_response(404, R"({"error":"not_found","message":"Not found"})", req.version());
 }

@@ -67,6 +67,8 @@ struct config {
   unsigned threads = 1;
   std::string static_dir;   // chat UI files; empty: built-in default path
   std::string client_bundle_dir;  // socket.io-client dist/ folder
+  std::string diagnostics_namespace;  // e.g. "/diagnostics": echo/ack/binary handlers for e2e tests; empty = off
+  std::chrono::milliseconds shutdown_grace{5000};
 };
 
 // One line that names the variable, the value and what is allowed.

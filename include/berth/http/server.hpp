@@ -57,6 +57,8 @@ class server {
   void route(std::string method, std::string path, handler h);
   // Prefix routes see requests whose target path starts with `prefix`; body limit may differ.
   void route_prefix(std::string prefix, raw_handler h);
+  // Last resort for GET/HEAD (static files); nullopt falls through to 404.
+  void fallback(std::function<std::optional<response>(request&)> h);
 
   // Binds and listens; throws on failure (start-up error). Returns the bound port.
   std::uint16_t listen();
@@ -85,6 +87,7 @@ class server {
   tcp::acceptor acceptor_;
   std::vector<route_entry> routes_;
   std::vector<prefix_entry> prefixes_;
+  std::function<std::optional<response>(request&)> fallback_;
   std::atomic<std::size_t> open_{0};
   std::shared_ptr<asio::steady_timer> slot_freed_;  // wakes a paused accept loop
   core::counter& paused_;

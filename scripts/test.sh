@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Runs Berth's whole test suite: unit (also under ASan/UBSan), integration (real redis-server,
+# dockerd, nginx), the official Engine.IO/Socket.IO conformance suites, end-to-end tests with the
+# official socket.io-client, browser tests (Chromium + playwright-core) and the compose deployment.
+# Prerequisite: scripts/install.sh has run. Exit code 0 only if every suite passed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PRESET=${BERTH_PRESET:-release}
+BUILD="$ROOT/build/$PRESET"
+export BERTH_BUILD_DIR="$BUILD" BERTH_REQUIRE_DOCKER=1
+ARTIFACTS="$ROOT/tests/e2e/artifacts"
+mkdir -p "$ARTIFACTS"
+passed=0 failed=0 failed_names=()
+
+step() {  # step NAME COMMAND...: runs one suite, records its outcome, never aborts the run
+  local name=$1; shift
+  printf '\n==================== %s\n' "$name"
+  local t0=$SECONDS
+  if "$@"; then passed=$((passed + 1)); echo "---- $name: ok ($((SECONDS - t0)) s)";
+  else failed=$((failed + 1)); failed_names+=("$name"); echo "---- $name: FAILED ($((SECONDS - t0)) s)"; fi
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts a server command in the background and waits until PORT answers; sets SERVER_PID.
+start_server() {  # start_server PORT LOGFILE COMMAND...
+  local port=$1 logfile=$2; shift 2
+  "$@" >"$logfile" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "server did not start; log:" >&2; tail -20 "$logfile" >&2; return 1
+}
+stop_server() { [ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null; wait "${SERVER_PID:-}" 2>/dev/null; SERVER_PID=; }
+
+build() {
+  cmake --preset "$PRESET" >/dev/null && cmake --build --preset "$PRESET"
+}
+
+unit_tests() { ctest --test-dir "$BUILD" -L unit --output-on-failure -j2 --timeout 120; }
+
+sanitized_unit_tests() {
+  cmake --preset asan-ubsan >/dev/null && cmake --build --preset asan-ubsan --target unit_tests &&
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+      ctest --test-dir "$ROOT/build/asan-ubsan" -L unit --output-on-failure -j2 --timeout 300
+}
+
+integration_tests() {
+  bash scripts/services.sh docker || return 1
+  ctest --test-dir "$BUILD" -L integration --output-on-failure --timeout 600
+}
+
+conformance() {
+  local port; port=$(free_port)
+  start_server "$port" "$ARTIFACTS/conformance-server.log" "$BUILD/src/conformance/berth-conformance-server" "$port" || return 1
+  ../shared/conformance/run.sh 127.0.0.1 "$port"
+  local rc=$?
+  stop_server
+  return $rc
+}
+
+e2e_socketio() {
+  [ -x tests/e2e/socketio/run.sh ] || { echo "tests/e2e/socketio/run.sh missing"; return 1; }
+  BERTH_E2E_SERVER_CMD="env DIAGNOSTICS_NAMESPACE=/diagnostics ENABLE_CONTAINER_POOL=false $BUILD/src/app/berth" \
+    BERTH_E2E_NAMESPACE=/diagnostics tests/e2e/socketio/run.sh
+}
+
+step build build || { echo "build failed"; echo "suites: 0 passed, 1 failed"; exit 1; }
+step unit unit_tests
+step "unit (asan+ubsan)" sanitized_unit_tests
+step integration integration_tests
+step conformance conformance
+step "e2e socket.io-client" e2e_socketio
+[ -x tests/e2e/browser/run.sh ] && step "browser (chromium)" tests/e2e/browser/run.sh
+[ "${BERTH_DEPLOY_TESTS:-1}" = "1" ] && [ -x tests/deploy/compose_e2e.sh ] && step "compose deployment" tests/deploy/compose_e2e.sh
+
+leftover=$(docker ps -aq --filter label=berth.test=1 2>/dev/null | wc -l)
+if [ "$leftover" -gt 0 ]; then
+  echo "test containers left behind: $leftover"; failed=$((failed + 1)); failed_names+=("container cleanup")
+  docker rm -f $(docker ps -aq --filter label=berth.test=1) >/dev/null 2>&1
+fi
+echo
+[ ${#failed_names[@]} -gt 0 ] && echo "failed suites: ${failed_names[*]}"
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,114 @@
+#include <gtest/gtest.h>
+
+#include "berth/engineio/websocket_codec.hpp"
+
+using namespace berth::engineio;
+
+namespace {
+// A masked client frame, as browsers send them.
+std::string client_frame(ws_opcode op, std::string_view payload, bool fin = true, std::string mask = "\x11\x22\x33\x44") {
+  std::string f;
+  f += static_cast<char>((fin ? 0x80 : 0) | static_cast<int>(op));
+  auto n = payload.size();
+  if (n < 126) {
+    f += static_cast<char>(0x80 | n);
+  } else if (n <= 0xFFFF) {
+    f += static_cast<char>(0x80 | 126);
+    f += static_cast<char>(n >> 8);
+    f += static_cast<char>(n & 0xFF);
+  } else {
+    f += static_cast<char>(0x80 | 127);
+    for (int s = 56; s >= 0; s -= 8) f += static_cast<char>((std::uint64_t(n) >> s) & 0xFF);
+  }
+  f += mask;
+  for (std::size_t i = 0; i < n; ++i) f += static_cast<char>(payload[i] ^ mask[i & 3]);
+  return f;
+}
+}  // namespace
+
+TEST(websocket_codec, accept_key_matches_rfc6455_example) {
+  EXPECT_EQ(websocket_accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
+
+TEST(websocket_codec, decodes_every_byte_split) {
+  std::string big(70000, 'x');
+  std::string stream = client_frame(ws_opcode::text, "4hello") + client_frame(ws_opcode::binary, std::string("\x01\x02", 2)) +
+                       client_frame(ws_opcode::text, "4frag", false) + client_frame(ws_opcode::ping, "p") +
+                       client_frame(ws_opcode::continuation, "ment") + client_frame(ws_opcode::text, big) +
+                       client_frame(ws_opcode::text, std::string(300, 'y'));
+  for (std::size_t split = 0; split <= stream.size(); split += (split < 400 ? 1 : 997)) {
+    websocket_decoder d(1000000);
+    std::vector<ws_message> out;
+    ASSERT_EQ(d.feed(std::string_view(stream).substr(0, split), out), ws_close_code::none);
+    ASSERT_EQ(d.feed(std::string_view(stream).substr(split), out), ws_close_code::none);
+    ASSERT_EQ(out.size(), 6u) << "split " << split;
+    EXPECT_EQ(out[0].data, "4hello");
+    EXPECT_EQ(out[1].op, ws_opcode::binary);
+    EXPECT_EQ(out[2].op, ws_opcode::ping);  // control frames may interleave with fragments
+    EXPECT_EQ(out[3].data, "4fragment");
+    EXPECT_EQ(out[4].data, big);
+    EXPECT_EQ(out[5].data.size(), 300u);
+    EXPECT_FALSE(d.buffering());
+  }
+}
+
+TEST(websocket_codec, malformed_frames_give_close_codes) {
+  struct bad_case {
+    std::string bytes;
+    ws_close_code code;
+  } cases[] = {
+      {std::string("\x81\x05hello", 7), ws_close_code::protocol_error},               // unmasked
+      {client_frame(ws_opcode::text, "\xff\xfe"), ws_close_code::invalid_payload},   // invalid UTF-8
+      {client_frame(ws_opcode::continuation, "x"), ws_close_code::protocol_error},   // continuation without start
+      {client_frame(ws_opcode::ping, std::string(126, 'p')), ws_close_code::protocol_error},  // control too long
+      {client_frame(ws_opcode::ping, "p", false), ws_close_code::protocol_error},    // fragmented control
+      {client_frame(ws_opcode::text, std::string(2000, 'a')), ws_close_code::too_big},
+      {std::string("\x83\x80\0\0\0\0", 6), ws_close_code::protocol_error},           // reserved opcode 3
+      {std::string("\xc1\x80\0\0\0\0", 6), ws_close_code::protocol_error},           // RSV1 without extension
+      {client_frame(ws_opcode::text, "a", false) + client_frame(ws_opcode::text, "b"), ws_close_code::protocol_error},
+      {client_frame(ws_opcode::close, "x"), ws_close_code::protocol_error},          // 1-byte close payload
+  };
+  for (auto& c : cases) {
+    websocket_decoder d(1000);
+    std::vector<ws_message> out;
+    EXPECT_EQ(d.feed(c.bytes, out), c.code);
+  }
+}
+
+TEST(websocket_codec, oversize_is_rejected_before_buffering) {
+  websocket_decoder d(1000);
+  std::vector<ws_message> out;
+  // Only the header of a 1 GB frame: the decoder must refuse without waiting for the payload.
+  std::string header = "\x82\xff";
+  for (int i = 0; i < 4; ++i) header += '\0';
+  header += std::string("\x40\0\0\0", 4);
+  header += "mask";
+  EXPECT_EQ(d.feed(header, out), ws_close_code::too_big);
+  // Fragments that add up past the limit.
+  websocket_decoder f(1000);
+  EXPECT_EQ(f.feed(client_frame(ws_opcode::text, std::string(600, 'a'), false), out), ws_close_code::none);
+  EXPECT_EQ(f.feed(client_frame(ws_opcode::continuation, std::string(600, 'a')), out), ws_close_code::too_big);
+}
+
+TEST(websocket_codec, server_frames_use_the_right_length_forms) {
+  for (std::size_t n : {0u, 125u, 126u, 65535u, 65536u}) {
+    std::string out;
+    append_ws_frame(out, ws_opcode::text, std::string(n, 'z'));
+    const auto len7 = static_cast<unsigned char>(out[1]);
+    EXPECT_EQ(static_cast<unsigned char>(out[0]), 0x81);
+    EXPECT_EQ(len7 & 0x80, 0);  // servers never mask
+    const std::size_t header = n < 126 ? 2 : n <= 0xFFFF ? 4 : 10;
+    EXPECT_EQ(out.size(), header + n);
+  }
+  std::string c;
+  append_ws_close(c, ws_close_code::too_big, "big");
+  EXPECT_EQ(c, std::string("\x88\x05\x03\xf1" "big", 7));
+}
+
+TEST(websocket_codec, utf8_validation) {
+  EXPECT_TRUE(is_valid_utf8("héllo €𝄞"));
+  EXPECT_FALSE(is_valid_utf8("\xc0\xaf"));          // overlong
+  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // > U+10FFFF
+  EXPECT_FALSE(is_valid_utf8("\xe2\x82"));          // truncated
+}

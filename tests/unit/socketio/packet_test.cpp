@@ -1,0 +1,116 @@
+#include <gtest/gtest.h>
+
+#include "berth/socketio/packet.hpp"
+
+using namespace berth::socketio;
+
+namespace {
+json bin(std::string_view s) { return json::binary(std::vector<std::uint8_t>(s.begin(), s.end())); }
+json none() { return json(json::value_t::discarded); }
+}  // namespace
+
+TEST(socketio_packet, encodes_the_reference_forms) {
+  EXPECT_EQ(encode({packet_type::connect, "/", std::nullopt, json{{"sid", "x"}}}).text, R"(0{"sid":"x"})");
+  EXPECT_EQ(encode({packet_type::connect_error, "/random", std::nullopt, json{{"message", "Invalid namespace"}}}).text,
+            R"(4/random,{"message":"Invalid namespace"})");
+  EXPECT_EQ(encode({packet_type::event, "/custom", std::nullopt, json::array({"auth", json::object()})}).text,
+            R"(2/custom,["auth",{}])");
+  EXPECT_EQ(encode({packet_type::ack, "/", 456, json::array({1, "2"})}).text, R"(3456[1,"2"])");
+  EXPECT_EQ(encode({packet_type::disconnect, "/", std::nullopt, none()}).text, "1");
+}
+
+TEST(socketio_packet, binary_is_deconstructed_with_placeholders) {
+  auto e = encode({packet_type::event, "/", std::nullopt, json::array({"m", bin("\x01\x02"), json{{"k", bin("\x03")}}})});
+  EXPECT_EQ(e.text, R"(52-["m",{"_placeholder":true,"num":0},{"k":{"_placeholder":true,"num":1}}])");
+  ASSERT_EQ(e.attachments.size(), 2u);
+  EXPECT_EQ(e.attachments[1], "\x03");
+  auto a = encode({packet_type::ack, "/", 789, json::array({bin("x")})});
+  EXPECT_EQ(a.text, R"(61-789[{"_placeholder":true,"num":0}])");
+}
+
+TEST(socketio_packet, decode_round_trips_binary) {
+  auto e = encode({packet_type::event, "/custom", 12, json::array({"m", bin("ab"), bin("cd")})});
+  decoder d;
+  ASSERT_EQ(d.feed_text(e.text), decoder::status::need_binary);
+  ASSERT_EQ(d.feed_binary(e.attachments[0]), decoder::status::need_binary);
+  ASSERT_EQ(d.feed_binary(e.attachments[1]), decoder::status::complete);
+  auto p = d.take();
+  EXPECT_EQ(p.type, packet_type::binary_event);
+  EXPECT_EQ(p.nsp, "/custom");
+  EXPECT_EQ(*p.id, 12u);
+  ASSERT_TRUE(p.data[2].is_binary());
+  EXPECT_EQ(std::string(p.data[2].get_binary().begin(), p.data[2].get_binary().end()), "cd");
+}
+
+TEST(socketio_packet, decodes_namespace_without_trailing_comma) {
+  decoder d;
+  ASSERT_EQ(d.feed_text("0/random"), decoder::status::complete);
+  auto p = d.take();
+  EXPECT_EQ(p.nsp, "/random");
+  EXPECT_FALSE(p.has_data());
+  ASSERT_EQ(d.feed_text(R"(0/custom,{"token":"abc"})"), decoder::status::complete);
+  EXPECT_EQ(d.take().data["token"], "abc");
+}
+
+TEST(socketio_packet, malformed_catalogue) {
+  struct bad_case {
+    std::string text;
+    decode_error err;
+  } cases[] = {
+      {"", decode_error::bad_type},
+      {"abc", decode_error::bad_type},
+      {"9[]", decode_error::bad_type},
+      {"2{}", decode_error::bad_payload},
+      {"2[]", decode_error::bad_payload},
+      {"2abc[\"x\"]", decode_error::bad_json},
+      {"2[\"connect\"]", decode_error::bad_payload},
+      {"2[true]", decode_error::bad_payload},
+      {"2[\"x\"", decode_error::bad_json},
+      {"1{}", decode_error::bad_payload},
+      {"0[]", decode_error::bad_payload},
+      {"3{}", decode_error::bad_payload},
+      {"5[\"x\"]", decode_error::bad_attachments},
+      {"5x-[\"x\"]", decode_error::bad_attachments},
+      {"599999-[\"x\"]", decode_error::bad_attachments},
+      {"5257-[\"x\"]", decode_error::bad_attachments},
+      {"21234567890123456[\"x\"]", decode_error::bad_ack_id},
+      {"51-[\"x\",{\"_placeholder\":true,\"num\":\"0\"}]", decode_error::none},  // checked on completion
+  };
+  for (auto& c : cases) {
+    decoder d;
+    auto st = d.feed_text(c.text);
+    if (c.err == decode_error::none) {
+      ASSERT_EQ(st, decoder::status::need_binary);
+      EXPECT_EQ(d.feed_binary("z"), decoder::status::error) << c.text;
+      EXPECT_EQ(d.error(), decode_error::bad_placeholder);
+      continue;
+    }
+    EXPECT_EQ(st, decoder::status::error) << c.text;
+    EXPECT_EQ(d.error(), c.err) << c.text;
+  }
+}
+
+TEST(socketio_packet, placeholder_out_of_range_and_unexpected_binary) {
+  decoder d;
+  ASSERT_EQ(d.feed_text(R"(51-["m",{"_placeholder":true,"num":5}])"), decoder::status::need_binary);
+  EXPECT_EQ(d.feed_binary("x"), decoder::status::error);
+  EXPECT_EQ(d.error(), decode_error::bad_placeholder);
+  decoder e;
+  EXPECT_EQ(e.feed_binary("x"), decoder::status::error);
+  EXPECT_EQ(e.error(), decode_error::unexpected_binary);
+  decoder f;  // a binary packet whose text has no placeholder for zero attachments completes at once
+  EXPECT_EQ(f.feed_text(R"(50-["m",1])"), decoder::status::complete);
+}
+
+TEST(socketio_packet, every_prefix_of_a_valid_packet_never_crashes) {
+  const std::string full = R"(52-/custom,42["message",{"_placeholder":true,"num":0},{"x":{"_placeholder":true,"num":1}}])";
+  for (std::size_t n = 0; n <= full.size(); ++n) {
+    decoder d;
+    auto st = d.feed_text(std::string_view(full).substr(0, n));
+    if (n == full.size()) {
+      EXPECT_EQ(st, decoder::status::need_binary);
+    } else {
+      EXPECT_NE(st, decoder::status::complete) << n;
+    }
+  }
+}
