@@ -1,0 +1,70 @@
+#include "berth/gateway/jwt.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <nlohmann/json.hpp>
+
+#include "berth/core/random.hpp"
+
+namespace berth::gateway {
+namespace {
+
+std::string hmac_sha256(std::string_view key, std::string_view data) {
+  unsigned char out[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+       data.size(), out, &len);
+  return std::string(reinterpret_cast<const char*>(out), len);
+}
+
+core::error unauthorized(std::string reason) { return core::make_error(core::errc::unauthorized, std::move(reason)); }
+
+}  // namespace
+
+std::string sign_jwt(std::string_view payload_json, std::string_view secret) {
+  std::string input = core::base64_encode(R"({"alg":"HS256","typ":"JWT"})", true) + "." +
+                      core::base64_encode(payload_json, true);
+  return input + "." + core::base64_encode(hmac_sha256(secret, input), true);
+}
+
+core::result<jwt_claims> verify_jwt(std::string_view token, std::string_view secret, std::int64_t now_seconds,
+                                    std::int64_t leeway_seconds) {
+  if (token.empty()) return unauthorized("missing token");
+  if (token.size() > 8192) return unauthorized("token too long");
+  const auto dot1 = token.find('.');
+  const auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
+  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos)
+    return unauthorized("malformed token");
+  std::string header_raw, payload_raw, signature;
+  if (!core::base64_decode(token.substr(0, dot1), header_raw) ||
+      !core::base64_decode(token.substr(dot1 + 1, dot2 - dot1 - 1), payload_raw) ||
+      !core::base64_decode(token.substr(dot2 + 1), signature))
+    return unauthorized("malformed token");
+  auto header = nlohmann::json::parse(header_raw, nullptr, false);
+  if (!header.is_object() || header.value("alg", "") != "HS256") return unauthorized("unsupported token algorithm");
+  const auto expected = hmac_sha256(secret, token.substr(0, dot2));
+  if (signature.size() != expected.size() || CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0)
+    return unauthorized("invalid token signature");
+  auto payload = nlohmann::json::parse(payload_raw, nullptr, false);
+  if (!payload.is_object()) return unauthorized("malformed token payload");
+  jwt_claims claims;
+  auto sub = payload.find("sub");
+  if (sub == payload.end() || !sub->is_string() || sub->get_ref<const std::string&>().empty() ||
+      sub->get_ref<const std::string&>().size() > 256)
+    return unauthorized("token has no subject");
+  claims.subject = sub->get<std::string>();
+  if (auto exp = payload.find("exp"); exp != payload.end()) {
+    if (!exp->is_number()) return unauthorized("malformed token expiry");
+    claims.expires_at = exp->get<std::int64_t>();
+    if (now_seconds > claims.expires_at + leeway_seconds) return unauthorized("token expired");
+  }
+  if (auto nbf = payload.find("nbf"); nbf != payload.end()) {
+    if (!nbf->is_number()) return unauthorized("malformed token");
+    if (now_seconds + leeway_seconds < nbf->get<std::int64_t>()) return unauthorized("token not yet valid");
+  }
+  return claims;
+}
+
+}  // namespace berth::gateway
