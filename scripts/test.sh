@@ -72,6 +72,7 @@ e2e_socketio() {
 step build build || { echo "build failed"; echo "suites: 0 passed, 1 failed"; exit 1; }
 step unit unit_tests
 step "unit (asan+ubsan)" sanitized_unit_tests
+step "fuzz (libFuzzer)" bash scripts/fuzz.sh
 step integration integration_tests
 step conformance conformance
 step "e2e socket.io-client" e2e_socketio
