@@ -1,0 +1,185 @@
+#pragma once
+// MCP client core (sans-I/O): the JSON-RPC 2.0 client side of one MCP session over any byte stream
+// (the stdio of a docker exec, or the bodies of streamable HTTP). Bytes and clock ticks in; bytes
+// to write and events out. Owns request-id bookkeeping with deadlines (injected clock), the
+// initialize handshake, cancellation notifications, and the mapping of tools/list and tools/call
+// results. Lines that are not JSON-RPC are reported as protocol_error events; the session goes on.
+// Lifetime: one per MCP connection (a restarted exec gets a new one). Thread-safety: none.
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "berth/core/errors.hpp"
+#include "berth/mcp/jsonrpc.hpp"
+
+namespace berth::mcp {
+
+using clock = std::chrono::steady_clock;
+
+// One tool as a server describes it (tools/list).
+struct tool_descriptor {
+  std::string name;
+  std::string title;
+  std::string description;
+  nlohmann::json input_schema = nlohmann::json{{"type", "object"}};
+};
+
+// A tools/call result flattened for the model: text parts joined with "\n"; non-text parts
+// (image, audio, resource) become a short placeholder line.
+struct tool_call_outcome {
+  std::string text;
+  bool is_error = false;
+  nlohmann::json structured;  // structuredContent when present, else null
+};
+
+// Mapping of results (also usable on their own, e.g. for the HTTP transport).
+core::result<std::vector<tool_descriptor>> map_tools_list(const nlohmann::json& result);
+core::result<tool_call_outcome> map_tool_call_result(const nlohmann::json& result);
+
+inline constexpr std::string_view client_latest_protocol_version = "2025-06-18";
+bool is_supported_protocol_version(std::string_view v) noexcept;
+
+struct client_options {
+  std::string client_name = "berth";
+  std::string client_version = "0.1.0";
+  std::string protocol_version{client_latest_protocol_version};
+  std::chrono::milliseconds init_timeout{10000};
+  std::size_t max_line_bytes = line_decoder::default_max_line_bytes;
+  std::size_t max_pending = 64;  // requests in flight
+};
+
+enum class client_state { idle, initializing, ready, closed };
+
+enum class failure { timeout, rpc_error, bad_response, cancelled, closed };
+std::string_view to_string(failure f) noexcept;
+
+// Events.
+struct ev_initialized {
+  std::string protocol_version;
+  std::string server_name, server_version;
+  nlohmann::json capabilities;
+};
+struct ev_tools_listed {
+  std::uint64_t request_id = 0;
+  std::vector<tool_descriptor> tools;
+};
+struct ev_tool_result {
+  std::uint64_t request_id = 0;
+  tool_call_outcome outcome;
+};
+// A generic result for requests made with send_request.
+struct ev_result {
+  std::uint64_t request_id = 0;
+  nlohmann::json result;
+};
+struct ev_request_failed {
+  std::uint64_t request_id = 0;
+  failure reason = failure::rpc_error;
+  int rpc_code = 0;  // rpc_error only
+  std::string message;
+};
+// Input that is not a valid/expected message: logged and counted by the shell, nothing else.
+struct ev_protocol_error {
+  std::string message;
+};
+using client_event =
+    std::variant<ev_initialized, ev_tools_listed, ev_tool_result, ev_result, ev_request_failed, ev_protocol_error>;
+
+class client_fsm {
+ public:
+  explicit client_fsm(client_options opts = {});
+
+  // Queues `initialize` (deadline now + init_timeout). Returns its id.
+  std::uint64_t start(clock::time_point now);
+  // Queue requests. Fail (INTERNAL / SANDBOX_UNAVAILABLE) when not ready, closed or too many in flight.
+  core::result<std::uint64_t> list_tools(clock::time_point deadline);
+  core::result<std::uint64_t> call_tool(std::string_view name, const nlohmann::json& args, clock::time_point deadline);
+  core::result<std::uint64_t> send_request(std::string_view method, const nlohmann::json& params,
+                                           clock::time_point deadline);
+  // Cancels a pending request: queues notifications/cancelled and emits ev_request_failed(cancelled).
+  // False when the id is not pending (already answered, expired or unknown).
+  bool cancel(std::uint64_t id, std::string_view reason);
+
+  void on_bytes(std::string_view bytes);
+  // Expires deadlines: each expired request gets ev_request_failed(timeout) and a cancellation
+  // notification to the server.
+  void on_timer(clock::time_point now);
+  // The transport died: every pending request fails with `closed`; state becomes closed.
+  void on_closed(std::string_view why);
+
+  std::optional<clock::time_point> next_deadline() const;
+  std::string take_output();
+  std::vector<client_event> take_events();
+
+  client_state state() const noexcept { return state_; }
+  std::size_t pending() const noexcept { return pending_.size(); }
+  const std::string& protocol_version() const noexcept { return negotiated_version_; }
+
+ private:
+  enum class kind { initialize, list_tools, call_tool, generic };
+  struct pending_request {
+    kind k;
+    clock::time_point deadline;
+  };
+  core::result<std::uint64_t> enqueue(kind k, std::string_view method, const nlohmann::json& params,
+                                      clock::time_point deadline);
+  void on_line(std::string_view line);
+  void on_response(const message& m);
+
+  client_options opts_;
+  client_state state_ = client_state::idle;
+  std::uint64_t next_id_ = 1;
+  std::map<std::uint64_t, pending_request> pending_;
+  line_decoder decoder_;
+  std::string out_;
+  std::vector<client_event> events_;
+  std::string negotiated_version_;
+};
+
+// Tools of several servers in one flat list. Servers are added in priority order: the first to
+// expose a name keeps it; a later tool with a clashing name is exposed as "<server>__<name>"
+// (characters outside [A-Za-z0-9_-] become '_', at most 64 chars: what every LLM API accepts),
+// with "_2", "_3", ... appended if that clashes too.
+class tool_namespace {
+ public:
+  struct entry {
+    std::string exposed_name;
+    std::string server;
+    tool_descriptor tool;  // tool.name is the server's own name
+  };
+  void add_server(const std::string& server, const std::vector<tool_descriptor>& tools);
+  void remove_server(const std::string& server);
+  const entry* find(std::string_view exposed_name) const;
+  const std::vector<entry>& entries() const noexcept { return entries_; }
+
+ private:
+  void rebuild();
+  std::vector<std::pair<std::string, std::vector<tool_descriptor>>> servers_;
+  std::vector<entry> entries_;
+};
+
+// mcp-config.json: {"mcpServers": {name: {transport, command|url, args?, env?, headers?, enabled?}}}
+enum class transport_kind { stdio_docker, http };
+struct server_config {
+  std::string name;
+  transport_kind transport = transport_kind::stdio_docker;
+  std::vector<std::string> command;  // stdio-docker: argv run in the user's container
+  std::map<std::string, std::string> env;
+  std::string url;  // http
+  std::map<std::string, std::string> headers;
+  bool enabled = true;
+};
+struct mcp_config {
+  std::vector<server_config> servers;  // ordered by name
+};
+// Errors name the JSON path: `mcpServers.github.url: expected an http:// or https:// URL`.
+core::result<mcp_config> parse_mcp_config(std::string_view text);
+
+}  // namespace berth::mcp
