@@ -63,6 +63,22 @@ conformance() {
   return $rc
 }
 
+# The same conformance suites against a ThreadSanitizer build running on 4 threads: raising
+# THREADS is a tested switch, not a hope.
+conformance_tsan() {
+  cmake --preset tsan -DBERTH_SKIP_DIRS="${BERTH_TSAN_SKIP:-}" >/dev/null &&
+    cmake --build --preset tsan --target berth-conformance-server || return 1
+  local port; port=$(free_port)
+  TSAN_OPTIONS="halt_on_error=1 exitcode=66" THREADS=4 start_server "$port" "$ARTIFACTS/conformance-tsan.log" \
+    "$ROOT/build/tsan/src/conformance/berth-conformance-server" "$port" || return 1
+  RETRIES=2 ../shared/conformance/run.sh 127.0.0.1 "$port"
+  local rc=$?
+  kill -0 "$SERVER_PID" 2>/dev/null || { echo "server died (TSan report?):"; tail -40 "$ARTIFACTS/conformance-tsan.log"; rc=1; }
+  stop_server
+  grep -q "WARNING: ThreadSanitizer" "$ARTIFACTS/conformance-tsan.log" && { grep -A30 "WARNING: ThreadSanitizer" "$ARTIFACTS/conformance-tsan.log" | head -60; rc=1; }
+  return $rc
+}
+
 e2e_socketio() {
   [ -x tests/e2e/socketio/run.sh ] || { echo "tests/e2e/socketio/run.sh missing"; return 1; }
   BERTH_E2E_SERVER_CMD="env DIAGNOSTICS_NAMESPACE=/diagnostics ENABLE_CONTAINER_POOL=false $BUILD/src/app/berth" \
@@ -75,6 +91,7 @@ step "unit (asan+ubsan)" sanitized_unit_tests
 step "fuzz (libFuzzer)" bash scripts/fuzz.sh
 step integration integration_tests
 step conformance conformance
+step "conformance (tsan, 4 threads)" conformance_tsan
 step "e2e socket.io-client" e2e_socketio
 [ -x tests/e2e/browser/run.sh ] && step "browser (chromium)" tests/e2e/browser/run.sh
 [ "${BERTH_DEPLOY_TESTS:-1}" = "1" ] && [ -x tests/deploy/compose_e2e.sh ] && step "compose deployment" tests/deploy/compose_e2e.sh

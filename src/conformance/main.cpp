@@ -4,6 +4,8 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <thread>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -63,5 +65,11 @@ int main(int argc, char** argv) {
     sio.close_all();
     ioc.stop();
   });
+  // THREADS > 1 runs the same server on several threads (the TSan job uses 4).
+  const char* threads_env = std::getenv("THREADS");
+  const int threads = threads_env ? std::max(1, std::atoi(threads_env)) : 1;
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
   ioc.run();
+  for (auto& t : pool) t.join();
 }

@@ -2,6 +2,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -37,8 +38,9 @@ server::server(asio::io_context& ioc, server_options opts, core::metrics& metric
     : ioc_(ioc),
       opts_(std::move(opts)),
       metrics_(metrics),
-      acceptor_(ioc),
-      slot_freed_(std::make_shared<asio::steady_timer>(ioc)),
+      accept_strand_(asio::make_strand(ioc)),
+      acceptor_(accept_strand_),
+      slot_freed_(std::make_shared<asio::steady_timer>(accept_strand_)),
       paused_(metrics.get_counter("berth_http_accept_paused_total",
                                   "Times accepting paused because MAX_CONNECTIONS was reached")),
       bad_requests_(metrics.get_counter("berth_http_bad_requests_total", "Malformed or oversized HTTP requests")) {
@@ -65,12 +67,15 @@ std::uint16_t server::listen() {
   return acceptor_.local_endpoint().port();
 }
 
-void server::start() { asio::co_spawn(ioc_, accept_loop(), asio::detached); }
+void server::start() { asio::co_spawn(accept_strand_, accept_loop(), asio::detached); }
 
 void server::stop() {
-  boost::system::error_code ec;
-  acceptor_.close(ec);
-  slot_freed_->cancel();
+  // The acceptor and its timer belong to the accept strand (THREADS > 1 runs handlers in parallel).
+  asio::post(accept_strand_, [this] {
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    slot_freed_->cancel();
+  });
 }
 
 asio::awaitable<void> server::accept_loop() {
@@ -91,15 +96,15 @@ asio::awaitable<void> server::accept_loop() {
       if (ec == asio::error::operation_aborted || !acceptor_.is_open()) break;
       // EMFILE and friends: back off briefly instead of spinning.
       log->warn("accept failed: {}", ec.message());
-      asio::steady_timer t(ioc_, std::chrono::milliseconds(50));
+      asio::steady_timer t(accept_strand_, std::chrono::milliseconds(50));
       co_await t.async_wait(as_tuple_awaitable);
       continue;
     }
     socket.set_option(tcp::no_delay(true), ec);
     ++open_;
     auto ex = socket.get_executor();
-    asio::co_spawn(ex, serve(std::move(socket)), [this](std::exception_ptr e) {
-      if (open_.fetch_sub(1) >= opts_.max_connections) slot_freed_->cancel();
+    asio::co_spawn(ex, serve(std::move(socket)), [this, timer = slot_freed_](std::exception_ptr e) {
+      if (open_.fetch_sub(1) >= opts_.max_connections) asio::post(accept_strand_, [timer] { timer->cancel(); });
       if (e) {
         try {
           std::rethrow_exception(e);
