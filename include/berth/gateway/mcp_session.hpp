@@ -1,0 +1,69 @@
+#pragma once
+// One MCP stdio session inside a user's container: a long-lived `docker exec` of
+// `berth-sandbox mcp` whose stdin/stdout carry JSON-RPC, driven by the sans-I/O mcp::client_fsm.
+// The exec is restarted on the next call if it dies. Lifetime: shared_ptr, kept by the user's
+// session; close() ends the exec. Thread-safety: all methods on the executor given (a strand).
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <nlohmann/json.hpp>
+
+#include "berth/core/errors.hpp"
+#include "berth/core/metrics.hpp"
+#include "berth/docker/client.hpp"
+#include "berth/mcp/client.hpp"
+
+namespace berth::gateway {
+
+class mcp_session : public std::enable_shared_from_this<mcp_session> {
+ public:
+  using executor_type = boost::asio::any_io_executor;
+
+  mcp_session(executor_type ex, docker::client& docker, std::string container_id, std::vector<std::string> command,
+              core::metrics& metrics);
+  ~mcp_session();
+
+  // Starts the exec, runs initialize + tools/list. SANDBOX_UNAVAILABLE when the container or the
+  // sandbox server cannot be reached.
+  boost::asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> open(std::chrono::milliseconds timeout);
+  // tools/call with a deadline: TOOL_TIMEOUT (and the call is cancelled) or the outcome.
+  boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_tool(std::string name, nlohmann::json args,
+                                                                        std::chrono::milliseconds timeout);
+  void close();
+  const std::vector<mcp::tool_descriptor>& tools() const noexcept { return tools_; }
+  const std::string& container_id() const noexcept { return container_id_; }
+
+ private:
+  struct waiter {
+    std::shared_ptr<boost::asio::steady_timer> wake;
+    std::optional<mcp::client_event> event;
+  };
+  static boost::asio::awaitable<void> read_loop(std::shared_ptr<mcp_session> self, std::uint64_t generation);
+  static boost::asio::awaitable<void> timer_loop(std::shared_ptr<mcp_session> self, std::uint64_t generation);
+  boost::asio::awaitable<void> flush();
+  boost::asio::awaitable<std::optional<mcp::client_event>> wait_for(std::uint64_t id);
+  void dispatch_events();
+
+  executor_type ex_;
+  docker::client& docker_;
+  std::string container_id_;
+  std::vector<std::string> command_;
+  std::unique_ptr<mcp::client_fsm> fsm_;
+  std::shared_ptr<docker::exec_stream> stream_;
+  boost::asio::steady_timer timer_;
+  std::map<std::uint64_t, waiter*> waiters_;
+  std::vector<mcp::tool_descriptor> tools_;
+  std::uint64_t generation_ = 0;  // bumps on every (re)start: stale loops stop
+  bool writing_ = false;
+  core::counter& restarts_;
+  core::counter& protocol_errors_;
+};
+
+}  // namespace berth::gateway

@@ -1,0 +1,203 @@
+#include "berth/gateway/mcp_session.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "berth/core/logging.hpp"
+
+namespace berth::gateway {
+
+namespace asio = boost::asio;
+using json = nlohmann::json;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+core::error sandbox_error(std::string msg) { return core::make_error(core::errc::sandbox_unavailable, std::move(msg)); }
+std::uint64_t id_of(const mcp::client_event& e) {
+  return std::visit(
+      [](const auto& ev) -> std::uint64_t {
+        if constexpr (requires { ev.request_id; }) return ev.request_id;
+        return 0;
+      },
+      e);
+}
+}  // namespace
+
+mcp_session::mcp_session(executor_type ex, docker::client& docker, std::string container_id,
+                         std::vector<std::string> command, core::metrics& metrics)
+    : ex_(std::move(ex)),
+      docker_(docker),
+      container_id_(std::move(container_id)),
+      command_(std::move(command)),
+      timer_(ex_),
+      restarts_(metrics.get_counter("berth_mcp_restarts_total", "MCP sandbox execs (re)started")),
+      protocol_errors_(metrics.get_counter("berth_mcp_protocol_errors_total",
+                                           "Lines from a sandbox MCP server that were not valid JSON-RPC")) {}
+
+mcp_session::~mcp_session() {
+  if (stream_) stream_->close();
+}
+
+void mcp_session::close() {
+  ++generation_;
+  if (stream_) stream_->close();
+  stream_.reset();
+  if (fsm_) fsm_->on_closed("session closed");
+  dispatch_events();
+  timer_.cancel();
+}
+
+asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> mcp_session::open(std::chrono::milliseconds timeout) {
+  auto self = shared_from_this();
+  close();
+  const auto generation = generation_;
+  restarts_.inc();
+  docker::exec_spec spec;
+  spec.cmd = command_;
+  spec.attach_stdin = true;
+  auto exec_id = co_await docker_.exec_create(container_id_, spec);
+  if (!exec_id) co_return sandbox_error("cannot start the sandbox MCP server: " + exec_id.error().message);
+  auto stream = co_await docker_.exec_start(*exec_id);
+  if (!stream) co_return sandbox_error("cannot attach to the sandbox MCP server: " + stream.error().message);
+  if (generation != generation_) co_return sandbox_error("session closed");
+  stream_ = std::make_shared<docker::exec_stream>(std::move(*stream));
+  mcp::client_options opts;
+  opts.init_timeout = timeout;
+  fsm_ = std::make_unique<mcp::client_fsm>(opts);
+  const auto init_id = fsm_->start(mcp::clock::now());
+  asio::co_spawn(ex_, read_loop(self, generation), asio::detached);
+  asio::co_spawn(ex_, timer_loop(self, generation), asio::detached);
+  co_await flush();
+  auto init = co_await wait_for(init_id);
+  if (!init || !std::holds_alternative<mcp::ev_initialized>(*init)) {
+    std::string why = "the sandbox MCP server did not initialize";
+    if (init && std::holds_alternative<mcp::ev_request_failed>(*init))
+      why += ": " + std::get<mcp::ev_request_failed>(*init).message;
+    close();
+    co_return sandbox_error(why);
+  }
+  auto list_id = fsm_->list_tools(mcp::clock::now() + timeout);
+  if (!list_id) co_return list_id.error();
+  timer_.cancel();
+  co_await flush();
+  auto listed = co_await wait_for(*list_id);
+  if (!listed || !std::holds_alternative<mcp::ev_tools_listed>(*listed)) {
+    close();
+    co_return sandbox_error("the sandbox MCP server did not list its tools");
+  }
+  tools_ = std::get<mcp::ev_tools_listed>(*listed).tools;
+  co_return tools_;
+}
+
+asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_session::call_tool(std::string name, json args,
+                                                                            std::chrono::milliseconds timeout) {
+  auto self = shared_from_this();
+  if (!fsm_ || fsm_->state() != mcp::client_state::ready) {
+    // The exec died (or never started): restart it once for this call.
+    auto reopened = co_await open(std::min(timeout, std::chrono::milliseconds(15000)));
+    if (!reopened) co_return reopened.error();
+  }
+  auto id = fsm_->call_tool(name, args, mcp::clock::now() + timeout);
+  if (!id) co_return id.error();
+  timer_.cancel();  // re-arm for the new deadline
+  co_await flush();
+  auto ev = co_await wait_for(*id);
+  if (!ev) co_return sandbox_error("the sandbox MCP session closed");
+  if (auto* r = std::get_if<mcp::ev_tool_result>(&*ev)) co_return std::move(r->outcome);
+  if (auto* f = std::get_if<mcp::ev_request_failed>(&*ev)) {
+    if (f->reason == mcp::failure::timeout)
+      co_return core::make_error(core::errc::tool_timeout,
+                                 "tool '" + name + "' did not finish within " + std::to_string(timeout.count()) + " ms");
+    if (f->reason == mcp::failure::rpc_error)
+      co_return core::make_error(core::errc::tool_failed, "tool '" + name + "' failed: " + f->message);
+    co_return sandbox_error("tool '" + name + "': " + f->message);
+  }
+  co_return core::make_error(core::errc::internal, "unexpected MCP event");
+}
+
+asio::awaitable<void> mcp_session::flush() {
+  if (writing_ || !fsm_) co_return;
+  writing_ = true;
+  auto self = shared_from_this();
+  for (;;) {
+    if (!fsm_ || !stream_) break;
+    auto out = fsm_->take_output();
+    if (out.empty()) break;
+    auto stream = stream_;
+    auto written = co_await stream->write(std::move(out));
+    if (!written) {
+      if (fsm_) fsm_->on_closed("write failed: " + written.error().message);
+      dispatch_events();
+      break;
+    }
+  }
+  writing_ = false;
+}
+
+asio::awaitable<std::optional<mcp::client_event>> mcp_session::wait_for(std::uint64_t id) {
+  auto self = shared_from_this();
+  waiter w;
+  w.wake = std::make_shared<asio::steady_timer>(ex_, asio::steady_timer::time_point::max());
+  waiters_[id] = &w;
+  dispatch_events();  // it may already have arrived
+  if (!w.event) co_await w.wake->async_wait(use_tuple);
+  waiters_.erase(id);
+  co_return std::move(w.event);
+}
+
+void mcp_session::dispatch_events() {
+  if (!fsm_) return;
+  for (auto& ev : fsm_->take_events()) {
+    if (auto* p = std::get_if<mcp::ev_protocol_error>(&ev)) {
+      protocol_errors_.inc();
+      core::logger("mcp")->warn("cid={} sandbox protocol error: {}", container_id_.substr(0, 12), p->message);
+      continue;
+    }
+    auto it = waiters_.find(id_of(ev));
+    if (it == waiters_.end()) continue;
+    it->second->event = std::move(ev);
+    it->second->wake->cancel();
+  }
+  // A closed session fails every waiter that did not get an event.
+  if (fsm_->state() == mcp::client_state::closed)
+    for (auto& [_, w] : waiters_) w->wake->cancel();
+}
+
+asio::awaitable<void> mcp_session::read_loop(std::shared_ptr<mcp_session> self, std::uint64_t generation) {
+  auto stream = self->stream_;
+  while (stream && generation == self->generation_) {
+    auto chunk = co_await stream->read();
+    if (generation != self->generation_) co_return;
+    if (!chunk || !*chunk) {
+      const std::string why = chunk ? "the sandbox MCP server exited" : chunk.error().message;
+      core::logger("mcp")->warn("cid={} {}", self->container_id_.substr(0, 12), why);
+      if (self->fsm_) self->fsm_->on_closed(why);
+      self->dispatch_events();
+      co_return;
+    }
+    if ((*chunk)->stream == docker::stream_kind::stdout_) {
+      self->fsm_->on_bytes((*chunk)->data);
+      self->dispatch_events();
+      co_await self->flush();  // e.g. answers to server pings
+    } else {
+      core::logger("mcp")->debug("cid={} sandbox stderr: {}", self->container_id_.substr(0, 12),
+                                 core::log_prefix((*chunk)->data, 200));
+    }
+  }
+}
+
+asio::awaitable<void> mcp_session::timer_loop(std::shared_ptr<mcp_session> self, std::uint64_t generation) {
+  while (generation == self->generation_ && self->fsm_) {
+    auto deadline = self->fsm_->next_deadline();
+    self->timer_.expires_at(deadline ? *deadline : asio::steady_timer::time_point::max());
+    co_await self->timer_.async_wait(use_tuple);
+    if (generation != self->generation_ || !self->fsm_) co_return;
+    self->fsm_->on_timer(mcp::clock::now());
+    self->dispatch_events();
+    co_await self->flush();  // cancellation notifications
+  }
+}
+
+}  // namespace berth::gateway
