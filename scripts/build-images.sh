@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds every image the compose files use, without any registry:
+#   debian:bookworm-slim   scripts/make-base-image.sh (debootstrap + docker import; skipped if present)
+#   berth/redis:offline    docker/redis/Dockerfile   (Debian's redis-server)
+#   berth/nginx:offline    docker/nginx/Dockerfile   (Debian's nginx)
+#   berth:latest           docker/Dockerfile         (berth + berth-sandbox, multi-stage)
+#   berth-sandbox:latest   docker/sandbox/           (via scripts/build-sandbox-image.sh with the
+#                                                     berth-sandbox binary taken from berth:latest)
+# Usage: bash scripts/build-images.sh [STEP...]   STEP: base redis nginx berth sandbox (default: all)
+# Prints the time of each step; exits non-zero on the first failure. Logs: $BUILD_LOG_DIR
+# (default /tmp/berth-image-builds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+berth_image=${BERTH_IMAGE:-berth:latest}
+sandbox_image=${SANDBOX_IMAGE:-berth-sandbox:latest}
+logs=${BUILD_LOG_DIR:-/tmp/berth-image-builds}
+mkdir -p "$logs"
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(base redis nginx berth sandbox)
+summary=()
+
+run_step() {  # run_step NAME COMMAND...: output to $logs/NAME.log, time recorded
+  local name=$1; shift
+  local t0=$SECONDS
+  printf 'build-images: %-8s ... ' "$name"
+  if "$@" >"$logs/$name.log" 2>&1; then
+    echo "ok ($((SECONDS - t0)) s)"
+    summary+=("$name $((SECONDS - t0))s")
+  else
+    echo "FAILED ($((SECONDS - t0)) s); last lines of $logs/$name.log:"
+    tail -n 25 "$logs/$name.log" | sed 's/^/    /'
+    exit 1
+  fi
+}
+
+build_sandbox() {
+  local tmp cid
+  tmp=$(mktemp -d)
+  cid=$(docker create "$berth_image")
+  docker cp "$cid:/usr/local/bin/berth-sandbox" "$tmp/berth-sandbox" && docker rm "$cid" >/dev/null || {
+    docker rm "$cid" >/dev/null 2>&1; rm -rf "$tmp"; return 1; }
+  if [ -x scripts/build-sandbox-image.sh ] || [ -f scripts/build-sandbox-image.sh ]; then
+    BERTH_SANDBOX_BIN="$tmp/berth-sandbox" sh scripts/build-sandbox-image.sh "$sandbox_image" || { rm -rf "$tmp"; return 1; }
+  else
+    docker build -t "$sandbox_image" -f docker/sandbox/Dockerfile . || { rm -rf "$tmp"; return 1; }
+  fi
+  rm -rf "$tmp"
+}
+
+for step in "${steps[@]}"; do
+  case "$step" in
+    base)    run_step base bash scripts/make-base-image.sh ;;
+    redis)   run_step redis docker build -t berth/redis:offline docker/redis ;;
+    nginx)   run_step nginx docker build -t berth/nginx:offline docker/nginx ;;
+    berth)   run_step berth docker build -f docker/Dockerfile -t "$berth_image" . ;;
+    sandbox) run_step sandbox build_sandbox ;;
+    *) echo "build-images: unknown step '$step' (base redis nginx berth sandbox)" >&2; exit 2 ;;
+  esac
+done
+echo "build-images: done: ${summary[*]}"

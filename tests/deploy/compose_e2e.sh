@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# End-to-end test of the compose deployment (issue 6), on this machine's dockerd, no registry:
+#  1. builds every image offline (scripts/build-images.sh: base, redis, nginx, berth, sandbox);
+#  2. brings up docker-compose.scale.yml + docker-compose.offline.yml under the project name
+#     berth-deploy-e2e (Redis, 4 app replicas, nginx on a free port, the placeholder), waits for
+#     health, checks the seed's commands (docker exec mcp-redis redis-cli INFO stats, docker logs
+#     mcp-nginx, /health, /stats/pool, `logs app | grep ContainerPool`);
+#  3. runs tests/deploy/flow.mjs through nginx: polling-only and websocket clients do the tool
+#     flow, the replica serving them is `docker kill`ed, they resume the same session, container
+#     and files on another replica; their history is in Redis;
+#  4. brings the stack down and asserts that no berth.managed container of its replicas and no
+#     network of the project is left;
+#  5. rollback: docker-compose.yml with ENABLE_CONTAINER_POOL=false passes the tool flow;
+#  6. bad input: an invalid pool setting, a wrong Redis URL, a missing Docker socket each stop
+#     Berth quickly with one line naming the cause.
+# Needs: docker, docker-compose (v1, Debian) or docker compose v2, node, curl, debootstrap (for
+# the base image), socket.io-client in tests/e2e/node_modules or client/node_modules.
+# Prints 'N passed, N failed'; exit 0 only if all passed. Cleans up on every exit path.
+# Env: BERTH_E2E_SKIP_BUILD=1 (use existing images), BERTH_E2E_KEEP=1 (leave the stack up).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+P=berth-deploy-e2e
+P1=berth-deploy-e2e-single
+ART=${BERTH_E2E_ARTIFACTS:-$ROOT/tests/e2e/artifacts/deploy}
+mkdir -p "$ART"
+passed=0 failed=0
+ok() { echo "ok: $*"; passed=$((passed + 1)); }
+fail() { echo "FAILED: $*"; failed=$((failed + 1)); }
+t_start=$SECONDS
+step_t0=$SECONDS
+timing() { echo "---- $1: $((SECONDS - step_t0)) s"; step_t0=$SECONDS; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+if docker compose version >/dev/null 2>&1; then DC=(docker compose); else DC=(docker-compose --compatibility); fi
+command -v node >/dev/null || { echo "node missing"; echo "0 passed, 1 failed"; exit 1; }
+
+export LLM_PROVIDER=local POOL_MIN_SIZE=${POOL_MIN_SIZE:-2} POOL_MAX_SIZE=${POOL_MAX_SIZE:-20} \
+       CONTAINER_MEMORY=${CONTAINER_MEMORY:-128m} SESSION_IDLE_TIMEOUT_MS=${SESSION_IDLE_TIMEOUT_MS:-120000} \
+       REDIS_MAXMEMORY=${REDIS_MAXMEMORY:-128mb} APP_MEMORY_LIMIT=${APP_MEMORY_LIMIT:-512m}
+NGINX_PORT=$(free_port); export NGINX_PORT
+# The compose files ask for nofile 65536; a daemon with a lower hard limit cannot grant it.
+hard=$(ulimit -Hn); [ "$hard" = unlimited ] && hard=65536
+export NOFILE_LIMIT=${NOFILE_LIMIT:-$(( hard < 65536 ? hard : 65536 ))}
+# Find a replica change within a second or two (watch-upstreams' default is 5 s).
+export UPSTREAM_CHECK_INTERVAL=${UPSTREAM_CHECK_INTERVAL:-1}
+SCALE=("${DC[@]}" -p "$P" -f docker-compose.scale.yml -f docker-compose.offline.yml)
+SINGLE=("${DC[@]}" -p "$P1" -f docker-compose.yml)
+replicas_file="$ART/replica-ids"
+: >"$replicas_file"
+
+leftover_managed() {  # berth.managed containers owned by the replicas this test started
+  local ids="" r
+  while read -r r; do
+    [ -n "$r" ] && ids+=" $(docker ps -aq --filter label=berth.managed=true --filter "label=berth.replica=$r")"
+  done <"$replicas_file"
+  echo $ids
+}
+record_replicas() {  # app container hostnames = Berth's default REPLICA_ID
+  local proj=$1 service=$2 id
+  for id in $(docker ps -aq --filter "label=com.docker.compose.project=$proj" --filter "label=com.docker.compose.service=$service"); do
+    docker inspect -f '{{.Config.Hostname}}' "$id" >>"$replicas_file"
+  done
+  sort -u -o "$replicas_file" "$replicas_file"
+}
+cleanup() {
+  [ "${BERTH_E2E_KEEP:-0}" = 1 ] && { echo "BERTH_E2E_KEEP=1: stack $P left up"; return; }
+  "${SCALE[@]}" logs --no-color >"$ART/scale-stack.log" 2>&1 || true
+  "${SCALE[@]}" down -v --remove-orphans -t 20 >/dev/null 2>&1 || true
+  "${SINGLE[@]}" down -v --remove-orphans -t 20 >/dev/null 2>&1 || true
+  local left; left=$(leftover_managed)
+  [ -n "$left" ] && docker rm -f $left >/dev/null 2>&1
+  docker rm -f berth-deploy-e2e-nosocket >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Fixed container names (mcp-redis, mcp-nginx) must be free.
+for n in mcp-redis mcp-nginx; do
+  owner=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}' "$n" 2>/dev/null || true)
+  if [ -n "$owner" ] && [ "$owner" != "$P" ]; then echo "container $n belongs to project '$owner': stop that stack first"; echo "0 passed, 1 failed"; exit 1; fi
+done
+
+# 1. images
+if [ "${BERTH_E2E_SKIP_BUILD:-0}" != 1 ]; then
+  if bash scripts/build-images.sh; then ok "images built offline"; else fail "image build"; echo "$passed passed, $failed failed"; exit 1; fi
+fi
+timing "build images"
+
+# 2. scale stack
+"${SCALE[@]}" config -q && ok "scale compose config valid" || fail "scale compose config"
+if "${SCALE[@]}" up -d >"$ART/scale-up.log" 2>&1; then ok "scale stack up (project $P)"; else fail "scale stack up: $(tail -5 "$ART/scale-up.log")"; fi
+record_replicas "$P" app
+healthy=0
+for _ in $(seq 1 180); do
+  code=$(curl -s -o "$ART/health.json" -w '%{http_code}' --max-time 3 "http://127.0.0.1:$NGINX_PORT/health" || true)
+  [ "$code" = 200 ] && { healthy=1; break; }
+  sleep 1
+done
+[ "$healthy" = 1 ] && ok "GET /health through nginx is 200" || fail "stack not healthy within 180 s (last: ${code:-none})"
+timing "stack up + healthy"
+napp=$(docker ps -q --filter "label=com.docker.compose.project=$P" --filter label=com.docker.compose.service=app --filter health=healthy | wc -l)
+[ "$napp" = 4 ] && ok "4 app replicas healthy" || fail "healthy app replicas: $napp (want 4)"
+"${SCALE[@]}" ps >"$ART/ps.txt" 2>&1; cat "$ART/ps.txt"
+docker exec mcp-redis redis-cli INFO stats | grep -q '^total_connections_received:' && ok "docker exec mcp-redis redis-cli INFO stats" || fail "redis INFO stats"
+[ "$(docker exec mcp-redis redis-cli CONFIG GET appendonly | tail -1)" = yes ] && ok "Redis AOF on" || fail "Redis AOF"
+docker logs mcp-nginx 2>&1 | grep -q 'GET /health' && ok "docker logs mcp-nginx shows requests" || fail "nginx logs"
+pool=$(curl -s --max-time 5 "http://127.0.0.1:$NGINX_PORT/stats/pool")
+node -e 'const p=JSON.parse(process.argv[1]); for (const k of ["idle","active","total","maxPoolSize","minPoolSize"]) if (typeof p[k]!=="number") process.exit(1)' "$pool" \
+  && ok "/stats/pool: $pool" || fail "/stats/pool: $pool"
+"${SCALE[@]}" logs --no-color app 2>&1 | grep -q ContainerPool && ok "logs app | grep ContainerPool" || fail "no ContainerPool lines in app logs"
+
+# 3. tool flow through nginx, kill the serving replica, resume
+BERTH_URL="http://127.0.0.1:$NGINX_PORT" KILL_CMD="bash $ROOT/tests/deploy/kill_replica.sh $P" \
+  timeout 600 node tests/deploy/flow.mjs | tee "$ART/flow-scale.log"
+[ "${PIPESTATUS[0]}" = 0 ] && ok "flow.mjs through nginx (polling, websocket, kill + resume)" || fail "flow.mjs (scale)"
+for sid in $(sed -n 's/^SUMMARY //p' "$ART/flow-scale.log" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const x of JSON.parse(s||"{}").sessions||[])console.log(x)})'); do
+  n=$(docker exec mcp-redis redis-cli LLEN "berth:history:$sid")
+  [ "${n:-0}" -gt 0 ] && ok "history of $sid in Redis ($n messages)" || fail "no history for $sid"
+done
+timing "flow + kill/resume"
+
+# 4. down: nothing left behind
+record_replicas "$P" app
+"${SCALE[@]}" down -v --remove-orphans -t 20 >"$ART/scale-down.log" 2>&1 && ok "scale stack down" || fail "scale stack down"
+left=$(leftover_managed)
+[ -z "$left" ] && ok "no berth.managed container left" || fail "berth.managed containers left: $left"
+nets=$(docker network ls -q --filter "label=com.docker.compose.project=$P")
+[ -z "$nets" ] && ok "no network of $P left" || fail "networks left: $nets"
+timing "down"
+
+# 5. rollback: single instance without the pool
+PORT=$(free_port)
+if PORT=$PORT ENABLE_CONTAINER_POOL=false REDIS_IMAGE=berth/redis:offline "${SINGLE[@]}" up -d >"$ART/single-up.log" 2>&1; then
+  ok "single stack up with ENABLE_CONTAINER_POOL=false"; else fail "single up: $(tail -5 "$ART/single-up.log")"; fi
+record_replicas "$P1" berth
+for _ in $(seq 1 120); do curl -sf --max-time 3 "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 1; done
+BERTH_URL="http://127.0.0.1:$PORT" POLLING_CLIENTS=1 WS_CLIENTS=1 timeout 300 node tests/deploy/flow.mjs | tee "$ART/flow-single.log"
+[ "${PIPESTATUS[0]}" = 0 ] && ok "rollback (pool off): tool flow" || fail "rollback tool flow"
+timing "rollback flow"
+
+# 6. bad input fails fast with one line naming the cause
+bad() {  # bad NAME GREP ENV...: single berth container must exit and log a matching line
+  local name=$1 pattern=$2; shift 2
+  "${SINGLE[@]}" rm -sf berth >/dev/null 2>&1
+  env "$@" PORT="$PORT" REDIS_IMAGE=berth/redis:offline "${SINGLE[@]}" up -d --no-deps berth >/dev/null 2>&1
+  local found=0
+  for _ in $(seq 1 60); do
+    "${SINGLE[@]}" logs --no-color berth 2>&1 | grep -qiE "$pattern" && { found=1; break; }
+    sleep 1
+  done
+  [ "$found" = 1 ] && ok "$name: $("${SINGLE[@]}" logs --no-color berth 2>&1 | grep -iE "$pattern" | head -1 | cut -c1-160)" \
+    || fail "$name: no line matching /$pattern/"
+}
+bad "invalid pool setting" 'POOL_MIN_SIZE' POOL_MIN_SIZE=abc
+bad "wrong Redis URL" 'redis.*(fail|error|unreach|resolv|refused|down)' BERTH_COMPOSE_REDIS_URL=redis://no-such-redis:6379
+docker run -d --name berth-deploy-e2e-nosocket --label berth.test=1 -e REDIS_URL=redis://127.0.0.1:1 berth:latest >/dev/null 2>&1
+ns=0
+for _ in $(seq 1 60); do docker logs berth-deploy-e2e-nosocket 2>&1 | grep -qi 'docker.sock\|docker socket' && { ns=1; break; }; sleep 1; done
+for _ in $(seq 1 60); do [ "$(docker inspect -f '{{.State.Running}}' berth-deploy-e2e-nosocket 2>/dev/null)" = true ] || break; sleep 1; done
+[ "$(docker inspect -f '{{.State.Running}}' berth-deploy-e2e-nosocket 2>/dev/null)" = false ] && ok "no Docker socket: Berth exits" || fail "no Docker socket: Berth still running after 60 s"
+[ "$ns" = 1 ] && ok "no Docker socket: $(docker logs berth-deploy-e2e-nosocket 2>&1 | grep -i 'docker' | head -1 | cut -c1-160)" || fail "no socket: no clear line"
+timing "bad input"
+
+echo "compose e2e total: $((SECONDS - t_start)) s"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
