@@ -148,6 +148,10 @@ LOAD_AVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
 B=$WORK/berth N=$WORK/node
 fmt() { awk -v v="$1" -v d="${2:-0}" 'BEGIN { if (v == "") print "-"; else printf "%.*f", d, v }'; }
 row() { printf '| %-44s | %24s | %24s |\n' "$1" "$2" "$3"; }
+per_ping() {
+  awk -v c="$(get "$1" idle_hold_server_cpu_pct)" -v p="$(get "$1" idle_hold_pings_per_s)" \
+    'BEGIN { if (c == "" || p == "" || p == 0) print "-"; else printf "%.1f", c / 100 * 1e6 / p }'
+}
 kb() { awk -v v="$1" 'BEGIN { if (v == "") print "-"; else printf "%.0f", v / 1024 }'; }
 ratio=$(awk -v a="$(get $B.echo echo_msgs_per_server_cpu_s)" -v b="$(get $N.echo echo_msgs_per_server_cpu_s)" \
   'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2fx", a / b }')
@@ -170,6 +174,9 @@ table() {
     "$(fmt "$(get $N.idle idle_hold_pings_per_s)")"
   row "idle: server CPU while holding (%)" "$(fmt "$(get $B.idle idle_hold_server_cpu_pct)")" \
     "$(fmt "$(get $N.idle idle_hold_server_cpu_pct)")"
+  row "idle: server CPU per ping round trip (us)" "$(per_ping $B.idle)" "$(per_ping $N.idle)"
+  row "heartbeat seen by clients (ms)" \
+    "$(get $B.idle ping_interval_ms)/$(get $B.idle ping_timeout_ms)" "$(get $N.idle ping_interval_ms)/$(get $N.idle ping_timeout_ms)"
   row "echo: clients (closed loop, $EVENT)" "$(get $B.echo echo_clients_ready)" "$(get $N.echo echo_clients_ready)"
   row "echo: msgs/s" "$(fmt "$(get $B.echo echo_msgs_per_s)")" "$(fmt "$(get $N.echo echo_msgs_per_s)")"
   row "echo: latency p50 / p99 / p99.9 (us)" \
@@ -179,6 +186,9 @@ table() {
     "$(fmt "$(get $N.echo echo_server_cpu_pct)")"
   row "echo: load-tool CPU (% of one core)" "$(fmt "$(get $B.echo echo_client_cpu_pct)")" \
     "$(fmt "$(get $N.echo echo_client_cpu_pct)")"
+  row "echo: server CPU per msg (us) / kernel share" \
+    "$(fmt "$(get $B.echo echo_server_cpu_us_per_msg)" 1) / $(fmt "$(get $B.echo echo_server_sys_share_pct)")%" \
+    "$(fmt "$(get $N.echo echo_server_cpu_us_per_msg)" 1) / $(fmt "$(get $N.echo echo_server_sys_share_pct)")%"
   row "echo: msgs per server CPU-second" "$(fmt "$(get $B.echo echo_msgs_per_server_cpu_s)")" \
     "$(fmt "$(get $N.echo echo_msgs_per_server_cpu_s)")"
   row "echo: berth / node msgs per server CPU-s" "$ratio" ""
@@ -215,6 +225,9 @@ if [[ "$RESULTS" != "-" ]]; then
       "PAYLOAD=$PAYLOAD EVENT=$EVENT BENCH_NICE=$BENCH_NICE, nofile limit $NOFILE"
     echo
     table
+    echo
+    echo "Method, limits of this machine (fd hard limit 20000, 300/200 ms heartbeat, shared CPU) and"
+    echo "profiles of where berth's memory and CPU go: see README.md in this folder."
     echo
     echo "Goals (issue 2, item 8):"
     echo

@@ -61,6 +61,7 @@ struct options {
   double hold_s = 5;         // then held this long (pings answered), second RSS reading
   double connect_timeout_s = 30;  // per connection handshake (a busy server accepts slowly)
   double stall_s = 20;            // idle connect phase ends when no handshake finished for this long
+  double min_connect_rate = 200;  // ... or after connect_timeout_s + idle / min_connect_rate seconds
   int connect_inflight = 256;     // handshakes in flight per worker
   int echo_clients = 64;
   int echo_workers = 1;
@@ -75,7 +76,7 @@ struct options {
 [[noreturn]] void usage() {
   std::fprintf(stderr,
                "usage: berth-sio-load --port P --pid SERVER_PID [--label NAME] [--idle N] [--workers W]\n"
-               "  [--settle S] [--hold S] [--connect-timeout S] [--stall S] [--inflight K] [--echo-clients C]\n"
+               "  [--settle S] [--hold S] [--connect-timeout S] [--stall S] [--min-connect-rate R] [--inflight K] [--echo-clients C]\n"
                "  [--echo-workers E] [--warmup S] [--echo-seconds T] [--payload BYTES]\n"
                "  [--event ack|message] [--src-addrs K] [--path /socket.io/]\n");
   std::exit(2);
@@ -99,6 +100,7 @@ options parse_args(int argc, char** argv) {
     else if (a == "--hold") o.hold_s = std::atof(next().c_str());
     else if (a == "--connect-timeout") o.connect_timeout_s = std::atof(next().c_str());
     else if (a == "--stall") o.stall_s = std::atof(next().c_str());
+    else if (a == "--min-connect-rate") o.min_connect_rate = std::atof(next().c_str());
     else if (a == "--inflight") o.connect_inflight = std::atoi(next().c_str());
     else if (a == "--echo-clients") o.echo_clients = std::atoi(next().c_str());
     else if (a == "--echo-workers") o.echo_workers = std::atoi(next().c_str());
@@ -114,7 +116,7 @@ options parse_args(int argc, char** argv) {
     else usage();
   }
   if (o.port <= 0 || o.port > 65535 || o.server_pid <= 0 || o.idle < 0 || o.echo_clients < 0 || o.payload < 0 ||
-      o.src_addrs < 0 || o.src_addrs > 200 || o.connect_inflight <= 0 || o.echo_workers <= 0)
+      o.src_addrs < 0 || o.src_addrs > 200 || o.connect_inflight <= 0 || o.echo_workers <= 0 || o.min_connect_rate <= 0)
     usage();
   // Loopback targets only.
   in_addr a{};
@@ -831,8 +833,10 @@ int main(int argc, char** argv) {
                  o.idle);
     const auto t0 = steady::now();
     sh->phase = p_idle_connect;
-    // Until every client is ready or failed, or no handshake finished for stall_s (bounded anyway).
-    const auto connect_limit = std::chrono::milliseconds(static_cast<long>(1000 * (o.connect_timeout_s + 120 + o.idle / 100.0)));
+    // Until every client is ready or failed, or no handshake finished for stall_s, or the server
+    // averaged under min_rate handshakes/s (it then "did not take N clients").
+    const auto connect_limit =
+        std::chrono::milliseconds(static_cast<long>(1000 * (o.connect_timeout_s + o.idle / o.min_connect_rate)));
     std::uint64_t last_done = 0;
     auto last_progress = steady::now();
     bool stalled = false;
