@@ -1,0 +1,117 @@
+#pragma once
+// The warm container pool of one replica: drives pool_fsm with the Docker client.
+// - start(): removes containers labelled for this replica+pool (left by a previous run), checks
+//   the image, warms up POOL_MIN_SIZE containers, then refills in the background (bounded
+//   parallel creates, backoff after failures), reaps idle containers above the minimum after
+//   POOL_IDLE_TIMEOUT_MS and replaces idle containers that die (events stream + periodic check).
+// - acquire(): an idle container at once, else a new one under the max, else a FIFO wait up to
+//   ACQUIRE_TIMEOUT_MS (on_queued gets the 1-based position), then POOL_EXHAUSTED + retryAfterMs.
+// - A container_lease destroys its container when released or destroyed (never reused).
+// - ENABLE_CONTAINER_POOL=false: no idle containers, every acquire creates one.
+// Lifetime: create once in the app; call stop() before destroying. Leases may outlive the pool
+// (their release is then a no-op: the orphan reaper owns those containers).
+// Thread-safety: every public method may be called from any thread; the state lives on a strand.
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include "berth/core/config.hpp"
+#include "berth/core/errors.hpp"
+#include "berth/core/metrics.hpp"
+#include "berth/docker/client.hpp"
+#include "berth/pool/pool_fsm.hpp"
+
+namespace berth::pool {
+
+struct pool_options {
+  std::string name = "default";                       // berth.pool label
+  std::size_t max_parallel_creates = 4;
+  std::size_t max_waiters = 1000;
+  std::chrono::milliseconds backoff_initial{250};
+  std::chrono::milliseconds backoff_max{10000};
+  std::chrono::milliseconds retry_after{1000};
+  std::chrono::milliseconds check_interval{5000};     // periodic check for dead idle containers
+  std::chrono::milliseconds warmup_timeout{120000};   // start() waits at most this for min idle
+  std::chrono::milliseconds destroy_timeout{10000};   // stop() waits at most this for removals
+  std::map<std::string, std::string> extra_labels;    // e.g. {"berth.test","1"}
+  std::vector<std::string> cmd;                       // empty: the image's CMD
+};
+
+struct pool_stats {
+  std::size_t idle = 0, active = 0, total = 0, max_pool_size = 0, min_pool_size = 0, creating = 0, waiting = 0;
+  double acquire_p50_ms = 0, acquire_p95_ms = 0, acquire_p99_ms = 0;
+  std::uint64_t created = 0, create_failures = 0, reaped = 0, dead_replaced = 0, exhausted = 0;
+  bool pooling = true;
+};
+// {"idle","active","total","maxPoolSize","minPoolSize","creating","waiting","acquireMs":{p50,p95,p99}}
+nlohmann::json to_json(const pool_stats& s);
+
+// retryAfterMs carried by a POOL_EXHAUSTED error from acquire() (nullopt for other errors).
+std::optional<std::chrono::milliseconds> retry_after_of(const core::error& e);
+
+namespace detail {
+struct pool_state;
+}
+
+// A leased container. Movable RAII handle: release() or destruction destroys the container.
+class container_lease {
+ public:
+  container_lease() = default;
+  container_lease(container_lease&& o) noexcept;
+  container_lease& operator=(container_lease&& o) noexcept;
+  container_lease(const container_lease&) = delete;
+  container_lease& operator=(const container_lease&) = delete;
+  ~container_lease();
+
+  const std::string& id() const noexcept { return id_; }
+  explicit operator bool() const noexcept { return !id_.empty(); }
+  // Ends the lease: the pool removes the container in the background and refills.
+  void release();
+  // Ends the lease without destroying the container (the session keeps it across a disconnect;
+  // adopt() takes it back later). Returns the id.
+  std::string detach();
+
+  container_lease(std::weak_ptr<detail::pool_state> pool, std::string id) : pool_(std::move(pool)), id_(std::move(id)) {}
+
+ private:
+  std::weak_ptr<detail::pool_state> pool_;
+  std::string id_;
+};
+
+class container_pool {
+ public:
+  // The docker client must outlive the pool.
+  container_pool(boost::asio::any_io_executor ex, docker::client& docker, const core::config& cfg,
+                 core::metrics& metrics, pool_options opts = {});
+  ~container_pool();
+  container_pool(const container_pool&) = delete;
+  container_pool& operator=(const container_pool&) = delete;
+
+  // Reap leftovers, check the image, warm up. An error (daemon unreachable, image missing) is
+  // returned and logged; background refill keeps trying either way until stop().
+  boost::asio::awaitable<core::result<void>> start();
+  // Remove idle containers, fail waiters, stop background work. Active leases are left alone.
+  boost::asio::awaitable<void> stop();
+
+  boost::asio::awaitable<core::result<container_lease>> acquire(
+      std::function<void(std::size_t position)> on_queued = {});
+  // Takes over a still-running container of a resumed session (inspect: running and berth-managed).
+  boost::asio::awaitable<core::result<container_lease>> adopt(std::string container_id);
+
+  pool_stats stats() const;
+  const pool_options& options() const noexcept;
+
+ private:
+  std::shared_ptr<detail::pool_state> state_;
+};
+
+}  // namespace berth::pool
