@@ -1,0 +1,90 @@
+#pragma once
+// Per-user concurrency limit across sockets and replicas: `inflight:{user}` zset of leases
+// (member = request id, score = expiry ms). acquire() runs one Lua script (drop expired, count,
+// add if below the limit): one round trip, atomic. A lease whose replica dies expires after
+// lease_ttl; a live permit refreshes its lease every refresh_interval.
+//
+// user_permit: movable RAII handle. Destruction (or reset()) releases fire-and-forget on the
+// limiter's strand; release() awaits the ZREM. Thread-safety: user_limiter methods may run
+// concurrently; a permit is owned by one coroutine at a time. Permits do not need the limiter
+// to outlive them (they share the client and their own state).
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "berth/core/errors.hpp"
+#include "berth/core/metrics.hpp"
+#include "berth/redis/client.hpp"
+#include "berth/session/schema.hpp"
+#include "berth/session/store.hpp"
+
+namespace berth::session {
+
+struct limiter_options {
+  key_schema keys;
+  std::size_t max_per_user = 5;                          // MAX_REQUESTS_PER_USER
+  std::chrono::milliseconds lease_ttl{90000};            // > TOOL_TIMEOUT_MS + an LLM round
+  std::chrono::milliseconds refresh_interval{30000};     // < lease_ttl / 2
+  clock_fn clock = system_now_ms;
+};
+
+namespace detail {
+struct lease_state;
+}
+
+class user_permit {
+ public:
+  user_permit() = default;
+  explicit user_permit(std::shared_ptr<detail::lease_state> s) : state_(std::move(s)) {}
+  user_permit(user_permit&&) noexcept = default;
+  user_permit& operator=(user_permit&& o) noexcept {
+    if (this != &o) {
+      reset();
+      state_ = std::move(o.state_);
+    }
+    return *this;
+  }
+  user_permit(const user_permit&) = delete;
+  user_permit& operator=(const user_permit&) = delete;
+  ~user_permit() { reset(); }
+
+  explicit operator bool() const noexcept { return state_ != nullptr; }
+  const std::string& user() const;
+  const std::string& request_id() const;
+  // Fire-and-forget release (ZREM posted to the limiter strand). Idempotent.
+  void reset() noexcept;
+  // Awaited release; the permit is empty afterwards.
+  boost::asio::awaitable<core::result<void>> release();
+
+ private:
+  std::shared_ptr<detail::lease_state> state_;
+};
+
+class user_limiter {
+ public:
+  user_limiter(std::shared_ptr<redis::redis_client> redis, limiter_options opts, core::metrics& metrics);
+
+  // A permit, or errc::too_many_requests ("at most N requests in flight for this user"; counter
+  // berth_limiter_rejections_total), or errc::invalid_payload for a bad user id, or a Redis
+  // transport error (errc::internal "redis unavailable: ...": the caller answers the request
+  // with an error, never runs it unlimited). request_id empty: a random one.
+  boost::asio::awaitable<core::result<user_permit>> acquire(std::string user, std::string request_id = {});
+  // Live leases for a user (expired ones not counted).
+  boost::asio::awaitable<core::result<std::size_t>> in_flight(std::string user);
+
+  const limiter_options& options() const noexcept { return opts_; }
+  std::uint64_t rejections() const noexcept { return c_rejected_.value(); }
+
+ private:
+  std::shared_ptr<redis::redis_client> redis_;
+  limiter_options opts_;
+  core::counter& c_rejected_;
+  core::counter& c_granted_;
+  core::counter& c_release_failed_;
+  std::shared_ptr<const redis::redis_script> acquire_, refresh_;
+};
+
+}  // namespace berth::session

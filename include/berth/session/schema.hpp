@@ -1,0 +1,86 @@
+#pragma once
+// Session module pure core: Redis key schema (ARCHITECTURE.md, prefix "berth:"), input
+// validation, resume authorisation, history entries and the token-budget trim policy, and the
+// Lua scripts' text. No sockets: unit-tested without Redis.
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "berth/core/errors.hpp"
+
+namespace berth::session {
+
+// Key names. Every key but `sessions` carries a TTL (set by the operations that write it).
+struct key_schema {
+  std::string prefix = "berth:";
+  std::string session(std::string_view sid) const { return prefix + "session:" + std::string(sid); }
+  std::string lock(std::string_view sid) const { return prefix + "session-lock:" + std::string(sid); }
+  std::string history(std::string_view sid) const { return prefix + "history:" + std::string(sid); }
+  std::string inflight(std::string_view user) const { return prefix + "inflight:" + std::string(user); }
+  std::string sessions() const { return prefix + "sessions"; }
+  std::string replica(std::string_view id) const { return prefix + "replica:" + std::string(id); }
+};
+
+// sessionId: 1..64 of [A-Za-z0-9_-], else errc::invalid_payload with the reason.
+core::result<void> validate_session_id(std::string_view sid);
+// user ids (JWT `sub` or the session id): 1..256 bytes, no control characters.
+core::result<void> validate_user_id(std::string_view user);
+
+// Lowercase hex SHA-256 (resume tokens are stored only as this hash).
+std::string sha256_hex(std::string_view data);
+bool constant_time_equal(std::string_view a, std::string_view b) noexcept;
+
+// The `session:{sid}` hash.
+struct session_record {
+  std::string id;
+  std::string user;
+  std::string container;
+  std::string replica;
+  std::int64_t created_ms = 0;
+  std::int64_t last_seen_ms = 0;
+  std::string resume_token_hash;
+};
+// From HGETALL's flat [field, value, ...] list; errc::internal when a field is missing/garbled.
+core::result<session_record> decode_session_hash(std::string_view sid, const std::vector<std::string>& flat);
+
+// PROTOCOL.md resume rule: the same *authenticated* user (only when auth is on: without auth the
+// "user" is the session id, known to anyone holding it), or a resume token whose SHA-256 matches.
+// Otherwise errc::session_forbidden.
+core::result<void> authorize_resume(const session_record& rec, std::optional<std::string_view> authenticated_user,
+                                    std::optional<std::string_view> resume_token);
+
+// One history message: {role, content, name?, callId?, ts}.
+struct history_entry {
+  std::string role;
+  std::string content;
+  std::optional<std::string> name;
+  std::optional<std::string> call_id;
+  std::int64_t ts_ms = 0;
+  bool operator==(const history_entry&) const = default;
+};
+std::string encode_history_entry(const history_entry& e);
+// Untrusted/stored JSON: parsed without exceptions; errc::internal names the problem.
+core::result<history_entry> decode_history_entry(std::string_view json);
+
+// Token estimate used for trimming: ceil(bytes / 4) of the stored JSON (the Lua script uses the
+// same formula, so Redis and this function agree).
+std::size_t estimate_tokens(std::string_view s) noexcept;
+// How many of the oldest entries to drop so that the newest ones fit in `budget` tokens; the
+// newest entry is always kept even if it alone exceeds the budget.
+std::size_t entries_to_drop(std::span<const std::size_t> estimates, std::size_t budget) noexcept;
+
+// Lua scripts (KEYS/ARGV documented in schema.cpp next to each body).
+namespace scripts {
+extern const char* const create_session;
+extern const char* const touch_session;
+extern const char* const end_session;
+extern const char* const unlock;
+extern const char* const append_history;
+extern const char* const acquire_lease;
+extern const char* const refresh_lease;
+}  // namespace scripts
+
+}  // namespace berth::session

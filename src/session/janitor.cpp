@@ -1,0 +1,151 @@
+#include "berth/session/janitor.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "berth/core/logging.hpp"
+#include "util.hpp"
+
+namespace berth::session {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using detail::argv;
+
+namespace {
+std::shared_ptr<spdlog::logger> log() {
+  static auto l = core::logger("session");
+  return l;
+}
+}  // namespace
+
+// ---- replica_heartbeat ------------------------------------------------------------------------
+
+std::shared_ptr<replica_heartbeat> replica_heartbeat::create(std::shared_ptr<redis::redis_client> redis, key_schema keys,
+                                                             std::string replica_id, std::chrono::milliseconds ttl,
+                                                             core::metrics& metrics) {
+  return std::make_shared<replica_heartbeat>(private_tag{}, std::move(redis), std::move(keys), std::move(replica_id), ttl,
+                                             metrics);
+}
+
+replica_heartbeat::replica_heartbeat(private_tag, std::shared_ptr<redis::redis_client> redis, key_schema keys,
+                                     std::string replica_id, std::chrono::milliseconds ttl, core::metrics& metrics)
+    : redis_(std::move(redis)),
+      keys_(std::move(keys)),
+      id_(std::move(replica_id)),
+      ttl_(ttl),
+      c_failed_(metrics.get_counter("berth_replica_heartbeat_failures_total", "replica heartbeats that failed")),
+      strand_(asio::make_strand(redis_->get_executor())),
+      timer_(strand_) {}
+
+awaitable<core::result<void>> replica_heartbeat::beat() {
+  auto r = co_await redis_->command(argv("SET", keys_.replica(id_), std::to_string(system_now_ms()), "PX",
+                                         std::to_string(ttl_.count())));
+  if (!r) co_return r.error();
+  co_return redis::expect_ok(*r, "SET replica");
+}
+
+awaitable<void> replica_heartbeat::loop(std::shared_ptr<replica_heartbeat> self) {
+  while (!self->stopped_) {
+    auto r = co_await self->beat();
+    if (!r) {
+      self->c_failed_.inc();
+      log()->warn("replica heartbeat failed: {}", r.error().message);
+    }
+    if (self->stopped_) break;
+    self->timer_.expires_after(self->ttl_ / 3);
+    co_await self->timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+void replica_heartbeat::start() { asio::co_spawn(strand_, loop(shared_from_this()), asio::detached); }
+
+namespace {
+awaitable<void> delete_key(std::shared_ptr<redis::redis_client> redis, std::shared_ptr<std::string> key) {
+  (void)co_await redis->command(argv("DEL", *key));
+}
+}  // namespace
+
+void replica_heartbeat::stop() {
+  auto self = shared_from_this();
+  asio::post(strand_, [self] {
+    if (self->stopped_) return;
+    self->stopped_ = true;
+    self->timer_.cancel();
+    asio::co_spawn(self->strand_, delete_key(self->redis_, std::make_shared<std::string>(self->keys_.replica(self->id_))),
+                   asio::detached);
+  });
+}
+
+// ---- janitor ----------------------------------------------------------------------------------
+
+std::shared_ptr<janitor> janitor::create(session_store& store, janitor_options opts, reaped_fn on_reaped,
+                                         connected_fn connected, core::metrics& metrics) {
+  return std::make_shared<janitor>(private_tag{}, store, opts, std::move(on_reaped), std::move(connected), metrics);
+}
+
+janitor::janitor(private_tag, session_store& store, janitor_options opts, reaped_fn on_reaped, connected_fn connected,
+                 core::metrics& metrics)
+    : store_(store),
+      opts_(opts),
+      on_reaped_(std::move(on_reaped)),
+      connected_(std::move(connected)),
+      c_reaped_(metrics.get_counter("berth_sessions_reaped_total", "idle sessions ended by this replica's janitor")),
+      c_failed_(metrics.get_counter("berth_janitor_failures_total", "janitor sweeps that failed (Redis errors)")),
+      strand_(asio::make_strand(store.redis()->get_executor())),
+      timer_(strand_) {}
+
+awaitable<core::result<std::size_t>> janitor::sweep() {
+  // 1. Sessions with a socket here are active by definition: refresh them first.
+  if (connected_) {
+    auto live = connected_();
+    if (!live.empty()) {
+      auto t = co_await store_.touch_many(std::move(live));
+      if (!t) co_return t.error();
+    }
+  }
+  // 2. Claim the idle ones. The cutoff is re-checked inside the claim script, so a session touched
+  //    between the listing and the claim is left alone; ZREM makes the claim exactly-once.
+  const auto cutoff = store_.options().clock() - store_.options().idle_timeout.count();
+  auto idle = co_await store_.idle_sessions(cutoff, opts_.batch);
+  if (!idle) co_return idle.error();
+  std::size_t reaped = 0;
+  for (auto& sid : *idle) {
+    auto rec = co_await store_.end_if_idle(sid, cutoff);
+    if (!rec) co_return rec.error();
+    if (!*rec) continue;  // another replica won, or the user came back
+    ++reaped;
+    c_reaped_.inc();
+    log()->info("session reaped (idle) sid={} cid={}", sid, core::log_prefix((*rec)->container, 12));
+    if (on_reaped_) co_await on_reaped_(std::move(**rec));
+  }
+  co_return reaped;
+}
+
+awaitable<void> janitor::loop(std::shared_ptr<janitor> self) {
+  while (!self->stopped_) {
+    auto r = co_await self->sweep();
+    if (!r) {
+      self->c_failed_.inc();
+      log()->warn("janitor sweep failed: {}", r.error().message);
+    }
+    if (self->stopped_) break;
+    self->timer_.expires_after(self->opts_.interval);
+    co_await self->timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+void janitor::start() { asio::co_spawn(strand_, loop(shared_from_this()), asio::detached); }
+
+void janitor::stop() {
+  auto self = shared_from_this();
+  asio::post(strand_, [self] {
+    self->stopped_ = true;
+    self->timer_.cancel();
+  });
+}
+
+}  // namespace berth::session

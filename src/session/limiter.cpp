@@ -1,0 +1,155 @@
+#include "berth/session/limiter.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "berth/core/logging.hpp"
+#include "berth/core/random.hpp"
+#include "util.hpp"
+
+namespace berth::session {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using detail::argv;
+
+namespace detail {
+// Shared by a permit and its refresh loop; everything mutable is touched on `strand` only.
+struct lease_state {
+  lease_state(std::shared_ptr<redis::redis_client> r, std::shared_ptr<const redis::redis_script> refresh_script,
+              std::string k, std::string u, std::string m, const limiter_options& o, core::counter& failed)
+      : redis(std::move(r)),
+        refresh(std::move(refresh_script)),
+        key(std::move(k)),
+        user(std::move(u)),
+        member(std::move(m)),
+        ttl(o.lease_ttl),
+        interval(o.refresh_interval),
+        clock(o.clock),
+        release_failed(failed),
+        strand(asio::make_strand(redis->get_executor())),
+        timer(strand) {}
+  std::shared_ptr<redis::redis_client> redis;
+  std::shared_ptr<const redis::redis_script> refresh;
+  std::string key, user, member;
+  std::chrono::milliseconds ttl, interval;
+  clock_fn clock;
+  core::counter& release_failed;
+  asio::strand<asio::any_io_executor> strand;
+  asio::steady_timer timer;
+  bool released = false;
+};
+}  // namespace detail
+
+namespace {
+
+std::shared_ptr<spdlog::logger> log() {
+  static auto l = core::logger("session");
+  return l;
+}
+
+awaitable<void> refresh_loop(std::shared_ptr<detail::lease_state> s) {
+  while (!s->released) {
+    s->timer.expires_after(s->interval);
+    co_await s->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (s->released) break;
+    auto r = co_await s->redis->eval(s->refresh, argv(s->key),
+                                     argv(std::to_string(s->clock()), std::to_string(s->ttl.count()), s->member));
+    if (!r) log()->debug("lease refresh failed req={}: {}", s->member, r.error().message);
+  }
+}
+
+awaitable<core::result<void>> release_lease(std::shared_ptr<detail::lease_state> s) {
+  // On s->strand.
+  if (s->released) co_return core::result<void>{};
+  s->released = true;
+  s->timer.cancel();
+  auto r = co_await s->redis->command(argv("ZREM", s->key, s->member));
+  if (!r || r->is_error()) {
+    // The lease expires by itself after lease_ttl: degraded (the user has one slot less), not lost.
+    s->release_failed.inc();
+    log()->warn("lease release failed req={} (expires in at most {} ms): {}", s->member, s->ttl.count(),
+                r ? redis::describe(*r) : r.error().message);
+    if (!r) co_return r.error();
+    co_return core::make_error(core::errc::internal, "redis ZREM lease: " + r->str.substr(0, 200));
+  }
+  co_return core::result<void>{};
+}
+
+awaitable<void> release_detached(std::shared_ptr<detail::lease_state> s) { (void)co_await release_lease(std::move(s)); }
+
+}  // namespace
+
+const std::string& user_permit::user() const { return state_->user; }
+const std::string& user_permit::request_id() const { return state_->member; }
+
+void user_permit::reset() noexcept {
+  if (!state_) return;
+  auto s = std::move(state_);
+  state_.reset();
+  try {
+    asio::co_spawn(s->strand, release_detached(s), asio::detached);
+  } catch (...) {
+    // Allocation failure while spawning: the lease expires after lease_ttl.
+  }
+}
+
+awaitable<core::result<void>> user_permit::release() {
+  if (!state_) co_return core::result<void>{};
+  auto s = std::move(state_);
+  state_.reset();
+  co_return co_await asio::co_spawn(s->strand, release_lease(s), asio::use_awaitable);
+}
+
+user_limiter::user_limiter(std::shared_ptr<redis::redis_client> redis, limiter_options opts, core::metrics& metrics)
+    : redis_(std::move(redis)),
+      opts_(std::move(opts)),
+      c_rejected_(metrics.get_counter("berth_limiter_rejections_total", "requests rejected with TOO_MANY_REQUESTS")),
+      c_granted_(metrics.get_counter("berth_limiter_permits_total", "per-user request permits granted")),
+      c_release_failed_(metrics.get_counter("berth_limiter_release_failures_total",
+                                            "permit releases that failed (lease left to expire)")),
+      acquire_(redis_->register_script(scripts::acquire_lease)),
+      refresh_(redis_->register_script(scripts::refresh_lease)) {}
+
+awaitable<core::result<user_permit>> user_limiter::acquire(std::string user, std::string request_id) {
+  if (auto v = validate_user_id(user); !v) co_return v.error();
+  if (request_id.empty()) request_id = core::random_token(12);
+  auto key = opts_.keys.inflight(user);
+  auto r = co_await redis_->eval(acquire_, argv(key),
+                                 argv(std::to_string(opts_.clock()), std::to_string(opts_.lease_ttl.count()),
+                                      std::to_string(opts_.max_per_user), request_id));
+  if (!r) co_return r.error();
+  auto arr = redis::as_array(*r, "acquire lease");
+  if (!arr) co_return arr.error();
+  if ((*arr)->size() != 2) co_return core::make_error(core::errc::internal, "redis acquire lease: expected [granted, count]");
+  auto granted = redis::as_integer((**arr)[0], "acquire lease");
+  if (!granted) co_return granted.error();
+  if (*granted != 1) {
+    c_rejected_.inc();
+    log()->debug("too many requests uid={} limit={}", core::log_prefix(user, 32), opts_.max_per_user);
+    co_return core::make_error(core::errc::too_many_requests, "at most " + std::to_string(opts_.max_per_user) +
+                                                                  " requests in flight for this user");
+  }
+  c_granted_.inc();
+  auto s = std::make_shared<detail::lease_state>(redis_, refresh_, std::move(key), std::move(user), std::move(request_id),
+                                                 opts_, c_release_failed_);
+  asio::co_spawn(s->strand, refresh_loop(s), asio::detached);
+  co_return user_permit(std::move(s));
+}
+
+awaitable<core::result<std::size_t>> user_limiter::in_flight(std::string user) {
+  if (auto v = validate_user_id(user); !v) co_return v.error();
+  auto r = co_await redis_->command(
+      argv("ZCOUNT", opts_.keys.inflight(user), "(" + std::to_string(opts_.clock()), "+inf"));
+  if (!r) co_return r.error();
+  auto n = redis::as_integer(*r, "ZCOUNT inflight");
+  if (!n) co_return n.error();
+  co_return static_cast<std::size_t>(*n);
+}
+
+}  // namespace berth::session

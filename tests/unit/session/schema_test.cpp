@@ -1,0 +1,118 @@
+#include <gtest/gtest.h>
+
+#include "berth/session/schema.hpp"
+
+using namespace berth::session;
+using berth::core::errc;
+
+TEST(session_schema, keys_use_the_prefix) {
+  key_schema k;
+  EXPECT_EQ(k.session("abc"), "berth:session:abc");
+  EXPECT_EQ(k.lock("abc"), "berth:session-lock:abc");
+  EXPECT_EQ(k.history("abc"), "berth:history:abc");
+  EXPECT_EQ(k.inflight("u1"), "berth:inflight:u1");
+  EXPECT_EQ(k.sessions(), "berth:sessions");
+  EXPECT_EQ(k.replica("r1"), "berth:replica:r1");
+}
+
+TEST(session_schema, session_id_validation) {
+  EXPECT_TRUE(validate_session_id("a"));
+  EXPECT_TRUE(validate_session_id("AZaz09_-"));
+  EXPECT_TRUE(validate_session_id(std::string(64, 'x')));
+  auto empty = validate_session_id("");
+  ASSERT_FALSE(empty);
+  EXPECT_EQ(empty.error().code, errc::invalid_payload);
+  EXPECT_EQ(empty.error().message, "sessionId is empty");
+  EXPECT_EQ(validate_session_id(std::string(65, 'x')).error().message, "sessionId is longer than 64 characters");
+  for (std::string bad : std::vector<std::string>{"a b", "a:b", "a*", "é", std::string("a\0b", 3), "a/b", "a.b"}) {
+    auto r = validate_session_id(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code, errc::invalid_payload);
+  }
+  EXPECT_TRUE(validate_user_id("alice@example.com"));
+  EXPECT_FALSE(validate_user_id(""));
+  EXPECT_FALSE(validate_user_id(std::string(257, 'u')));
+  EXPECT_FALSE(validate_user_id("a\nb"));
+}
+
+TEST(session_schema, sha256_and_compare) {
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_TRUE(constant_time_equal("abc", "abc"));
+  EXPECT_FALSE(constant_time_equal("abc", "abd"));
+  EXPECT_FALSE(constant_time_equal("abc", "abcd"));
+}
+
+TEST(session_schema, decode_session_hash) {
+  auto r = decode_session_hash("s1", {"user", "u", "container", "c", "replica", "r", "created_ms", "10", "last_seen_ms",
+                                      "20", "resume_token_hash", "h"})
+               .value();
+  EXPECT_EQ(r.id, "s1");
+  EXPECT_EQ(r.user, "u");
+  EXPECT_EQ(r.container, "c");
+  EXPECT_EQ(r.replica, "r");
+  EXPECT_EQ(r.created_ms, 10);
+  EXPECT_EQ(r.last_seen_ms, 20);
+  EXPECT_EQ(r.resume_token_hash, "h");
+  EXPECT_FALSE(decode_session_hash("s", {"user"}));
+  EXPECT_FALSE(decode_session_hash("s", {"user", "u"}));                        // no created_ms
+  EXPECT_FALSE(decode_session_hash("s", {"user", "u", "created_ms", "12x"}));   // garbled number
+}
+
+TEST(session_schema, resume_rules) {
+  session_record rec;
+  rec.user = "alice";
+  rec.resume_token_hash = sha256_hex("tok");
+  EXPECT_TRUE(authorize_resume(rec, "alice", std::nullopt));
+  EXPECT_TRUE(authorize_resume(rec, std::nullopt, "tok"));
+  EXPECT_TRUE(authorize_resume(rec, "mallory", "tok"));  // the token is the owner's proof
+  auto forged = authorize_resume(rec, std::nullopt, "tok2");
+  ASSERT_FALSE(forged);
+  EXPECT_EQ(forged.error().code, errc::session_forbidden);
+  EXPECT_EQ(authorize_resume(rec, "mallory", std::nullopt).error().code, errc::session_forbidden);
+  EXPECT_EQ(authorize_resume(rec, std::nullopt, std::nullopt).error().code, errc::session_forbidden);
+  EXPECT_EQ(authorize_resume(rec, "", "").error().code, errc::session_forbidden);
+  // A record without a hash never matches an empty or any token.
+  session_record nohash;
+  nohash.user = "bob";
+  EXPECT_FALSE(authorize_resume(nohash, std::nullopt, "x"));
+  // The hash itself is not a token.
+  EXPECT_FALSE(authorize_resume(rec, std::nullopt, rec.resume_token_hash));
+}
+
+TEST(session_schema, history_entry_round_trip) {
+  history_entry e{"tool", "out\n\"quoted\"", "list_files", "call_1", 1234};
+  auto json = encode_history_entry(e);
+  EXPECT_EQ(decode_history_entry(json).value(), e);
+  history_entry plain{"user", "hi", std::nullopt, std::nullopt, 5};
+  EXPECT_EQ(encode_history_entry(plain), R"({"content":"hi","role":"user","ts":5})");
+  EXPECT_EQ(decode_history_entry(encode_history_entry(plain)).value(), plain);
+}
+
+TEST(session_schema, history_entry_bad_input) {
+  for (const char* bad : {"", "nope", "[]", R"({"role":"user"})", R"({"role":1,"content":"x","ts":1})",
+                          R"({"role":"user","content":"x"})", R"({"role":"user","content":"x","ts":"1"})",
+                          R"({"role":"user","content":"x","ts":1,"name":5})",
+                          R"({"role":"user","content":"x","ts":1,"callId":[]})"}) {
+    auto r = decode_history_entry(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().code, errc::internal);
+  }
+  // Invalid UTF-8 content is replaced, not thrown.
+  history_entry e{"tool", std::string("\xff\xfe", 2), std::nullopt, std::nullopt, 1};
+  EXPECT_TRUE(decode_history_entry(encode_history_entry(e)));
+}
+
+TEST(session_schema, token_estimate_and_trim_policy) {
+  EXPECT_EQ(estimate_tokens(""), 0u);
+  EXPECT_EQ(estimate_tokens("a"), 1u);
+  EXPECT_EQ(estimate_tokens("abcd"), 1u);
+  EXPECT_EQ(estimate_tokens("abcde"), 2u);
+  std::vector<std::size_t> est{10, 10, 10, 10};
+  EXPECT_EQ(entries_to_drop(est, 40), 0u);
+  EXPECT_EQ(entries_to_drop(est, 39), 1u);
+  EXPECT_EQ(entries_to_drop(est, 20), 2u);
+  EXPECT_EQ(entries_to_drop(est, 10), 3u);
+  EXPECT_EQ(entries_to_drop(est, 5), 3u);  // the newest is always kept
+  EXPECT_EQ(entries_to_drop(std::vector<std::size_t>{}, 5), 0u);
+  EXPECT_EQ(entries_to_drop(std::vector<std::size_t>{100}, 5), 0u);
+}
