@@ -402,7 +402,13 @@ export class RawPolling {
   /** Ends the GET loop after the GET in flight (e.g. once the session upgraded). */
   stop() { this.stopped = true; }
 
-  post(body, ms = 5000) { return pollingRequest(this.server, 'POST', this.q, body, ms); }
+  /** POSTs one after the other, as engine.io-client does (concurrent POSTs close a session). */
+  post(body, ms = 5000) {
+    const run = () => pollingRequest(this.server, 'POST', this.q, body, ms);
+    const p = (this.lastPost ?? Promise.resolve()).then(run, run);
+    this.lastPost = p.catch(() => {});
+    return p;
+  }
 
   get(ms = 5000) { return pollingRequest(this.server, 'GET', this.q, undefined, ms); }
 

@@ -2,7 +2,7 @@
 // namespace): each bad input closes that connection, promptly, and another client is unaffected.
 // A well-formed control over the same raw client proves the client itself is not the problem.
 import assert from 'node:assert/strict';
-import { after, afterEach, before, describe, test } from 'node:test';
+import { afterEach, describe, test } from 'node:test';
 import {
   Clients, NSP_PREFIX, PING_INTERVAL_MS, RawClient, assertAlive, connected, makeClient, startServer,
 } from './lib.mjs';
@@ -10,15 +10,10 @@ import {
 const server = await startServer();
 const clients = new Clients();
 const raws = [];
-let bystander;
-before(async () => {
-  bystander = await connected(clients.track(makeClient(server, 'websocket')), 'websocket');
-});
 afterEach(() => {
+  clients.closeAll();
   for (const r of raws.splice(0)) r.close();
 });
-// `bystander` lives for the whole file; close it last.
-after(() => clients.closeAll());
 
 const N = NSP_PREFIX;
 const CLOSE_WITHIN_MS = 2000; // pings are answered, so only the bad input can close the socket
@@ -66,7 +61,8 @@ describe('malformed input over websocket', () => {
   });
 
   for (const [name, send] of CASES) {
-    test(`${name}: closes that connection only`, { timeout: 6000 }, async () => {
+    test(`${name}: closes that connection only`, { timeout: 10000 }, async () => {
+      const bystander = await connected(clients.track(makeClient(server, 'websocket')), 'websocket');
       const raw = new RawClient(server);
       raws.push(raw);
       await raw.handshake();
