@@ -152,7 +152,8 @@
   }
 
   function addError(code, message, extra) {
-    const key = (code || "") + "|" + (message || "");
+    // Berth may report one refusal both in the ack and as agent:error (with different wording).
+    const key = code ? code + "|" + ((extra && extra.callId) || "") : "|" + (message || "");
     const now = Date.now();
     const last = recentErrors.get(key);
     if (last && now - last < ERROR_DEDUP_MS) return null; // same error from ack and event
@@ -212,7 +213,6 @@
     c.args.hidden = false;
     if (p.queuePosition && p.totalInQueue) {
       c.pos.textContent = p.queuePosition + " of " + p.totalInQueue;
-      c.pos.setAttribute("aria-label", "call " + p.queuePosition + " of " + p.totalInQueue);
     }
     setCallState(c, "pending", "Waiting for approval");
     c.actions.replaceChildren();
@@ -244,15 +244,23 @@
       c.actions.replaceChildren();
       if (ack && ack.ok === false) {
         setCallState(c, "error", "Not applied");
-        addError(ack.code, ack.message);
+        addError(ack.code, ack.message, { callId });
       } else if (approved) {
         if (c.card.dataset.state !== "done" && c.card.dataset.state !== "failed") setCallState(c, "approved", "Approved");
       } else {
         setCallState(c, "rejected", "Rejected");
       }
       if (hadFocus) {
-        focusNextApproval = true;
-        input.focus();
+        // Keyboard flow: go on to the next undecided call if it is already here, else wait for it
+        // in the message box.
+        const next = [...calls.values()].find((o) => !o.decided && !o.actions.hidden);
+        const btn = next && next.actions.querySelector("button");
+        if (btn) {
+          btn.focus();
+        } else {
+          focusNextApproval = true;
+          input.focus();
+        }
       }
     });
   }
@@ -351,7 +359,7 @@
       setThinking(false);
       const content = typeof text === "string" ? text : text && typeof text.text === "string" ? text.text : pretty(text);
       if (content.trim()) addMessage("assistant", content);
-      focusNextApproval = focusNextApproval && document.activeElement === input;
+      focusNextApproval = false;
     });
 
     socket.on("tool:approval_required", onApprovalRequired);
@@ -359,6 +367,7 @@
 
     socket.on("agent:error", (e) => {
       setThinking(false);
+      focusNextApproval = false;
       if (typeof e === "string") e = { code: "ERROR", message: e };
       e = e || {};
       addError(e.code, e.message, e);

@@ -5,7 +5,7 @@
 // the UI so its container is destroyed.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { targetUrl, stopDevServer, openBrowser, screenshot, READY_TIMEOUT_MS, STEP_TIMEOUT_MS } from "./lib.mjs";
+import { targetUrl, stopDevServer, openBrowser, screenshot, READY_TIMEOUT_MS, STEP_TIMEOUT_MS, TEST_TIMEOUT_MS } from "./lib.mjs";
 
 const LIST = "List all files in /workspace";
 const STORAGE_KEY = "berth.session";
@@ -83,7 +83,7 @@ async function withBrowser(opts, fn) {
   }
 }
 
-test("full tool flow by clicking: list files, approve, output under the call, agent answer", { timeout: 120000 }, async () => {
+test("full tool flow by clicking: list files, approve, output under the call, agent answer", { timeout: TEST_TIMEOUT_MS }, async () => {
   const url = await targetUrl();
   await withBrowser({}, async (b) => {
     const { page } = b;
@@ -122,7 +122,7 @@ test("full tool flow by clicking: list files, approve, output under the call, ag
   });
 });
 
-test("reload resumes the session: same container, history visible", { timeout: 120000 }, async () => {
+test("reload resumes the session: same container, history visible", { timeout: TEST_TIMEOUT_MS }, async () => {
   const url = await targetUrl();
   await withBrowser({}, async (b) => {
     const { page } = b;
@@ -161,7 +161,7 @@ test("reload resumes the session: same container, history visible", { timeout: 1
   });
 });
 
-test("a rejected call is marked rejected and the turn still ends", { timeout: 120000 }, async () => {
+test("a rejected call is marked rejected and the turn still ends", { timeout: TEST_TIMEOUT_MS }, async () => {
   const url = await targetUrl();
   await withBrowser({}, async (b) => {
     const { page } = b;
@@ -182,7 +182,7 @@ test("a rejected call is marked rejected and the turn still ends", { timeout: 12
   });
 });
 
-test("six requests fired quickly show TOO_MANY_REQUESTS", { timeout: 120000 }, async () => {
+test("six requests fired quickly show TOO_MANY_REQUESTS", { timeout: TEST_TIMEOUT_MS }, async () => {
   const url = await targetUrl();
   await withBrowser({}, async (b) => {
     const { page } = b;
@@ -202,7 +202,7 @@ test("six requests fired quickly show TOO_MANY_REQUESTS", { timeout: 120000 }, a
   });
 });
 
-test("no console errors or CSP violations on the chat page and the operator panel", { timeout: 120000 }, async () => {
+test("no console errors or CSP violations on the chat page and the operator panel", { timeout: TEST_TIMEOUT_MS }, async () => {
   const url = await targetUrl();
   await withBrowser({}, async (b) => {
     const { page } = b;
@@ -228,7 +228,7 @@ test("no console errors or CSP violations on the chat page and the operator pane
   });
 });
 
-test("375 px wide: no horizontal scroll through a whole tool flow", { timeout: 120000 }, async () => {
+test("375 px wide: no horizontal scroll through a whole tool flow", { timeout: TEST_TIMEOUT_MS }, async () => {
   const url = await targetUrl();
   await withBrowser({ width: 375, height: 740 }, async (b) => {
     const { page } = b;
@@ -260,7 +260,7 @@ test("375 px wide: no horizontal scroll through a whole tool flow", { timeout: 1
   });
 });
 
-test("keyboard only: type, send with Enter, tab to Approve, Enter", { timeout: 120000 }, async () => {
+test("keyboard only: type, send with Enter, tab to Approve, Enter", { timeout: TEST_TIMEOUT_MS }, async () => {
   const url = await targetUrl();
   await withBrowser({}, async (b) => {
     const { page } = b;
@@ -305,12 +305,19 @@ test("keyboard only: type, send with Enter, tab to Approve, Enter", { timeout: 1
   });
 });
 
-test("end session clears localStorage and the next visit gets a new container", { timeout: 120000 }, async () => {
+test("reset history clears the transcript; end session clears localStorage; next visit gets a new container", { timeout: TEST_TIMEOUT_MS }, async () => {
   const url = await targetUrl();
   await withBrowser({}, async (b) => {
     const { page } = b;
     await gotoReady(page, url);
     const first = containerOf(await statusText(page));
+
+    await send(page, "hello");
+    await page.locator(".msg-assistant").first().waitFor();
+    await page.getByRole("button", { name: "Reset history" }).click();
+    await page.waitForFunction(() => !document.querySelector(".msg-user") && document.querySelector(".sys"));
+    assert.ok((await page.locator(".sys").first().textContent()).trim().length > 0, "system message shown");
+    await screenshot(page, "reset");
     await page.getByRole("button", { name: "End session" }).click();
     await page.waitForFunction(() => document.getElementById("status").dataset.state === "ended");
     assert.equal(await page.evaluate((k) => localStorage.getItem(k), STORAGE_KEY), null);

@@ -12,6 +12,8 @@ export const ARTIFACTS = path.resolve(here, "../artifacts");
 export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 export const READY_TIMEOUT_MS = Number(process.env.BERTH_READY_TIMEOUT_MS || 45000);
 export const STEP_TIMEOUT_MS = Number(process.env.BERTH_STEP_TIMEOUT_MS || 30000);
+// Generous: on a loaded machine starting Chromium alone can take half a minute.
+export const TEST_TIMEOUT_MS = Number(process.env.BERTH_TEST_TIMEOUT_MS || 300000);
 
 let devServer = null;
 
@@ -41,6 +43,7 @@ export async function openBrowser({ width = 1280, height = 800 } = {}) {
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
+    timeout: 180000,
     viewport: { width, height },
     args: [
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
