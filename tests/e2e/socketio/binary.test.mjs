@@ -48,6 +48,13 @@ for (const mode of Object.keys(MODES)) {
       assert.deepEqual(norm(await back), norm(args));
     });
 
+    test('empty and one-byte attachments', { timeout: 8000 }, async () => {
+      const socket = await connected(clients.track(makeClient(server, mode)), mode);
+      const args = [Buffer.alloc(0), { e: new Uint8Array(0), one: Buffer.from([0]) }];
+      const reply = await emitAck(socket, 5000, 'message-with-ack', ...args);
+      assert.deepEqual(norm(reply), norm(args));
+    });
+
     test('client -> server ack with binary (BINARY_EVENT answered by BINARY_ACK)', { timeout: 8000 }, async () => {
       const socket = await connected(clients.track(makeClient(server, mode)), mode);
       const args = payload();
