@@ -85,6 +85,16 @@ e2e_socketio() {
     BERTH_E2E_NAMESPACE=/diagnostics tests/e2e/socketio/run.sh
 }
 
+# The agent flow through the real gateway: socket.io-client -> berth -> Redis, dockerd, sandbox.
+e2e_agent() {
+  (cd tests/e2e && node --test --test-concurrency=1 --test-reporter=spec agent/)
+}
+
+# The chat UI in Debian's Chromium against berth + Redis + dockerd (the local model).
+e2e_browser() {
+  (cd tests/e2e && node support/run-with-berth.mjs LLM_PROVIDER=local -- node --test --test-concurrency=1 browser/)
+}
+
 step build build || { echo "build failed"; echo "suites: 0 passed, 1 failed"; exit 1; }
 step unit unit_tests
 step "unit (asan+ubsan)" sanitized_unit_tests
@@ -93,7 +103,8 @@ step integration integration_tests
 step conformance conformance
 step "conformance (tsan, 4 threads)" conformance_tsan
 step "e2e socket.io-client" e2e_socketio
-[ -x tests/e2e/browser/run.sh ] && step "browser (chromium)" tests/e2e/browser/run.sh
+step "e2e agent flow" e2e_agent
+step "browser (chromium)" e2e_browser
 [ "${BERTH_DEPLOY_TESTS:-1}" = "1" ] && [ -x tests/deploy/compose_e2e.sh ] && step "compose deployment" tests/deploy/compose_e2e.sh
 
 leftover=$(docker ps -aq --filter label=berth.test=1 2>/dev/null | wc -l)

@@ -14,6 +14,16 @@
 #include <nlohmann/json.hpp>
 
 #include "berth/conformance/handlers.hpp"
+#include "berth/docker/client.hpp"
+#include "berth/gateway/gateway.hpp"
+#include "berth/llm/provider.hpp"
+#include "berth/pool/container_pool.hpp"
+#include "berth/redis/client.hpp"
+#include "berth/redis/url.hpp"
+#include "berth/session/history.hpp"
+#include "berth/session/janitor.hpp"
+#include "berth/session/limiter.hpp"
+#include "berth/session/store.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/core/metrics.hpp"
 #include "berth/engineio/server.hpp"
@@ -58,6 +68,20 @@ struct app::impl {
   http::static_files web;
   http::static_files client_bundle;
   bool stopping = false;
+  std::atomic<bool> pool_ready{false};
+  // Dependencies (built in build_services(): they need a valid config, checked there).
+  std::unique_ptr<docker::client> docker;
+  std::unique_ptr<pool::container_pool> pool;
+  std::shared_ptr<redis::redis_client> redis;
+  std::unique_ptr<session::session_store> sessions;
+  std::unique_ptr<session::history_store> history;
+  std::unique_ptr<session::user_limiter> limiter;
+  std::shared_ptr<session::replica_heartbeat> heartbeat;
+  std::shared_ptr<session::janitor> janitor;
+  std::unique_ptr<gateway::gateway> gw;
+  // Last Docker probe, refreshed by /health (Docker calls are too slow to make per metric scrape).
+  std::mutex docker_mutex;
+  json docker_status = json{{"ok", false}, {"apiVersion", nullptr}};
 
   explicit impl(core::config c)
       : cfg(std::move(c)),
@@ -85,14 +109,93 @@ struct app::impl {
     return http::json_response(status, body.dump());
   }
 
-  json health_body(bool& healthy) {
-    healthy = !stopping;
+  // Builds docker, pool, redis, session stores and the gateway from the config. Throws on a
+  // start-up error (e.g. a bad REDIS_URL), which main reports in one line.
+  void build_services() {
+    auto ex = ioc.get_executor();
+    auto docker_opts = docker::options_from_config(cfg);
+    if (!docker_opts) throw std::runtime_error(docker_opts.error().message);
+    docker = std::make_unique<docker::client>(ex, *docker_opts, metrics);
+    pool = std::make_unique<pool::container_pool>(ex, *docker, cfg, metrics);
+    auto endpoint = redis::parse_redis_url(cfg.redis_url);
+    if (!endpoint) throw std::runtime_error("REDIS_URL: " + endpoint.error().message);
+    redis::client_options ropts;
+    ropts.endpoint = *endpoint;
+    redis = redis::redis_client::create(ex, ropts, metrics);
+    session::session_options sopts;
+    sopts.replica_id = cfg.replica_id;
+    sopts.idle_timeout = cfg.session_idle_timeout;
+    sessions = std::make_unique<session::session_store>(redis, sopts, metrics);
+    session::history_options hopts;
+    hopts.max_tokens = cfg.max_history_tokens;
+    hopts.ttl = std::chrono::seconds(cfg.history_ttl_seconds);
+    hopts.max_entry_bytes = cfg.max_http_buffer_size;
+    history = std::make_unique<session::history_store>(redis, hopts, metrics);
+    session::limiter_options lopts;
+    lopts.max_per_user = cfg.max_requests_per_user;
+    lopts.lease_ttl = std::max(std::chrono::milliseconds(90000), cfg.tool_timeout * 3);
+    lopts.refresh_interval = lopts.lease_ttl / 3;
+    limiter = std::make_unique<session::user_limiter>(redis, lopts, metrics);
+    gw = std::make_unique<gateway::gateway>(gateway::gateway_deps{
+        cfg, metrics, *docker, *pool, *sessions, *history, *limiter,
+        [this, ex](std::optional<std::string> key) { return llm::make_provider(cfg, ex, metrics, std::move(key)); }});
+    gw->attach(io.of("/"));
+    heartbeat = session::replica_heartbeat::create(redis, sopts.keys, cfg.replica_id, std::chrono::milliseconds(10000),
+                                                   metrics);
+    janitor = session::janitor::create(
+        *sessions, {}, [this](session::session_record rec) { return gw->on_session_reaped(std::move(rec)); },
+        [this] { return gw->connected_sessions(); }, metrics);
+    // An unusable LLM configuration (e.g. a missing key) is a start-up error, not a per-user one.
+    if (auto p = llm::make_provider(cfg, ex, metrics); !p) throw std::runtime_error("LLM_PROVIDER: " + p.error().message);
+  }
+
+  static asio::awaitable<void> start_services(impl* self) {
+    self->redis->start();
+    self->heartbeat->start();
+    self->janitor->start();
+    if (self->cfg.enable_container_pool) core::logger("app")->info("[Phase 2] Container pooling enabled");
+    auto started = co_await self->pool->start();
+    if (!started) core::logger("app")->error("container pool failed to start: {}", started.error().message);
+    self->pool_ready = started.has_value();
+  }
+
+  static asio::awaitable<void> stop_services(impl* self) {
+    self->janitor->stop();
+    self->heartbeat->stop();
+    co_await self->pool->stop();
+    self->redis->stop();
+  }
+
+  // Waits (bounded) for sessions to flush their close packets, then stops the services.
+  static asio::awaitable<void> drain_and_stop(impl* s, asio::steady_timer* grace) {
+    asio::steady_timer poll(s->ioc);
+    for (int i = 0; i < 250 && s->eio.session_count() > 0; ++i) {
+      poll.expires_after(std::chrono::milliseconds(20));
+      co_await poll.async_wait(asio::use_awaitable);
+    }
+    co_await stop_services(s);
+    grace->cancel();
+  }
+
+  asio::awaitable<json> health_body(bool& healthy) {
     const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
-    return json{{"status", healthy ? "ok" : "degraded"},
-                {"replica", cfg.replica_id},
-                {"uptimeS", uptime.count()},
-                {"connections", http_server.open_connections()},
-                {"sockets", io.connected_sockets()}};
+    const auto r = redis->health();
+    json docker_json{{"ok", false}, {"apiVersion", nullptr}};
+    if (auto v = co_await docker->version(); v) {
+      docker_json = json{{"ok", true}, {"apiVersion", docker->negotiated() ? docker->negotiated()->to_string() : ""}};
+    } else {
+      docker_json["error"] = v.error().message;
+    }
+    const auto stats = pool->stats();
+    healthy = !stopping && r.ok && docker_json["ok"].get<bool>();
+    co_return json{{"status", healthy ? "ok" : "degraded"},
+                   {"replica", cfg.replica_id},
+                   {"uptimeS", uptime.count()},
+                   {"redis", {{"ok", r.ok}, {"latencyMs", r.latency_ms}}},
+                   {"docker", docker_json},
+                   {"pool", pool::to_json(stats)},
+                   {"connections", http_server.open_connections()},
+                   {"sockets", io.connected_sockets()}};
   }
 
   void register_routes() {
@@ -101,13 +204,18 @@ struct app::impl {
     });
     http_server.route("GET", "/health/ready", [this](http::request&) -> asio::awaitable<http::response> {
       bool healthy = false;
-      auto body = health_body(healthy);
+      auto body = co_await health_body(healthy);
+      healthy = healthy && pool_ready.load();
+      body["status"] = healthy ? "ready" : "not ready";
       co_return json_ok(body, healthy ? 200 : 503);
     });
     http_server.route("GET", "/health", [this](http::request&) -> asio::awaitable<http::response> {
       bool healthy = false;
-      auto body = health_body(healthy);
+      auto body = co_await health_body(healthy);
       co_return json_ok(body, healthy ? 200 : 503);
+    });
+    http_server.route("GET", "/stats/pool", [this](http::request&) -> asio::awaitable<http::response> {
+      co_return json_ok(pool::to_json(pool->stats()));
     });
     http_server.route("GET", "/metrics", [this](http::request&) -> asio::awaitable<http::response> {
       co_return http::text_response(200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
@@ -174,6 +282,12 @@ int app::run() {
   auto& s = *impl_;
   auto log = core::logger("app");
   s.load_static();
+  try {
+    s.build_services();
+  } catch (const std::exception& e) {
+    log->error("cannot start: {}", e.what());
+    return 2;
+  }
   s.register_routes();
   if (!s.cfg.diagnostics_namespace.empty()) {
     conformance::register_echo_handlers(s.io.of(s.cfg.diagnostics_namespace));
@@ -188,6 +302,7 @@ int app::run() {
     return 1;
   }
   s.http_server.start();
+  asio::co_spawn(s.ioc, impl::start_services(&s), asio::detached);
   log->info("Berth listening on {}:{} (replica {}, {} thread(s))", s.cfg.host, port, s.cfg.replica_id, s.cfg.threads);
 
   asio::signal_set signals(s.ioc, SIGINT, SIGTERM);
@@ -201,14 +316,7 @@ int app::run() {
     // Bounded wait for sessions to flush their close packets, then stop.
     grace.expires_after(s.cfg.shutdown_grace);
     grace.async_wait([&](auto) { s.ioc.stop(); });
-    asio::co_spawn(s.ioc, [](engineio::server& eio, asio::io_context& ioc, asio::steady_timer& g) -> asio::awaitable<void> {
-      asio::steady_timer poll(ioc);
-      for (int i = 0; i < 1000 && eio.session_count() > 0; ++i) {
-        poll.expires_after(std::chrono::milliseconds(20));
-        co_await poll.async_wait(asio::use_awaitable);
-      }
-      g.cancel();
-    }(s.eio, s.ioc, grace), asio::detached);
+    asio::co_spawn(s.ioc, impl::drain_and_stop(&s, &grace), asio::detached);
   });
 
   std::vector<std::thread> threads;

@@ -5,24 +5,24 @@ namespace berth::conformance {
 using json = nlohmann::json;
 
 void register_echo_handlers(socketio::namespace_& nsp) {
-  nsp.on_connection([](std::shared_ptr<socketio::socket> s) {
-    s->emit("auth", json::array({s->auth()}));
+  nsp.on_connection([](std::shared_ptr<socketio::socket> sock) {
+    sock->emit("auth", json::array({sock->auth()}));
     // Handlers capture weak pointers: the socket owns its handlers, a strong capture would leak it.
-    std::weak_ptr<socketio::socket> weak = s;
-    s->on("message", [weak](json args, socketio::socket::ack_fn) {
+    std::weak_ptr<socketio::socket> weak = sock;
+    sock->on("message", [weak](json args, socketio::socket::ack_fn) {
       if (auto s = weak.lock()) s->emit("message-back", std::move(args));
     });
-    s->on("message-with-ack", [](json args, socketio::socket::ack_fn ack) {
+    sock->on("message-with-ack", [](json args, socketio::socket::ack_fn ack) {
       if (ack) ack(std::move(args));
     });
-    s->on("get-handshake", [weak](json, socketio::socket::ack_fn ack) {
+    sock->on("get-handshake", [weak](json, socketio::socket::ack_fn ack) {
       auto s = weak.lock();
       if (!ack || !s) return;
       json query = json::object();
       for (const auto& [k, v] : s->handshake().query) query[k] = v;
       ack(json::array({json{{"query", query}, {"auth", s->auth()}}}));
     });
-    s->on("request-server-ack", [weak](json args, socketio::socket::ack_fn ack) {
+    sock->on("request-server-ack", [weak](json args, socketio::socket::ack_fn ack) {
       auto s = weak.lock();
       if (!s) return;
       json payload = args.empty() ? json() : args[0];
@@ -32,7 +32,7 @@ void register_echo_handlers(socketio::namespace_& nsp) {
         ack(json::array({json{{"reply", reply->empty() ? json() : (*reply)[0]}}}));
       });
     });
-    s->on("force-disconnect", [weak](json, socketio::socket::ack_fn) {
+    sock->on("force-disconnect", [weak](json, socketio::socket::ack_fn) {
       if (auto s = weak.lock()) s->disconnect(true);
     });
   });

@@ -39,7 +39,7 @@ void log_spawn_error(std::exception_ptr e) {
 session::session(server& srv, strand_type strand, transport_kind kind, handshake_info info)
     : server_(srv),
       strand_(std::move(strand)),
-      info_(std::move(info)),
+      info_(std::make_shared<const handshake_info>(std::move(info))),
       fsm_(srv.opts_.session, kind, clock::now()),
       timer_(strand_) {}
 

@@ -30,6 +30,7 @@ std::string session_fsm::handshake_json(const std::string& sid, bool can_upgrade
 
 void session_fsm::schedule_ping(clock::time_point now) {
   awaiting_pong_ = false;
+  pong_extended_ = false;
   ping_at_ = now + opts_.ping_interval;
 }
 
@@ -38,7 +39,7 @@ bool session_fsm::send(packet p) {
   outbound_bytes_ += p.data.size() + 1;
   outbound_.push_back(std::move(p));
   if (outbound_bytes_ > opts_.max_outbound_bytes) {
-    outbound_.clear();
+    outbound_ = {};
     outbound_bytes_ = 0;
     reason_ = close_reason::outbound_overflow;
     return false;
@@ -69,23 +70,23 @@ std::string session_fsm::take_polling_body() {
     return "6";
   }
   noop_owed_ = false;
+  if (outbound_.empty() && close_packet_owed_) {
+    close_packet_owed_ = false;
+    return "1";
+  }
+  // Buffered packets go first and the close packet in the next poll, as engine.io does:
+  // socket.io-client handles a close in the same payload before the packets beside it.
   std::string body;
-  body.reserve(outbound_bytes_ + outbound_.size() + 1);
+  body.reserve(outbound_bytes_ + outbound_.size());
   bool first = true;
   for (auto& p : outbound_) {
     if (!first) body += record_separator;
     first = false;
     append_polling(body, p);
   }
-  outbound_.clear();
+  outbound_ = {};
   outbound_bytes_ = 0;
-  if (close_packet_owed_) {
-    if (!first) body += record_separator;
-    body += '1';
-    close_packet_owed_ = false;
-  } else if (body.empty() && closed()) {
-    body = "6";  // released by a client-side close: nothing more to say
-  }
+  if (body.empty() && closed()) body = "6";  // released by a client-side close: nothing more to say
   return body;
 }
 
@@ -105,6 +106,11 @@ post_result session_fsm::on_post(std::string_view body, std::vector<packet>& del
 }
 
 void session_fsm::handle_inbound(packet p, std::vector<packet>& delivered) {
+  // A client busy sending is alive: like engine.io, give it one more pingTimeout for the pong.
+  if (awaiting_pong_ && !pong_extended_ && p.type != packet_type::pong) {
+    pong_deadline_ = now_ + opts_.ping_timeout;
+    pong_extended_ = true;
+  }
   switch (p.type) {
     case packet_type::message:
       delivered.push_back(std::move(p));
@@ -145,7 +151,7 @@ std::vector<std::pair<std::string, bool>> session_fsm::take_ws_frames() {
   std::vector<std::pair<std::string, bool>> frames;
   frames.reserve(outbound_.size() + 1);
   for (auto& p : outbound_) frames.emplace_back(encode_ws(p), p.binary);
-  outbound_.clear();
+  outbound_ = {};
   outbound_bytes_ = 0;
   if (close_packet_owed_) {
     frames.emplace_back("1", false);
@@ -212,7 +218,7 @@ void session_fsm::close(close_reason reason) {
   if (reason == close_reason::server_close || reason == close_reason::server_shutdown) {
     close_packet_owed_ = true;
   } else {
-    outbound_.clear();
+    outbound_ = {};
     outbound_bytes_ = 0;
   }
 }

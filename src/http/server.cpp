@@ -9,6 +9,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http.hpp>
 
+#include <array>
+
 #include "berth/core/logging.hpp"
 
 namespace berth::http {
@@ -158,8 +160,8 @@ asio::awaitable<void> server::serve(tcp::socket socket) {
           ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
         break;
       bad_requests_.inc();
-      const bool too_big = ec == bhttp::error::body_limit || ec == bhttp::error::header_limit ||
-                           ec == bhttp::error::buffer_overflow;
+      const bool header_too_big = ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow;
+      const bool body_too_big = ec == bhttp::error::body_limit;
       core::logger("http")->debug("bad request: {}", ec.message());
       // Let the engine.io route see oversized bodies for its session (it must close that session).
       if (ec == bhttp::error::body_limit && parser.is_header_done()) {
@@ -170,10 +172,24 @@ asio::awaitable<void> server::serve(tcp::socket socket) {
         auto res = co_await dispatch(req, ctx, raw);
         (void)res;
       }
-      auto res = too_big ? text_response(413, "", "text/plain") : text_response(400, "", "text/plain");
+      auto res = text_response(header_too_big ? 431 : body_too_big ? 413 : 400, "", "text/plain");
       res.keep_alive(false);
       stream.expires_after(std::chrono::seconds(5));
       co_await bhttp::async_write(stream, res, as_tuple_awaitable);
+      if (body_too_big) {
+        // Read (and drop) what the client is still sending, so it sees our 413 rather than a
+        // connection reset; bounded in bytes and time.
+        beast::error_code sec;
+        stream.socket().shutdown(tcp::socket::shutdown_send, sec);
+        std::array<char, 16 * 1024> sink;
+        std::size_t drained = 0;
+        stream.expires_after(std::chrono::seconds(2));
+        while (drained < 4 * opts_.body_limit) {
+          auto [rec, rn] = co_await stream.async_read_some(asio::buffer(sink), as_tuple_awaitable);
+          if (rec) break;
+          drained += rn;
+        }
+      }
       break;
     }
     auto req = parser.release();

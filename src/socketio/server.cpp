@@ -209,7 +209,7 @@ socket::socket(std::weak_ptr<engineio::session> session, connection* conn, std::
       session_(session),
       strand_(session.lock()->strand()),
       conn_(conn) {
-  handshake_ = session.lock()->info();
+  handshake_ = session.lock()->info_ptr();
 }
 
 void socket::send_packet(packet p) {

@@ -47,8 +47,10 @@ class server;
 class session : public std::enable_shared_from_this<session> {
  public:
   session(server& srv, strand_type strand, transport_kind kind, handshake_info info);
-  const std::string& id() const noexcept { return info_.sid; }
-  const handshake_info& info() const noexcept { return info_; }
+  const std::string& id() const noexcept { return info_->sid; }
+  const handshake_info& info() const noexcept { return *info_; }
+  // Shared so Socket.IO sockets can keep it without a copy per namespace.
+  std::shared_ptr<const handshake_info> info_ptr() const noexcept { return info_; }
   strand_type& strand() noexcept { return strand_; }
   // Thread-safe; packets keep their order per calling thread.
   void send(packet p);
@@ -75,7 +77,7 @@ class session : public std::enable_shared_from_this<session> {
 
   server& server_;
   strand_type strand_;
-  handshake_info info_;
+  std::shared_ptr<const handshake_info> info_;
   session_fsm fsm_;
   asio::steady_timer timer_;
   asio::steady_timer* poll_waiter_ = nullptr;

@@ -5,7 +5,6 @@
 // on the session's strand only.
 #include <chrono>
 #include <cstddef>
-#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -115,7 +114,7 @@ class session_fsm {
 
   session_options opts_;
   transport_kind transport_;
-  std::deque<packet> outbound_;
+  std::vector<packet> outbound_;  // vector: empty costs nothing (a deque allocates 500+ bytes)
   std::size_t outbound_bytes_ = 0;
   close_reason reason_ = close_reason::none;
   bool close_packet_owed_ = false;
@@ -125,6 +124,7 @@ class session_fsm {
   bool probed_ = false;
   bool noop_owed_ = false;  // the polling side must be released during an upgrade
   bool awaiting_pong_ = false;
+  bool pong_extended_ = false;
   clock::time_point now_;
   clock::time_point ping_at_;
   clock::time_point pong_deadline_;

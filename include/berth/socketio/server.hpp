@@ -34,7 +34,7 @@ class socket : public std::enable_shared_from_this<socket> {
   const std::string& id() const noexcept { return id_; }
   const std::string& nsp() const noexcept { return nsp_; }
   const json& auth() const noexcept { return auth_; }
-  const engineio::handshake_info& handshake() const noexcept { return handshake_; }
+  const engineio::handshake_info& handshake() const noexcept { return *handshake_; }
   engineio::strand_type executor() const { return strand_; }
   bool connected() const noexcept { return connected_; }
 
@@ -63,7 +63,7 @@ class socket : public std::enable_shared_from_this<socket> {
   std::string id_;
   std::string nsp_;
   json auth_;
-  engineio::handshake_info handshake_;
+  std::shared_ptr<const engineio::handshake_info> handshake_;
   std::weak_ptr<engineio::session> session_;
   engineio::strand_type strand_;
   connection* conn_;  // valid while connected_, on the strand

@@ -63,7 +63,7 @@ TEST(session_fsm, duplicate_poll_closes_and_first_gets_close_packet) {
   EXPECT_EQ(s.on_poll_get(), poll_get_result::duplicate);
   EXPECT_TRUE(s.closed());
   EXPECT_TRUE(s.poll_ready());
-  EXPECT_EQ(s.take_polling_body(), "1");
+  EXPECT_EQ(s.take_polling_body(), "1");  // nothing buffered: the close packet at once
 }
 
 TEST(session_fsm, client_close_releases_pending_get_with_noop) {
@@ -147,6 +147,29 @@ TEST(session_fsm, outbound_overflow_closes) {
   EXPECT_FALSE(s.send({packet_type::message, std::string(200, 'a'), false}));
   EXPECT_EQ(s.reason(), close_reason::outbound_overflow);
   EXPECT_FALSE(s.has_outbound());
+}
+
+TEST(session_fsm, polling_server_close_sends_buffered_packets_before_the_close_packet) {
+  session_fsm s(opts(), transport_kind::polling, t0);
+  s.send({packet_type::message, "41", false});
+  s.close(close_reason::server_close);
+  EXPECT_EQ(s.on_poll_get(), poll_get_result::respond_now);
+  EXPECT_EQ(s.take_polling_body(), "441");
+  EXPECT_TRUE(s.close_packet_owed());
+  EXPECT_EQ(s.take_polling_body(), "1");
+  EXPECT_FALSE(s.close_packet_owed());
+}
+
+TEST(session_fsm, other_packets_extend_the_pong_deadline_once) {
+  session_fsm s(opts(), transport_kind::polling, t0);
+  s.on_timer(t0 + 300ms);  // ping sent, pong due at 500ms
+  std::vector<packet> delivered;
+  s.on_post("4busy", delivered, t0 + 450ms);
+  EXPECT_EQ(s.next_deadline(), t0 + 650ms);
+  s.on_post("4busy", delivered, t0 + 600ms);  // only once
+  EXPECT_EQ(s.next_deadline(), t0 + 650ms);
+  s.on_timer(t0 + 650ms);
+  EXPECT_EQ(s.reason(), close_reason::ping_timeout);
 }
 
 TEST(session_fsm, server_close_owes_the_close_packet) {

@@ -1,0 +1,76 @@
+#pragma once
+// The Berth protocol (PROTOCOL.md) on the Socket.IO "/" namespace: authentication and session
+// create/resume in the connection middleware, container lease + MCP session + history after
+// CONNECT (system:queued / system:ready), then the agent turn loop for message, tool:approval,
+// history:reset and session:end, with the per-user limiter in front of every request.
+// Lifetime: built once by the app, outlives every socket. Thread-safety: each user session runs
+// on its socket's strand; the registry of connected sessions takes a mutex.
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "berth/core/config.hpp"
+#include "berth/core/metrics.hpp"
+#include "berth/docker/client.hpp"
+#include "berth/gateway/history_mapping.hpp"
+#include "berth/llm/provider.hpp"
+#include "berth/pool/container_pool.hpp"
+#include "berth/session/history.hpp"
+#include "berth/session/limiter.hpp"
+#include "berth/session/store.hpp"
+#include "berth/socketio/server.hpp"
+
+namespace berth::gateway {
+
+struct user_session;
+
+using provider_factory =
+    std::function<core::result<std::unique_ptr<llm::llm_provider>>(std::optional<std::string> user_api_key)>;
+
+struct gateway_deps {
+  const core::config& cfg;
+  core::metrics& metrics;
+  docker::client& docker;
+  pool::container_pool& pool;
+  session::session_store& sessions;
+  session::history_store& history;
+  session::user_limiter& limiter;
+  provider_factory make_provider;
+  std::vector<std::string> sandbox_command = {"/usr/local/bin/berth-sandbox", "mcp"};
+};
+
+class gateway {
+ public:
+  explicit gateway(gateway_deps deps);
+  ~gateway();
+  void attach(socketio::namespace_& nsp);
+  // Session ids with a live socket on this replica (the janitor leaves them alone).
+  std::vector<std::string> connected_sessions() const;
+  // The janitor ended an abandoned session: destroy its container.
+  boost::asio::awaitable<void> on_session_reaped(session::session_record rec);
+
+ private:
+  friend struct user_session;
+  static boost::asio::awaitable<std::optional<socketio::connect_error>> authenticate(
+      gateway* self, std::shared_ptr<socketio::socket> sock);
+  void on_connection(std::shared_ptr<socketio::socket> sock);
+  void register_session(const std::string& sid, std::shared_ptr<user_session> s);
+  void unregister_session(const std::string& sid, const user_session* s);
+
+  gateway_deps deps_;
+  mutable std::mutex mutex_;
+  std::map<std::string, std::weak_ptr<user_session>> connected_;
+  core::counter& rejected_connects_;
+  core::counter& too_many_;
+  core::counter& invalid_payloads_;
+  core::counter& provision_failures_;
+  core::counter& containers_replaced_;
+};
+
+}  // namespace berth::gateway

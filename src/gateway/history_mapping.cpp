@@ -1,0 +1,57 @@
+#include "berth/gateway/history_mapping.hpp"
+
+namespace berth::gateway {
+
+using json = nlohmann::json;
+
+std::vector<session::history_entry> to_history_entries(const llm::chat_message& m, std::int64_t ts_ms) {
+  std::vector<session::history_entry> out;
+  const std::string role(llm::to_string(m.role));
+  if (m.role == llm::role::assistant && !m.tool_calls.empty()) {
+    if (!m.content.empty()) out.push_back({role, m.content, std::nullopt, std::nullopt, ts_ms});
+    for (const auto& c : m.tool_calls) out.push_back({role, c.args.dump(), c.name, c.id, ts_ms});
+    return out;
+  }
+  session::history_entry e{role, m.content, std::nullopt, std::nullopt, ts_ms};
+  if (m.role == llm::role::tool) {
+    e.name = m.name;
+    e.call_id = m.tool_call_id;
+    if (m.is_error) e.content = "[error] " + e.content;
+  }
+  out.push_back(std::move(e));
+  return out;
+}
+
+std::vector<llm::chat_message> from_history_entries(const std::vector<session::history_entry>& entries) {
+  std::vector<llm::chat_message> out;
+  for (const auto& e : entries) {
+    if (e.role == "user") {
+      out.push_back(llm::chat_message::user(e.content));
+    } else if (e.role == "assistant" && e.call_id) {
+      auto args = json::parse(e.content, nullptr, false);
+      llm::tool_call call{*e.call_id, e.name.value_or(""), args.is_object() ? args : json::object()};
+      // Consecutive tool-call entries belong to one assistant message.
+      if (!out.empty() && out.back().role == llm::role::assistant && !out.back().tool_calls.empty())
+        out.back().tool_calls.push_back(std::move(call));
+      else if (!out.empty() && out.back().role == llm::role::assistant && out.back().tool_calls.empty())
+        out.back().tool_calls.push_back(std::move(call));
+      else
+        out.push_back(llm::chat_message::assistant("", {std::move(call)}));
+    } else if (e.role == "assistant") {
+      out.push_back(llm::chat_message::assistant(e.content));
+    } else if (e.role == "tool" && e.call_id) {
+      const bool is_error = e.content.rfind("[error] ", 0) == 0;
+      out.push_back(llm::chat_message::tool_result(*e.call_id, e.name.value_or(""),
+                                                   is_error ? e.content.substr(8) : e.content, is_error));
+    }
+  }
+  // A trailing assistant message whose calls never got results (a crash mid-turn) would make
+  // providers refuse the conversation: drop the unanswered calls.
+  if (!out.empty() && out.back().role == llm::role::assistant && !out.back().tool_calls.empty()) {
+    out.back().tool_calls.clear();
+    if (out.back().content.empty()) out.pop_back();
+  }
+  return out;
+}
+
+}  // namespace berth::gateway

@@ -1,0 +1,178 @@
+// Two berth replicas sharing one real Redis and one real dockerd: resume across replicas after a
+// SIGKILL, the per-user limit across sockets and replicas, the janitor, and a Redis outage.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import { execFileSync, spawn } from "node:child_process";
+import { io } from "socket.io-client";
+import { startBerth, startRedis, once, removeContainers } from "../support/berth.mjs";
+
+const cleanups = [];
+after(async () => {
+  for (const c of cleanups.reverse()) await c();
+});
+
+function jwt(sub, secret) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const input = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub, exp: Math.floor(Date.now() / 1000) + 3600 })}`;
+  return `${input}.${createHmac("sha256", secret).update(input).digest("base64url")}`;
+}
+
+function connect(url, opts = {}) {
+  return io(url, { transports: ["websocket"], reconnection: false, ...opts });
+}
+
+async function ready(socket) {
+  return once(socket, "system:ready", 60000);
+}
+
+async function approveAll(socket, text) {
+  const outputs = [];
+  const onApproval = (req) => socket.emit("tool:approval", { callId: req.callId, approved: true });
+  const onOutput = (o) => outputs.push(o);
+  socket.on("tool:approval_required", onApproval);
+  socket.on("tool:output", onOutput);
+  await socket.timeout(10000).emitWithAck("message", text);
+  const response = await once(socket, "agent:response", 30000);
+  socket.off("tool:approval_required", onApproval);
+  socket.off("tool:output", onOutput);
+  return { outputs, response };
+}
+
+async function pair(env = {}) {
+  const redis = await startRedis();
+  const a = await startBerth({ REDIS_URL: redis.url, ...env });
+  const b = await startBerth({ REDIS_URL: redis.url, ...env });
+  cleanups.push(async () => {
+    await a.stop();
+    await b.stop();
+    await redis.stop();
+  });
+  return { redis, a, b };
+}
+
+test("a session made on A resumes on B with the same container and history after A is SIGKILLed", async () => {
+  const { a, b } = await pair();
+  const s = connect(a.url);
+  const r = await ready(s);
+  await approveAll(s, "write survived to survivor.txt");
+  await a.kill("SIGKILL");
+  await once(s, "disconnect");
+  // Without the resume token: refused.
+  const thief = connect(b.url, { query: { sessionId: r.sessionId } });
+  assert.equal((await once(thief, "connect_error")).data?.code, "SESSION_FORBIDDEN");
+  thief.close();
+  const s2 = connect(b.url, { query: { sessionId: r.sessionId }, auth: { resumeToken: r.resumeToken } });
+  try {
+    const r2 = await ready(s2);
+    assert.equal(r2.resumed, true);
+    assert.equal(r2.containerId, r.containerId);
+    assert.ok(r2.history.some((h) => /survived/.test(h.content)), JSON.stringify(r2.history));
+    const l = await approveAll(s2, "List all files in /workspace");
+    assert.match(l.outputs[0].content, /survivor\.txt/);
+  } finally {
+    s2.disconnect();
+    cleanups.push(async () => removeContainers(a.replica));
+  }
+});
+
+test("six concurrent requests from one user on two sockets to two replicas: exactly one TOO_MANY_REQUESTS", async () => {
+  const secret = "e2e-secret-" + process.pid;
+  const { a, b } = await pair({ AUTH_JWT_SECRET: secret });
+  const token = jwt("carol", secret);
+  // Without a token: UNAUTHORIZED.
+  const anon = connect(a.url);
+  assert.equal((await once(anon, "connect_error")).data?.code, "UNAUTHORIZED");
+  anon.close();
+  const s1 = connect(a.url, { auth: { token } });
+  const s2 = connect(b.url, { auth: { token } });
+  try {
+    await Promise.all([ready(s1), ready(s2)]);
+    // One request on each socket holds its lease while its tool call waits for approval.
+    const held1 = once(s1, "tool:approval_required");
+    const held2 = once(s2, "tool:approval_required");
+    assert.deepEqual(await s1.timeout(10000).emitWithAck("message", "List all files in /workspace"), { ok: true });
+    assert.deepEqual(await s2.timeout(10000).emitWithAck("message", "List all files in /workspace"), { ok: true });
+    await Promise.all([held1, held2]);
+    // Four more (they queue behind, holding leases): the last of them is the sixth request.
+    const acks = await Promise.all([
+      s1.timeout(10000).emitWithAck("message", "one"),
+      s2.timeout(10000).emitWithAck("message", "two"),
+      s1.timeout(10000).emitWithAck("message", "three"),
+      s2.timeout(10000).emitWithAck("message", "four"),
+    ]);
+    const refused = acks.filter((x) => x.ok === false);
+    assert.equal(refused.length, 1, JSON.stringify(acks));
+    assert.equal(refused[0].code, "TOO_MANY_REQUESTS");
+  } finally {
+    s1.disconnect();
+    s2.disconnect();
+  }
+});
+
+test("the janitor leaves an active user alone past the idle timeout and reaps an abandoned session", async () => {
+  const { a } = await pair({ SESSION_IDLE_TIMEOUT_MS: "2000" });
+  const active = connect(a.url);
+  const abandoned = connect(a.url);
+  try {
+    const [ra, rb] = await Promise.all([ready(active), ready(abandoned)]);
+    abandoned.disconnect();
+    // Wait for the abandoned container to disappear (bounded), keeping the other user busy.
+    const deadline = Date.now() + 30000;
+    let gone = false;
+    while (Date.now() < deadline && !gone) {
+      await approveAll(active, "List all files in /workspace");
+      gone = execFileSync("docker", ["ps", "-aq", "--filter", `id=${rb.containerId}`]).toString().trim() === "";
+    }
+    assert.ok(gone, "abandoned session's container was not reaped");
+    // The active user's container is still there and works.
+    assert.notEqual(execFileSync("docker", ["ps", "-q", "--filter", `id=${ra.containerId}`]).toString().trim(), "");
+    const l = await approveAll(active, "List all files in /workspace");
+    assert.equal(l.outputs[0].isError, false);
+    // The reaped session cannot be resumed into its old container.
+    const back = connect(a.url, { query: { sessionId: rb.sessionId }, auth: { resumeToken: rb.resumeToken } });
+    const r3 = await ready(back);
+    assert.equal(r3.resumed, false);
+    assert.notEqual(r3.containerId, rb.containerId);
+    back.disconnect();
+  } finally {
+    active.disconnect();
+  }
+});
+
+test("Redis stopped and restarted: clear errors, /health 503, and service resumes without restarting berth", async () => {
+  const redis = await startRedis();
+  const a = await startBerth({ REDIS_URL: redis.url });
+  cleanups.push(async () => a.stop());
+  const s = connect(a.url);
+  try {
+    await ready(s);
+    await redis.stop();
+    // /health turns 503 "degraded" (bounded wait for the health probe to notice).
+    let health;
+    for (let i = 0; i < 100; i++) {
+      health = await fetch(`${a.url}/health`);
+      if (health.status === 503) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(health.status, 503);
+    assert.equal((await health.json()).status, "degraded");
+    // A request that needs Redis gets a clear error, and the process keeps serving.
+    const ack = await s.timeout(10000).emitWithAck("message", "hello while redis is down");
+    assert.equal(ack.ok, false);
+    assert.ok(ack.message.length > 0);
+    // Redis comes back on the same port.
+    const proc = spawn("redis-server", ["--port", String(redis.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+    cleanups.push(async () => proc.kill("SIGKILL"));
+    let ok = false;
+    for (let i = 0; i < 100 && !ok; i++) {
+      ok = (await fetch(`${a.url}/health`)).status === 200;
+      if (!ok) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(ok, "/health did not recover");
+    const again = await s.timeout(10000).emitWithAck("message", "hello again");
+    assert.deepEqual(again, { ok: true });
+  } finally {
+    s.disconnect();
+  }
+});

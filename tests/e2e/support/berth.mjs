@@ -1,0 +1,128 @@
+// Test harness: a real redis-server and a real `berth` process (with the real dockerd), on free
+// loopback ports, torn down afterwards: processes killed, every container of this run removed.
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repoRoot = path.resolve(here, "../../..");
+export const buildDir = process.env.BERTH_BUILD_DIR || path.join(repoRoot, "build/release");
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(check, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      if (await check()) return;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
+}
+
+export async function startRedis() {
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), "berth-e2e-redis-"));
+  const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], {
+    stdio: "ignore",
+  });
+  await waitFor(() => new Promise((resolve) => {
+    const s = net.connect(port, "127.0.0.1", () => { s.end(); resolve(true); });
+    s.on("error", () => resolve(false));
+  }), 10000, "redis-server");
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      proc.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+// Starts berth; env overrides the test defaults. Returns {url, port, replica, proc, logs(), stop()}.
+export async function startBerth(env = {}) {
+  const port = await freePort();
+  const replica = env.REPLICA_ID || `e2e-${process.pid}-${port}`;
+  let output = "";
+  const proc = spawn(path.join(buildDir, "src/app/berth"), [], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      REPLICA_ID: replica,
+      POOL_MIN_SIZE: "2",
+      POOL_MAX_SIZE: "8",
+      LOG_LEVEL: "info",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  proc.stdout.on("data", (d) => (output += d));
+  proc.stderr.on("data", (d) => (output += d));
+  const exited = new Promise((resolve) => proc.on("exit", resolve));
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(async () => {
+    if (proc.exitCode !== null) throw new Error(`berth exited: ${output.slice(-2000)}`);
+    const r = await fetch(`${url}/health/ready`);
+    return r.status === 200;
+  }, 60000, "berth /health/ready");
+  return {
+    url,
+    port,
+    replica,
+    proc,
+    logs: () => output,
+    async kill(signal = "SIGKILL") {
+      if (proc.exitCode === null) proc.kill(signal);
+      await exited;
+    },
+    async stop() {
+      if (proc.exitCode === null) {
+        proc.kill("SIGTERM");
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 8000))]);
+        if (proc.exitCode === null) proc.kill("SIGKILL");
+      }
+      removeContainers(replica);
+    },
+  };
+}
+
+// Removes every container a replica created (pooled, leased or kept for resume).
+export function removeContainers(replica) {
+  try {
+    const ids = execFileSync("docker", ["ps", "-aq", "--filter", `label=berth.replica=${replica}`]).toString().split(/\s+/).filter(Boolean);
+    if (ids.length) execFileSync("docker", ["rm", "-f", ...ids], { stdio: "ignore" });
+  } catch {
+    /* docker unavailable: nothing to remove */
+  }
+}
+
+// Resolves with the first occurrence of `event` on a socket.io-client socket (rejects on timeout).
+export function once(socket, event, timeoutMs = 15000) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out waiting for '${event}'`)), timeoutMs);
+    socket.once(event, (...args) => {
+      clearTimeout(t);
+      resolve(args.length <= 1 ? args[0] : args);
+    });
+  });
+}
