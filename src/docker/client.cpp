@@ -32,7 +32,8 @@ constexpr std::uint32_t header_limit = 64 * 1024;
 core::error fail(std::string msg) { return core::make_error(core::errc::sandbox_unavailable, std::move(msg)); }
 
 // Closes something (a socket) when a deadline passes; the close action owns what it closes, so a
-// late timer can never touch freed memory. No deadline when d <= 0.
+// late timer can never touch freed memory. No deadline when d <= 0. The timer runs on the calling
+// coroutine's executor (a strand when THREADS>1), so the close never races the socket's user.
 class watchdog {
  public:
   watchdog(asio::any_io_executor ex, ms d, std::function<void()> on_expire)
@@ -112,7 +113,8 @@ struct slot_guard {
 
 asio::awaitable<core::result<void>> connect(std::shared_ptr<client::connection> c, const std::string& path,
                                             ms timeout) {
-  watchdog wd(c->sock.get_executor(), timeout, [c] {
+  const asio::any_io_executor wd_ex = co_await asio::this_coro::executor;  // own statement: GCC 12
+  watchdog wd(wd_ex, timeout, [c] {
     error_code ig;
     c->sock.close(ig);
   });
@@ -224,7 +226,8 @@ asio::awaitable<core::result<http_reply>> client::call(std::string method_in, st
     error_code ec;
     bool timed_out = false;
     {
-      watchdog wd(ex_, remaining(deadline), [c] {
+      const asio::any_io_executor wd_ex = co_await asio::this_coro::executor;  // own statement: GCC 12
+      watchdog wd(wd_ex, remaining(deadline), [c] {
         error_code ig;
         c->sock.close(ig);
       });
@@ -477,7 +480,8 @@ asio::awaitable<core::result<std::optional<stream_chunk>>> exec_stream::read(ms 
     std::size_t n = 0;
     bool timed_out = false;
     {
-      watchdog wd(p->sock.get_executor(), timeout, [p] {
+      const asio::any_io_executor wd_ex = co_await asio::this_coro::executor;  // own statement: GCC 12
+      watchdog wd(wd_ex, timeout, [p] {
         error_code ig;
         p->sock.close(ig);
       });
@@ -530,7 +534,8 @@ asio::awaitable<core::result<exec_stream>> client::exec_start(std::string exec_i
   error_code ec;
   bool timed_out = false;
   {
-    watchdog wd(ex_, opts_.call_timeout, [c] {
+    const asio::any_io_executor wd_ex = co_await asio::this_coro::executor;  // own statement: GCC 12
+    watchdog wd(wd_ex, opts_.call_timeout, [c] {
       error_code ig;
       c->sock.close(ig);
     });
@@ -697,7 +702,8 @@ asio::awaitable<core::result<event_stream>> client::events(std::map<std::string,
   error_code ec;
   bool timed_out = false;
   {
-    watchdog wd(ex_, opts_.call_timeout, [c] {
+    const asio::any_io_executor wd_ex = co_await asio::this_coro::executor;  // own statement: GCC 12
+    watchdog wd(wd_ex, opts_.call_timeout, [c] {
       error_code ig;
       c->sock.close(ig);
     });
