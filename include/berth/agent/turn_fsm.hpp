@@ -1,0 +1,140 @@
+#pragma once
+// The agent turn loop of PROTOCOL.md as a sans-I/O state machine: events in (a user message, an
+// LLM reply or failure, an approval, a tool result or timeout), actions out (emit a client event,
+// call the LLM, run a tool, append to history, ack, end the turn). The shell (session) performs
+// the actions and feeds the outcomes back. Rules enforced here:
+//  - one turn at a time; messages arriving meanwhile queue (bounded) and start in order;
+//  - tool calls are presented one at a time (queuePosition k of totalInQueue, 1-based);
+//  - approved calls run (one after another, in the model's order) once every call is decided;
+//    results (and rejections) go back to the LLM; at most max_tool_rounds rounds;
+//  - every turn ends with agent:response or agent:error, then end_turn;
+//  - an approval for a callId that is not the one awaiting a decision (repeated, unknown, stale,
+//    not yet presented) gets NO_PENDING_CALL and runs nothing.
+// Lifetime: one per session. Thread-safety: none (drive it from the session's strand).
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "berth/agent/types.hpp"
+#include "berth/core/errors.hpp"
+
+namespace berth::agent {
+
+// ---- actions ----
+struct emit {  // a Socket.IO event to the session's client(s)
+  std::string event;
+  nlohmann::json payload;  // null for events without payload (agent:thinking)
+};
+struct call_llm {
+  std::vector<chat_message> messages;  // the whole conversation (history + this turn)
+  std::vector<tool_spec> tools;
+};
+struct run_tool {
+  std::string call_id;
+  std::string name;
+  nlohmann::json args;
+};
+struct cancel_tool {  // abort(): stop a running tool
+  std::string call_id;
+};
+struct append_history {  // persist (e.g. to Redis) in this order
+  chat_message message;
+};
+struct clear_history {};
+struct ack {  // the Socket.IO ack of the client event that caused this step
+  bool ok = true;
+  std::optional<core::error> error;
+};
+struct end_turn {  // the turn of one user message is over (release its request lease)
+  bool ok = true;
+};
+using action = std::variant<emit, call_llm, run_tool, cancel_tool, append_history, clear_history, ack, end_turn>;
+
+struct turn_options {
+  unsigned max_tool_rounds = 8;           // MAX_TOOL_ROUNDS
+  std::size_t max_queued_messages = 16;   // beyond: TOO_MANY_REQUESTS
+  std::size_t max_history_messages = 400; // older turns are dropped from the in-memory history
+};
+
+enum class turn_phase { idle, waiting_llm, awaiting_approval, running_tool };
+std::string_view to_string(turn_phase p) noexcept;
+
+class turn_fsm {
+ public:
+  turn_fsm(turn_options opts, std::vector<tool_spec> tools, std::vector<chat_message> history = {});
+
+  std::vector<action> on_user_message(std::string text);
+  std::vector<action> on_llm_reply(const llm_reply& reply);
+  std::vector<action> on_llm_failed(core::errc code, std::string message);
+  std::vector<action> on_approval(std::string_view call_id, bool approved);
+  std::vector<action> on_tool_result(std::string_view call_id, std::string content, bool is_error,
+                                     std::chrono::milliseconds duration);
+  std::vector<action> on_tool_timeout(std::string_view call_id, std::chrono::milliseconds after);
+  std::vector<action> on_history_reset();
+  // Ends the current turn with agent:error{code} and drops every queued message (each gets its
+  // end_turn), e.g. on session:end.
+  std::vector<action> abort(core::errc code, std::string message);
+
+  void set_tools(std::vector<tool_spec> tools) { tools_ = std::move(tools); }
+  turn_phase phase() const noexcept { return phase_; }
+  std::size_t queued() const noexcept { return queue_.size(); }
+  const std::vector<chat_message>& history() const noexcept { return history_; }
+  // The call awaiting a decision, if any.
+  std::optional<std::string> pending_call_id() const;
+
+ private:
+  struct call_state {
+    tool_call call;
+    bool needs_approval = true;  // false: invalid, answered with an error without asking
+    std::optional<bool> approved;
+    std::string error;  // invalid calls: why
+    std::string result;  // executed calls: the tool's output
+    bool result_is_error = false;
+  };
+
+  void start_turn(std::string text, std::vector<action>& out);
+  void ask_llm(std::vector<action>& out);
+  void present_next(std::vector<action>& out);
+  void run_next(std::vector<action>& out);
+  void finish_tool(const std::string& content, bool is_error, std::chrono::milliseconds duration,
+                   std::vector<action>& out);
+  void end(std::vector<action>& out, bool ok);
+  void push_history(chat_message m, std::vector<action>& out);
+  std::string unique_call_id(const std::string& proposed);
+
+  turn_options opts_;
+  std::vector<tool_spec> tools_;
+  std::vector<chat_message> history_;
+  std::deque<std::string> queue_;
+  turn_phase phase_ = turn_phase::idle;
+  unsigned rounds_ = 0;
+  std::vector<call_state> calls_;  // this round
+  std::size_t presented_ = 0;      // index into calls_ of the call awaiting approval
+  std::size_t running_ = 0;        // index into calls_ of the running call
+  std::set<std::string> used_ids_;
+  std::uint64_t id_seq_ = 0;
+};
+
+// JSON Schema subset used to check tool arguments before asking the user: type object,
+// properties with primitive types (string, integer, number, boolean, object, array, null),
+// required, additionalProperties:false, enum, minimum/maximum. Returns the first problem.
+std::optional<std::string> check_arguments(const nlohmann::json& schema, const nlohmann::json& args);
+
+// Client payload parsing (INVALID_PAYLOAD with a precise message).
+struct approval {
+  std::string call_id;
+  bool approved = false;
+};
+core::result<approval> parse_approval(const nlohmann::json& payload);
+// `message` payload: a string or {text}; non-empty, at most max_bytes.
+core::result<std::string> parse_user_message(const nlohmann::json& payload, std::size_t max_bytes);
+
+}  // namespace berth::agent

@@ -1,0 +1,408 @@
+#include "berth/agent/turn_fsm.hpp"
+
+#include <algorithm>
+
+namespace berth::agent {
+
+using nlohmann::json;
+using core::errc;
+
+namespace {
+
+constexpr std::size_t max_call_id_bytes = 128;
+const char* const rejected_text = "The user rejected this tool call; it was not run.";
+
+json error_payload(errc code, const std::string& message, const std::string* call_id = nullptr) {
+  json j{{"code", core::to_string(code)}, {"message", message}};
+  if (call_id != nullptr) j["callId"] = *call_id;
+  return j;
+}
+
+std::string shorten(std::string_view s, std::size_t n = 100) {
+  if (s.size() <= n) return std::string(s);
+  return std::string(s.substr(0, n)) + "...";
+}
+
+}  // namespace
+
+std::string_view to_string(turn_phase p) noexcept {
+  switch (p) {
+    case turn_phase::idle: return "idle";
+    case turn_phase::waiting_llm: return "waiting_llm";
+    case turn_phase::awaiting_approval: return "awaiting_approval";
+    case turn_phase::running_tool: return "running_tool";
+  }
+  return "unknown";
+}
+
+turn_fsm::turn_fsm(turn_options opts, std::vector<tool_spec> tools, std::vector<chat_message> history)
+    : opts_(opts), tools_(std::move(tools)), history_(std::move(history)) {
+  for (const auto& m : history_)
+    for (const auto& c : m.tool_calls) used_ids_.insert(c.id);
+}
+
+std::optional<std::string> turn_fsm::pending_call_id() const {
+  if (phase_ != turn_phase::awaiting_approval) return std::nullopt;
+  return calls_[presented_].call.id;
+}
+
+std::vector<action> turn_fsm::on_user_message(std::string text) {
+  std::vector<action> out;
+  if (phase_ != turn_phase::idle) {
+    if (queue_.size() >= opts_.max_queued_messages) {
+      out.push_back(ack{false, core::make_error(errc::too_many_requests,
+                                                "too many queued messages (" + std::to_string(queue_.size()) + ")")});
+      return out;
+    }
+    queue_.push_back(std::move(text));
+    out.push_back(ack{true, std::nullopt});
+    return out;
+  }
+  out.push_back(ack{true, std::nullopt});
+  start_turn(std::move(text), out);
+  return out;
+}
+
+void turn_fsm::start_turn(std::string text, std::vector<action>& out) {
+  rounds_ = 0;
+  calls_.clear();
+  push_history(chat_message::user(std::move(text)), out);
+  out.push_back(emit{"agent:thinking", nullptr});
+  ask_llm(out);
+}
+
+void turn_fsm::ask_llm(std::vector<action>& out) {
+  phase_ = turn_phase::waiting_llm;
+  out.push_back(call_llm{history_, tools_});
+}
+
+std::vector<action> turn_fsm::on_llm_reply(const llm_reply& reply) {
+  std::vector<action> out;
+  if (phase_ != turn_phase::waiting_llm) return out;  // stale (after abort): nothing to do
+  if (reply.tool_calls.empty()) {
+    if (reply.text.empty()) {
+      out.push_back(emit{"agent:error", error_payload(errc::llm_error, "the model returned an empty reply")});
+      end(out, false);
+      return out;
+    }
+    push_history(chat_message::assistant(reply.text), out);
+    out.push_back(emit{"agent:response", reply.text});
+    end(out, true);
+    return out;
+  }
+  if (rounds_ >= opts_.max_tool_rounds) {
+    // The model still wants tools: stop here. Its calls are not kept in history (they would have
+    // no results, which providers reject).
+    std::string text = reply.text;
+    if (!text.empty()) text += "\n\n";
+    text += "[stopped: the limit of " + std::to_string(opts_.max_tool_rounds) + " tool rounds per message was reached]";
+    push_history(chat_message::assistant(text), out);
+    out.push_back(emit{"agent:response", text});
+    end(out, true);
+    return out;
+  }
+  ++rounds_;
+  calls_.clear();
+  std::vector<tool_call> normalised;
+  for (const auto& tc : reply.tool_calls) {
+    call_state cs;
+    cs.call = tc;
+    cs.call.id = unique_call_id(tc.id);
+    const auto spec = std::find_if(tools_.begin(), tools_.end(), [&](const tool_spec& t) { return t.name == tc.name; });
+    if (spec == tools_.end()) {
+      cs.needs_approval = false;
+      cs.error = "unknown tool \"" + shorten(tc.name, 64) + "\"";
+    } else if (auto problem = check_arguments(spec->input_schema, tc.args)) {
+      cs.needs_approval = false;
+      cs.error = tc.name + ": " + *problem;
+    }
+    normalised.push_back(cs.call);
+    calls_.push_back(std::move(cs));
+  }
+  push_history(chat_message::assistant(reply.text, std::move(normalised)), out);
+  for (auto& cs : calls_) {
+    if (cs.needs_approval) continue;
+    const bool unknown = cs.error.rfind("unknown tool", 0) == 0;
+    out.push_back(emit{"agent:error", error_payload(unknown ? errc::tool_failed : errc::invalid_payload, cs.error, &cs.call.id)});
+  }
+  presented_ = 0;
+  present_next(out);
+  return out;
+}
+
+void turn_fsm::present_next(std::vector<action>& out) {
+  std::size_t total = 0;
+  for (const auto& c : calls_) total += c.needs_approval ? 1 : 0;
+  std::size_t position = 0;
+  for (std::size_t i = 0; i < calls_.size(); ++i) {
+    if (!calls_[i].needs_approval) continue;
+    ++position;
+    if (i < presented_ || calls_[i].approved) continue;
+    presented_ = i;
+    phase_ = turn_phase::awaiting_approval;
+    const auto& c = calls_[i].call;
+    out.push_back(emit{"tool:approval_required", json{{"name", c.name},
+                                                      {"args", c.args},
+                                                      {"callId", c.id},
+                                                      {"queuePosition", position},
+                                                      {"totalInQueue", total}}});
+    return;
+  }
+  running_ = 0;
+  run_next(out);
+}
+
+std::vector<action> turn_fsm::on_approval(std::string_view call_id, bool approved) {
+  std::vector<action> out;
+  if (phase_ != turn_phase::awaiting_approval || calls_[presented_].call.id != call_id) {
+    const std::string id(call_id.substr(0, max_call_id_bytes));
+    const std::string msg = "no tool call awaiting approval with callId \"" + shorten(id, 64) + "\"";
+    out.push_back(ack{false, core::make_error(errc::no_pending_call, msg)});
+    out.push_back(emit{"agent:error", error_payload(errc::no_pending_call, msg, &id)});
+    return out;
+  }
+  out.push_back(ack{true, std::nullopt});
+  calls_[presented_].approved = approved;
+  ++presented_;
+  present_next(out);
+  return out;
+}
+
+void turn_fsm::run_next(std::vector<action>& out) {
+  for (std::size_t i = running_; i < calls_.size(); ++i) {
+    if (calls_[i].needs_approval && calls_[i].approved.value_or(false)) {
+      running_ = i;
+      phase_ = turn_phase::running_tool;
+      out.push_back(run_tool{calls_[i].call.id, calls_[i].call.name, calls_[i].call.args});
+      return;
+    }
+  }
+  // Every call of the round is decided and done: the results, in the model's order, go back.
+  for (const auto& cs : calls_) {
+    const auto& c = cs.call;
+    if (!cs.needs_approval) {
+      push_history(chat_message::tool_result(c.id, c.name, "Error: " + cs.error, true), out);
+    } else if (!cs.approved.value_or(false)) {
+      push_history(chat_message::tool_result(c.id, c.name, rejected_text, true), out);
+    } else {
+      push_history(chat_message::tool_result(c.id, c.name, cs.result, cs.result_is_error), out);
+    }
+  }
+  calls_.clear();
+  ask_llm(out);
+}
+
+std::vector<action> turn_fsm::on_tool_result(std::string_view call_id, std::string content, bool is_error,
+                                             std::chrono::milliseconds duration) {
+  std::vector<action> out;
+  if (phase_ != turn_phase::running_tool || calls_[running_].call.id != call_id) return out;  // stale
+  finish_tool(content, is_error, duration, out);
+  return out;
+}
+
+std::vector<action> turn_fsm::on_tool_timeout(std::string_view call_id, std::chrono::milliseconds after) {
+  std::vector<action> out;
+  if (phase_ != turn_phase::running_tool || calls_[running_].call.id != call_id) return out;
+  const auto& c = calls_[running_].call;
+  const std::string msg = "tool " + c.name + " timed out after " + std::to_string(after.count()) + " ms";
+  out.push_back(emit{"agent:error", error_payload(errc::tool_timeout, msg, &c.id)});
+  finish_tool(msg, true, after, out);
+  return out;
+}
+
+void turn_fsm::finish_tool(const std::string& content, bool is_error, std::chrono::milliseconds duration,
+                           std::vector<action>& out) {
+  const auto& c = calls_[running_].call;
+  out.push_back(emit{"tool:output", json{{"callId", c.id},
+                                         {"name", c.name},
+                                         {"content", content},
+                                         {"isError", is_error},
+                                         {"durationMs", duration.count()}}});
+  calls_[running_].result = content;
+  calls_[running_].result_is_error = is_error;
+  ++running_;
+  run_next(out);
+}
+
+std::vector<action> turn_fsm::on_llm_failed(errc code, std::string message) {
+  std::vector<action> out;
+  if (phase_ != turn_phase::waiting_llm) return out;
+  out.push_back(emit{"agent:error", error_payload(code, message)});
+  end(out, false);
+  return out;
+}
+
+std::vector<action> turn_fsm::on_history_reset() {
+  std::vector<action> out;
+  if (phase_ != turn_phase::idle) {
+    out.push_back(ack{false, core::make_error(errc::invalid_payload, "history:reset: a turn is in progress")});
+    return out;
+  }
+  history_.clear();
+  out.push_back(clear_history{});
+  out.push_back(emit{"system:message", "Conversation history cleared."});
+  out.push_back(ack{true, std::nullopt});
+  return out;
+}
+
+std::vector<action> turn_fsm::abort(errc code, std::string message) {
+  std::vector<action> out;
+  if (phase_ == turn_phase::running_tool) out.push_back(cancel_tool{calls_[running_].call.id});
+  if (phase_ != turn_phase::idle) {
+    out.push_back(emit{"agent:error", error_payload(code, message)});
+    phase_ = turn_phase::idle;
+    calls_.clear();
+    out.push_back(end_turn{false});
+  }
+  while (!queue_.empty()) {
+    queue_.pop_front();
+    out.push_back(emit{"agent:error", error_payload(code, message)});
+    out.push_back(end_turn{false});
+  }
+  return out;
+}
+
+void turn_fsm::end(std::vector<action>& out, bool ok) {
+  phase_ = turn_phase::idle;
+  calls_.clear();
+  out.push_back(end_turn{ok});
+  if (!queue_.empty()) {
+    auto next = std::move(queue_.front());
+    queue_.pop_front();
+    start_turn(std::move(next), out);
+  }
+}
+
+void turn_fsm::push_history(chat_message m, std::vector<action>& out) {
+  history_.push_back(m);
+  out.push_back(append_history{std::move(m)});
+  if (history_.size() <= opts_.max_history_messages) return;
+  // Drop whole old turns: cut at the first user message that leaves at most the maximum, so a
+  // tool call is never separated from its result.
+  const std::size_t min_cut = history_.size() - opts_.max_history_messages;
+  for (std::size_t i = min_cut; i < history_.size(); ++i) {
+    if (history_[i].role == role::user) {
+      if (i > 0) history_.erase(history_.begin(), history_.begin() + static_cast<std::ptrdiff_t>(i));
+      return;
+    }
+  }
+}
+
+std::string turn_fsm::unique_call_id(const std::string& proposed) {
+  // Provider ids are kept when usable; otherwise (empty, odd bytes, reused in this session: some
+  // models restart at "call_1" every turn) a fresh one is made, so a late approval can never hit a
+  // newer call.
+  auto usable = [&](const std::string& s) {
+    return !s.empty() && s.size() <= max_call_id_bytes &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x21 && c <= 0x7e; }) && used_ids_.count(s) == 0;
+  };
+  std::string id = proposed;
+  while (!usable(id)) id = "call_" + std::to_string(++id_seq_);
+  used_ids_.insert(id);
+  return id;
+}
+
+// ---- argument checking ----
+
+namespace {
+
+bool type_matches(const json& v, std::string_view type) {
+  if (type == "string") return v.is_string();
+  if (type == "integer")
+    return v.is_number_integer() || (v.is_number_float() && v.get<double>() == static_cast<double>(static_cast<long long>(v.get<double>())));
+  if (type == "number") return v.is_number();
+  if (type == "boolean") return v.is_boolean();
+  if (type == "object") return v.is_object();
+  if (type == "array") return v.is_array();
+  if (type == "null") return v.is_null();
+  return true;  // unknown type keyword: do not block
+}
+
+std::string json_type(const json& v) {
+  if (v.is_number_integer()) return "integer";
+  if (v.is_number()) return "number";
+  return v.type_name();
+}
+
+}  // namespace
+
+std::optional<std::string> check_arguments(const json& schema, const json& args) {
+  if (!args.is_object()) return "arguments must be a JSON object, got " + json_type(args);
+  if (!schema.is_object()) return std::nullopt;
+  static const json empty = json::object();
+  const json& props = schema.contains("properties") && schema["properties"].is_object() ? schema["properties"] : empty;
+  if (auto req = schema.find("required"); req != schema.end() && req->is_array()) {
+    for (const auto& r : *req)
+      if (r.is_string() && !args.contains(r.get<std::string>()))
+        return "missing required argument \"" + r.get<std::string>() + "\"";
+  }
+  const bool closed = schema.contains("additionalProperties") && schema["additionalProperties"] == false;
+  for (auto it = args.begin(); it != args.end(); ++it) {
+    auto p = props.find(it.key());
+    if (p == props.end()) {
+      if (closed) return "unknown argument \"" + shorten(it.key(), 64) + "\"";
+      continue;
+    }
+    if (!p->is_object()) continue;
+    const std::string name = "argument \"" + it.key() + "\"";
+    if (auto t = p->find("type"); t != p->end()) {
+      bool ok = false;
+      std::string wanted;
+      if (t->is_string()) {
+        ok = type_matches(*it, t->get<std::string>());
+        wanted = t->get<std::string>();
+      } else if (t->is_array()) {
+        for (const auto& alt : *t)
+          if (alt.is_string()) {
+            ok = ok || type_matches(*it, alt.get<std::string>());
+            wanted += (wanted.empty() ? "" : " or ") + alt.get<std::string>();
+          }
+      } else {
+        ok = true;
+      }
+      if (!ok) return name + " must be " + (wanted == "integer" || wanted == "array" || wanted == "object" ? "an " : "a ") + wanted + ", got " + json_type(*it);
+    }
+    if (auto e = p->find("enum"); e != p->end() && e->is_array()) {
+      if (std::find(e->begin(), e->end(), *it) == e->end()) return name + " must be one of " + shorten(e->dump(), 200);
+    }
+    if (it->is_number()) {
+      const double v = it->get<double>();
+      if (auto mn = p->find("minimum"); mn != p->end() && mn->is_number() && v < mn->get<double>())
+        return name + " must be at least " + mn->dump();
+      if (auto mx = p->find("maximum"); mx != p->end() && mx->is_number() && v > mx->get<double>())
+        return name + " must be at most " + mx->dump();
+    }
+  }
+  return std::nullopt;
+}
+
+core::result<approval> parse_approval(const json& payload) {
+  auto bad = [](std::string m) { return core::make_error(errc::invalid_payload, "tool:approval: " + std::move(m)); };
+  if (!payload.is_object()) return bad(std::string("expected an object {callId, approved}, got ") + payload.type_name());
+  auto id = payload.find("callId");
+  if (id == payload.end() || !id->is_string()) return bad("callId must be a string");
+  const auto& s = id->get_ref<const std::string&>();
+  if (s.empty() || s.size() > max_call_id_bytes) return bad("callId must be 1-" + std::to_string(max_call_id_bytes) + " bytes");
+  auto ap = payload.find("approved");
+  if (ap == payload.end() || !ap->is_boolean()) return bad("approved must be a boolean");
+  return approval{s, ap->get<bool>()};
+}
+
+core::result<std::string> parse_user_message(const json& payload, std::size_t max_bytes) {
+  const json* text = &payload;
+  if (payload.is_object()) {
+    auto t = payload.find("text");
+    if (t == payload.end()) return core::make_error(errc::invalid_payload, "message: expected a string or {text}");
+    text = &*t;
+  }
+  if (!text->is_string())
+    return core::make_error(errc::invalid_payload, std::string("message: text must be a string, got ") + text->type_name());
+  const auto& s = text->get_ref<const std::string&>();
+  if (s.find_first_not_of(" \t\r\n") == std::string::npos) return core::make_error(errc::invalid_payload, "message: text is empty");
+  if (s.size() > max_bytes)
+    return core::make_error(errc::invalid_payload, "message: " + std::to_string(s.size()) + " bytes exceeds MAX_MESSAGE_BYTES (" +
+                                                       std::to_string(max_bytes) + ")");
+  return s;
+}
+
+}  // namespace berth::agent

@@ -1,0 +1,491 @@
+#include <gtest/gtest.h>
+
+#include "berth/agent/turn_fsm.hpp"
+
+using namespace berth::agent;
+using berth::core::errc;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::vector<tool_spec> sandbox_tools() {
+  return {
+      tool_spec{"list_files", "", json{{"type", "object"}, {"properties", {{"path", {{"type", "string"}}}}}, {"additionalProperties", false}}},
+      tool_spec{"read_file", "", json{{"type", "object"}, {"properties", {{"path", {{"type", "string"}}}}}, {"required", {"path"}}}},
+      tool_spec{"run_command", "",
+                json{{"type", "object"},
+                     {"properties", {{"command", {{"type", "string"}}}, {"timeout_ms", {{"type", "integer"}, {"minimum", 1}}}}},
+                     {"required", {"command"}},
+                     {"additionalProperties", false}}},
+  };
+}
+
+template <class T>
+std::vector<T> all(const std::vector<action>& acts) {
+  std::vector<T> v;
+  for (const auto& a : acts)
+    if (auto* p = std::get_if<T>(&a)) v.push_back(*p);
+  return v;
+}
+
+std::vector<emit> emits(const std::vector<action>& acts, std::string_view name) {
+  std::vector<emit> v;
+  for (auto& e : all<emit>(acts))
+    if (e.event == name) v.push_back(e);
+  return v;
+}
+
+// Terminal events of a turn: agent:response, or agent:error without a callId.
+int terminals(const std::vector<action>& acts) {
+  int n = 0;
+  for (auto& e : all<emit>(acts))
+    if (e.event == "agent:response" || (e.event == "agent:error" && !e.payload.contains("callId"))) ++n;
+  return n;
+}
+
+llm_reply text_reply(std::string t) {
+  llm_reply r;
+  r.text = std::move(t);
+  return r;
+}
+
+llm_reply calls_reply(std::vector<tool_call> calls, std::string text = "") {
+  llm_reply r;
+  r.text = std::move(text);
+  r.tool_calls = std::move(calls);
+  return r;
+}
+
+tool_call tc(std::string id, std::string name, json args) { return tool_call{std::move(id), std::move(name), std::move(args)}; }
+
+void append(std::vector<action>& to, std::vector<action> more) {
+  for (auto& a : more) to.push_back(std::move(a));
+}
+
+}  // namespace
+
+TEST(TurnFsm, PlainTurnEndsWithResponse) {
+  turn_fsm f({}, sandbox_tools());
+  auto a = f.on_user_message("hello");
+  ASSERT_EQ(a.size(), 4u);
+  ASSERT_TRUE(std::holds_alternative<ack>(a[0]));
+  EXPECT_TRUE(std::get<ack>(a[0]).ok);
+  ASSERT_TRUE(std::holds_alternative<append_history>(a[1]));
+  EXPECT_EQ(std::get<append_history>(a[1]).message.role, role::user);
+  EXPECT_EQ(std::get<emit>(a[2]).event, "agent:thinking");
+  EXPECT_TRUE(std::get<emit>(a[2]).payload.is_null());
+  auto& llm = std::get<call_llm>(a[3]);
+  ASSERT_EQ(llm.messages.size(), 1u);
+  EXPECT_EQ(llm.messages[0].content, "hello");
+  EXPECT_EQ(llm.tools.size(), 3u);
+  EXPECT_EQ(f.phase(), turn_phase::waiting_llm);
+  auto b = f.on_llm_reply(text_reply("hi!"));
+  auto resp = emits(b, "agent:response");
+  ASSERT_EQ(resp.size(), 1u);
+  EXPECT_EQ(resp[0].payload, "hi!");
+  ASSERT_EQ(all<end_turn>(b).size(), 1u);
+  EXPECT_TRUE(all<end_turn>(b)[0].ok);
+  EXPECT_EQ(f.phase(), turn_phase::idle);
+  ASSERT_EQ(f.history().size(), 2u);
+  EXPECT_EQ(f.history()[1].role, role::assistant);
+}
+
+TEST(TurnFsm, MessagesDuringATurnQueueAndStartInOrder) {
+  turn_options o;
+  o.max_queued_messages = 2;
+  turn_fsm f(o, sandbox_tools());
+  f.on_user_message("first");
+  auto q1 = f.on_user_message("second");
+  ASSERT_EQ(q1.size(), 1u);
+  EXPECT_TRUE(std::get<ack>(q1[0]).ok);
+  EXPECT_TRUE(all<call_llm>(q1).empty());  // one turn at a time
+  f.on_user_message("third");
+  auto over = f.on_user_message("fourth");
+  ASSERT_EQ(over.size(), 1u);
+  EXPECT_FALSE(std::get<ack>(over[0]).ok);
+  EXPECT_EQ(std::get<ack>(over[0]).error->code, errc::too_many_requests);
+  EXPECT_EQ(f.queued(), 2u);
+  auto end1 = f.on_llm_reply(text_reply("r1"));
+  // The first turn ends, then the second starts in the same step.
+  EXPECT_EQ(emits(end1, "agent:response").size(), 1u);
+  EXPECT_EQ(all<end_turn>(end1).size(), 1u);
+  auto llm = all<call_llm>(end1);
+  ASSERT_EQ(llm.size(), 1u);
+  ASSERT_EQ(llm[0].messages.size(), 3u);
+  EXPECT_EQ(llm[0].messages[2].content, "second");
+  EXPECT_EQ(f.queued(), 1u);
+  auto end2 = f.on_llm_reply(text_reply("r2"));
+  EXPECT_EQ(all<call_llm>(end2)[0].messages.back().content, "third");
+  auto end3 = f.on_llm_reply(text_reply("r3"));
+  EXPECT_TRUE(all<call_llm>(end3).empty());
+  EXPECT_EQ(f.phase(), turn_phase::idle);
+}
+
+TEST(TurnFsm, ApprovalsOneAtATimeThenSequentialExecutionThenResultsBack) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("do things");
+  auto a = f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/workspace"}}),
+                                       tc("c2", "read_file", {{"path", "a.txt"}}),
+                                       tc("c3", "run_command", {{"command", "ls"}})},
+                                      "let me look"));
+  auto asks = emits(a, "tool:approval_required");
+  ASSERT_EQ(asks.size(), 1u);
+  EXPECT_EQ(asks[0].payload, (json{{"name", "list_files"}, {"args", {{"path", "/workspace"}}}, {"callId", "c1"},
+                                   {"queuePosition", 1}, {"totalInQueue", 3}}));
+  EXPECT_EQ(f.pending_call_id(), "c1");
+  ASSERT_EQ(all<append_history>(a).size(), 1u);
+  EXPECT_EQ(all<append_history>(a)[0].message.tool_calls.size(), 3u);
+
+  auto b = f.on_approval("c1", true);
+  EXPECT_TRUE(std::get<ack>(b[0]).ok);
+  EXPECT_TRUE(all<run_tool>(b).empty());  // not before every call is decided
+  asks = emits(b, "tool:approval_required");
+  ASSERT_EQ(asks.size(), 1u);
+  EXPECT_EQ(asks[0].payload["callId"], "c2");
+  EXPECT_EQ(asks[0].payload["queuePosition"], 2);
+  EXPECT_EQ(asks[0].payload["totalInQueue"], 3);
+
+  auto c = f.on_approval("c2", false);
+  asks = emits(c, "tool:approval_required");
+  ASSERT_EQ(asks.size(), 1u);
+  EXPECT_EQ(asks[0].payload["queuePosition"], 3);
+  EXPECT_TRUE(all<run_tool>(c).empty());
+
+  auto d = f.on_approval("c3", true);
+  auto runs = all<run_tool>(d);
+  ASSERT_EQ(runs.size(), 1u);  // one at a time, in the model's order
+  EXPECT_EQ(runs[0].call_id, "c1");
+  EXPECT_EQ(runs[0].name, "list_files");
+  EXPECT_EQ(f.phase(), turn_phase::running_tool);
+
+  auto e = f.on_tool_result("c1", "a.txt\n", false, 12ms);
+  auto outputs = emits(e, "tool:output");
+  ASSERT_EQ(outputs.size(), 1u);
+  EXPECT_EQ(outputs[0].payload, (json{{"callId", "c1"}, {"name", "list_files"}, {"content", "a.txt\n"}, {"isError", false},
+                                      {"durationMs", 12}}));
+  runs = all<run_tool>(e);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].call_id, "c3");  // c2 was rejected: never run
+
+  auto g = f.on_tool_result("c3", "exit code: 1\n", true, 5ms);
+  EXPECT_EQ(emits(g, "tool:output")[0].payload["isError"], true);
+  auto llm = all<call_llm>(g);
+  ASSERT_EQ(llm.size(), 1u);
+  const auto& msgs = llm[0].messages;
+  ASSERT_EQ(msgs.size(), 5u);  // user, assistant(calls), 3 results in the model's order
+  EXPECT_EQ(msgs[2].tool_call_id, "c1");
+  EXPECT_EQ(msgs[2].content, "a.txt\n");
+  EXPECT_EQ(msgs[3].tool_call_id, "c2");
+  EXPECT_TRUE(msgs[3].is_error);
+  EXPECT_NE(msgs[3].content.find("rejected"), std::string::npos);
+  EXPECT_EQ(msgs[4].tool_call_id, "c3");
+  EXPECT_TRUE(msgs[4].is_error);
+  EXPECT_EQ(all<append_history>(g).size(), 3u);
+
+  auto h = f.on_llm_reply(text_reply("done"));
+  EXPECT_EQ(terminals(h), 1);
+  EXPECT_EQ(all<end_turn>(h).size(), 1u);
+}
+
+TEST(TurnFsm, EveryApprovalCombinationEndsTheTurnExactlyOnce) {
+  for (int mask = 0; mask < 8; ++mask) {
+    turn_fsm f({}, sandbox_tools());
+    std::vector<action> acts = f.on_user_message("go");
+    append(acts, f.on_llm_reply(calls_reply({tc("a", "run_command", {{"command", "1"}}), tc("b", "run_command", {{"command", "2"}}),
+                                             tc("c", "run_command", {{"command", "3"}})})));
+    for (int i = 0; i < 3; ++i) append(acts, f.on_approval(std::string(1, static_cast<char>('a' + i)), (mask >> i) & 1));
+    int expected_runs = __builtin_popcount(static_cast<unsigned>(mask));
+    // Answer each run_tool as it appears (they come one at a time).
+    std::size_t seen = 0;
+    for (int guard = 0; guard < 10; ++guard) {
+      auto rt = all<run_tool>(acts);
+      if (seen >= rt.size()) break;
+      append(acts, f.on_tool_result(rt[seen].call_id, "out", false, 1ms));
+      ++seen;
+    }
+    EXPECT_EQ(static_cast<int>(all<run_tool>(acts).size()), expected_runs) << mask;
+    EXPECT_EQ(emits(acts, "tool:output").size(), static_cast<std::size_t>(expected_runs));
+    ASSERT_EQ(f.phase(), turn_phase::waiting_llm) << mask;  // also when everything was rejected
+    append(acts, f.on_llm_reply(text_reply("summary")));
+    EXPECT_EQ(terminals(acts), 1) << mask;
+    EXPECT_EQ(all<end_turn>(acts).size(), 1u) << mask;
+    EXPECT_EQ(f.phase(), turn_phase::idle);
+  }
+}
+
+TEST(TurnFsm, UnknownRepeatedOrNotYetPresentedCallIdGetsNoPendingCallAndRunsNothing) {
+  turn_fsm f({}, sandbox_tools());
+  auto idle = f.on_approval("c1", true);
+  ASSERT_FALSE(std::get<ack>(idle[0]).ok);
+  EXPECT_EQ(std::get<ack>(idle[0]).error->code, errc::no_pending_call);
+  f.on_user_message("go");
+  f.on_llm_reply(calls_reply({tc("c1", "run_command", {{"command", "a"}}), tc("c2", "run_command", {{"command", "b"}})}));
+  for (const char* id : {"nope", "c2", ""}) {
+    auto r = f.on_approval(id, true);
+    ASSERT_FALSE(std::get<ack>(r[0]).ok) << id;
+    EXPECT_EQ(std::get<ack>(r[0]).error->code, errc::no_pending_call);
+    auto err = emits(r, "agent:error");
+    ASSERT_EQ(err.size(), 1u);
+    EXPECT_EQ(err[0].payload["code"], "NO_PENDING_CALL");
+    EXPECT_EQ(err[0].payload["callId"], id);
+    EXPECT_TRUE(all<run_tool>(r).empty());
+    EXPECT_TRUE(emits(r, "tool:approval_required").empty());
+  }
+  EXPECT_EQ(f.pending_call_id(), "c1");
+  f.on_approval("c1", true);
+  auto again = f.on_approval("c1", true);  // repeated
+  EXPECT_EQ(std::get<ack>(again[0]).error->code, errc::no_pending_call);
+  EXPECT_TRUE(all<run_tool>(again).empty());
+  auto last = f.on_approval("c2", true);
+  EXPECT_EQ(all<run_tool>(last).size(), 1u);
+  auto during_run = f.on_approval("c2", false);  // repeated while running
+  EXPECT_EQ(std::get<ack>(during_run[0]).error->code, errc::no_pending_call);
+  EXPECT_TRUE(all<run_tool>(during_run).empty());
+}
+
+TEST(TurnFsm, UnknownToolAndBadArgumentsAreErrorsNotApprovals) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("go");
+  auto a = f.on_llm_reply(calls_reply({tc("u", "rm_everything", json::object()),
+                                       tc("v", "read_file", json::object()),
+                                       tc("w", "run_command", {{"command", "ls"}, {"timeout_ms", "soon"}}),
+                                       tc("x", "list_files", json::object())}));
+  auto errs = emits(a, "agent:error");
+  ASSERT_EQ(errs.size(), 3u);
+  EXPECT_EQ(errs[0].payload["code"], "TOOL_FAILED");
+  EXPECT_EQ(errs[0].payload["callId"], "u");
+  EXPECT_NE(errs[0].payload["message"].get<std::string>().find("unknown tool \"rm_everything\""), std::string::npos);
+  EXPECT_EQ(errs[1].payload["code"], "INVALID_PAYLOAD");
+  EXPECT_NE(errs[1].payload["message"].get<std::string>().find("missing required argument \"path\""), std::string::npos);
+  EXPECT_NE(errs[2].payload["message"].get<std::string>().find("\"timeout_ms\" must be an integer, got string"), std::string::npos);
+  auto asks = emits(a, "tool:approval_required");
+  ASSERT_EQ(asks.size(), 1u);
+  EXPECT_EQ(asks[0].payload["callId"], "x");
+  EXPECT_EQ(asks[0].payload["queuePosition"], 1);
+  EXPECT_EQ(asks[0].payload["totalInQueue"], 1);
+  EXPECT_EQ(terminals(a), 0);  // the turn goes on
+  auto b = f.on_approval("x", true);
+  auto c = f.on_tool_result("x", "files", false, 1ms);
+  auto llm = all<call_llm>(c);
+  ASSERT_EQ(llm.size(), 1u);
+  const auto& m = llm[0].messages;
+  ASSERT_EQ(m.size(), 6u);
+  EXPECT_EQ(m[2].tool_call_id, "u");
+  EXPECT_TRUE(m[2].is_error);
+  EXPECT_EQ(m[5].tool_call_id, "x");
+  EXPECT_FALSE(m[5].is_error);
+}
+
+TEST(TurnFsm, OnlyInvalidCallsGoStraightBackToTheModel) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("go");
+  auto a = f.on_llm_reply(calls_reply({tc("u", "nope", json::object())}));
+  EXPECT_TRUE(emits(a, "tool:approval_required").empty());
+  EXPECT_EQ(all<call_llm>(a).size(), 1u);
+  EXPECT_EQ(f.phase(), turn_phase::waiting_llm);
+}
+
+TEST(TurnFsm, AtMostMaxToolRounds) {
+  turn_options o;
+  o.max_tool_rounds = 2;
+  turn_fsm f(o, sandbox_tools());
+  f.on_user_message("loop");
+  for (int round = 0; round < 2; ++round) {
+    const std::string id = "r" + std::to_string(round);
+    auto a = f.on_llm_reply(calls_reply({tc(id, "run_command", {{"command", "x"}})}));
+    ASSERT_EQ(emits(a, "tool:approval_required").size(), 1u) << round;
+    f.on_approval(id, true);
+    auto r = f.on_tool_result(id, "ok", false, 1ms);
+    ASSERT_EQ(all<call_llm>(r).size(), 1u);
+  }
+  auto last = f.on_llm_reply(calls_reply({tc("r2", "run_command", {{"command", "x"}})}, "still going"));
+  EXPECT_TRUE(emits(last, "tool:approval_required").empty());
+  EXPECT_TRUE(all<run_tool>(last).empty());
+  auto resp = emits(last, "agent:response");
+  ASSERT_EQ(resp.size(), 1u);
+  EXPECT_NE(resp[0].payload.get<std::string>().find("limit of 2 tool rounds"), std::string::npos);
+  EXPECT_EQ(all<end_turn>(last).size(), 1u);
+  // The unanswered calls are not kept in history.
+  EXPECT_TRUE(f.history().back().tool_calls.empty());
+  // The next message gets a fresh budget.
+  f.on_user_message("again");
+  auto a = f.on_llm_reply(calls_reply({tc("n1", "run_command", {{"command", "x"}})}));
+  EXPECT_EQ(emits(a, "tool:approval_required").size(), 1u);
+}
+
+TEST(TurnFsm, LlmFailureEndsTheTurnWithAgentErrorAndTheQueueContinues) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("a");
+  f.on_user_message("b");
+  auto r = f.on_llm_failed(errc::llm_unavailable, "provider answered 503");
+  auto err = emits(r, "agent:error");
+  ASSERT_EQ(err.size(), 1u);
+  EXPECT_EQ(err[0].payload, (json{{"code", "LLM_UNAVAILABLE"}, {"message", "provider answered 503"}}));
+  ASSERT_EQ(all<end_turn>(r).size(), 1u);
+  EXPECT_FALSE(all<end_turn>(r)[0].ok);
+  EXPECT_EQ(all<call_llm>(r).size(), 1u);  // "b" started
+  // A stale failure or reply outside waiting_llm changes nothing.
+  f.on_llm_reply(calls_reply({tc("k", "run_command", {{"command", "x"}})}));
+  EXPECT_TRUE(f.on_llm_failed(errc::llm_error, "late").empty());
+  EXPECT_TRUE(f.on_llm_reply(text_reply("late")).empty());
+  EXPECT_EQ(f.phase(), turn_phase::awaiting_approval);
+}
+
+TEST(TurnFsm, EmptyModelReplyIsAnError) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("a");
+  auto r = f.on_llm_reply(text_reply(""));
+  EXPECT_EQ(emits(r, "agent:error")[0].payload["code"], "LLM_ERROR");
+  EXPECT_EQ(terminals(r), 1);
+  EXPECT_EQ(f.phase(), turn_phase::idle);
+}
+
+TEST(TurnFsm, ToolTimeoutIsReportedAndFedBack) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("a");
+  f.on_llm_reply(calls_reply({tc("t", "run_command", {{"command", "sleep 100"}})}));
+  f.on_approval("t", true);
+  EXPECT_TRUE(f.on_tool_timeout("other", 30000ms).empty());
+  auto r = f.on_tool_timeout("t", 30000ms);
+  auto err = emits(r, "agent:error");
+  ASSERT_EQ(err.size(), 1u);
+  EXPECT_EQ(err[0].payload["code"], "TOOL_TIMEOUT");
+  EXPECT_EQ(err[0].payload["callId"], "t");
+  auto out = emits(r, "tool:output");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].payload["isError"].get<bool>());
+  EXPECT_EQ(out[0].payload["durationMs"], 30000);
+  auto llm = all<call_llm>(r);
+  ASSERT_EQ(llm.size(), 1u);
+  EXPECT_NE(llm[0].messages.back().content.find("timed out"), std::string::npos);
+  // A result arriving after the timeout is stale.
+  EXPECT_TRUE(f.on_tool_result("t", "late", false, 1ms).empty());
+  EXPECT_EQ(terminals(f.on_llm_reply(text_reply("it timed out"))), 1);
+}
+
+TEST(TurnFsm, StaleToolResultIsIgnored) {
+  turn_fsm f({}, sandbox_tools());
+  EXPECT_TRUE(f.on_tool_result("x", "y", false, 1ms).empty());
+  f.on_user_message("a");
+  f.on_llm_reply(calls_reply({tc("t", "run_command", {{"command", "x"}})}));
+  EXPECT_TRUE(f.on_tool_result("t", "before approval", false, 1ms).empty());
+  f.on_approval("t", true);
+  EXPECT_TRUE(f.on_tool_result("u", "wrong id", false, 1ms).empty());
+  EXPECT_EQ(f.phase(), turn_phase::running_tool);
+}
+
+TEST(TurnFsm, CallIdsAreUniqueInTheSession) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("a");
+  auto r1 = f.on_llm_reply(calls_reply({tc("call_1", "run_command", {{"command", "x"}}), tc("call_1", "run_command", {{"command", "y"}}),
+                                        tc("", "run_command", {{"command", "z"}})}));
+  const auto calls = all<append_history>(r1)[0].message.tool_calls;
+  ASSERT_EQ(calls.size(), 3u);
+  EXPECT_EQ(calls[0].id, "call_1");
+  EXPECT_NE(calls[1].id, "call_1");
+  EXPECT_FALSE(calls[2].id.empty());
+  EXPECT_NE(calls[1].id, calls[2].id);
+  EXPECT_EQ(emits(r1, "tool:approval_required")[0].payload["callId"], "call_1");
+  for (const auto& c : calls) f.on_approval(c.id, false);
+  f.on_llm_reply(text_reply("ok"));
+  // Next turn: the model reuses "call_1"; a late approval for the old call cannot hit the new one.
+  f.on_user_message("b");
+  auto r2 = f.on_llm_reply(calls_reply({tc("call_1", "run_command", {{"command", "x"}})}));
+  const std::string fresh = emits(r2, "tool:approval_required")[0].payload["callId"];
+  EXPECT_NE(fresh, "call_1");
+  EXPECT_EQ(std::get<ack>(f.on_approval("call_1", true)[0]).error->code, errc::no_pending_call);
+  EXPECT_EQ(all<run_tool>(f.on_approval(fresh, true)).size(), 1u);
+}
+
+TEST(TurnFsm, AbortEndsCurrentAndQueuedTurns) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("a");
+  f.on_user_message("b");
+  f.on_llm_reply(calls_reply({tc("t", "run_command", {{"command", "x"}})}));
+  f.on_approval("t", true);
+  auto r = f.abort(errc::sandbox_unavailable, "session ended");
+  ASSERT_EQ(all<cancel_tool>(r).size(), 1u);
+  EXPECT_EQ(all<cancel_tool>(r)[0].call_id, "t");
+  EXPECT_EQ(all<end_turn>(r).size(), 2u);
+  EXPECT_EQ(terminals(r), 2);
+  EXPECT_EQ(f.phase(), turn_phase::idle);
+  EXPECT_EQ(f.queued(), 0u);
+  EXPECT_TRUE(f.abort(errc::internal, "again").empty());
+}
+
+TEST(TurnFsm, HistoryReset) {
+  turn_fsm f({}, sandbox_tools(), {chat_message::user("old"), chat_message::assistant("old reply")});
+  f.on_user_message("a");
+  auto busy = f.on_history_reset();
+  ASSERT_EQ(busy.size(), 1u);
+  EXPECT_FALSE(std::get<ack>(busy[0]).ok);
+  f.on_llm_reply(text_reply("r"));
+  auto r = f.on_history_reset();
+  EXPECT_EQ(all<clear_history>(r).size(), 1u);
+  EXPECT_EQ(emits(r, "system:message").size(), 1u);
+  EXPECT_TRUE(f.history().empty());
+  auto next = f.on_user_message("fresh");
+  EXPECT_EQ(all<call_llm>(next)[0].messages.size(), 1u);
+}
+
+TEST(TurnFsm, HistoryIsBoundedAtTurnBoundaries) {
+  turn_options o;
+  o.max_history_messages = 5;
+  turn_fsm f(o, sandbox_tools());
+  for (int i = 0; i < 10; ++i) {
+    f.on_user_message("m" + std::to_string(i));
+    f.on_llm_reply(text_reply("r"));
+    EXPECT_LE(f.history().size(), 5u);
+    EXPECT_EQ(f.history().front().role, role::user);
+  }
+  EXPECT_EQ(f.history().back().content, "r");
+}
+
+TEST(CheckArguments, SchemaSubset) {
+  const json schema = {{"type", "object"},
+                       {"properties",
+                        {{"s", {{"type", "string"}}},
+                         {"i", {{"type", "integer"}, {"minimum", 1}, {"maximum", 10}}},
+                         {"n", {{"type", "number"}}},
+                         {"b", {{"type", "boolean"}}},
+                         {"e", {{"type", "string"}, {"enum", {"a", "b"}}}},
+                         {"u", {{"type", {"string", "null"}}}}}},
+                       {"required", {"s"}},
+                       {"additionalProperties", false}};
+  EXPECT_FALSE(check_arguments(schema, {{"s", "x"}, {"i", 3}, {"n", 1.5}, {"b", true}, {"e", "a"}, {"u", nullptr}}));
+  EXPECT_FALSE(check_arguments(schema, {{"s", "x"}, {"i", 3.0}}));  // integral float is an integer
+  EXPECT_EQ(*check_arguments(schema, json::array()), "arguments must be a JSON object, got array");
+  EXPECT_EQ(*check_arguments(schema, json::object()), "missing required argument \"s\"");
+  EXPECT_EQ(*check_arguments(schema, {{"s", 1}}), "argument \"s\" must be a string, got integer");
+  EXPECT_EQ(*check_arguments(schema, {{"s", "x"}, {"i", 2.5}}), "argument \"i\" must be an integer, got number");
+  EXPECT_EQ(*check_arguments(schema, {{"s", "x"}, {"i", 0}}), "argument \"i\" must be at least 1");
+  EXPECT_EQ(*check_arguments(schema, {{"s", "x"}, {"i", 11}}), "argument \"i\" must be at most 10");
+  EXPECT_EQ(*check_arguments(schema, {{"s", "x"}, {"e", "c"}}), "argument \"e\" must be one of [\"a\",\"b\"]");
+  EXPECT_EQ(*check_arguments(schema, {{"s", "x"}, {"u", 1}}), "argument \"u\" must be a string or null, got integer");
+  EXPECT_EQ(*check_arguments(schema, {{"s", "x"}, {"zzz", 1}}), "unknown argument \"zzz\"");
+  EXPECT_FALSE(check_arguments(json{{"type", "object"}}, {{"anything", 1}}));  // open schema
+}
+
+TEST(ParsePayloads, ApprovalAndMessage) {
+  auto ok = parse_approval(json{{"callId", "c1"}, {"approved", true}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->call_id, "c1");
+  EXPECT_TRUE(ok->approved);
+  for (const json& bad : {json("c1"), json{{"approved", true}}, json{{"callId", 1}, {"approved", true}},
+                          json{{"callId", ""}, {"approved", true}}, json{{"callId", "c"}, {"approved", "yes"}},
+                          json{{"callId", std::string(500, 'x')}, {"approved", false}}}) {
+    auto r = parse_approval(bad);
+    ASSERT_FALSE(r) << bad.dump();
+    EXPECT_EQ(r.error().code, errc::invalid_payload);
+    EXPECT_EQ(r.error().message.rfind("tool:approval: ", 0), 0u);
+  }
+  EXPECT_EQ(*parse_user_message("hi", 10), "hi");
+  EXPECT_EQ(*parse_user_message(json{{"text", "hi"}}, 10), "hi");
+  EXPECT_FALSE(parse_user_message("  ", 10));
+  EXPECT_FALSE(parse_user_message(json{{"txt", "hi"}}, 10));
+  EXPECT_FALSE(parse_user_message(5, 10));
+  auto big = parse_user_message(std::string(11, 'x'), 10);
+  ASSERT_FALSE(big);
+  EXPECT_NE(big.error().message.find("MAX_MESSAGE_BYTES"), std::string::npos);
+}
