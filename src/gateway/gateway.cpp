@@ -84,7 +84,7 @@ struct user_session : std::enable_shared_from_this<user_session> {
   std::deque<session::history_entry> history_queue;
   bool history_writing = false;
 
-  user_session(gateway& g, std::shared_ptr<socket> s) : gw(g), sock(s) {}
+  user_session(gateway& g, const std::shared_ptr<socket>& s) : gw(g), sock(s), strand_(s->executor()) {}
 
   void emit(const std::string& event, const json& payload) {
     if (auto s = sock.lock()) s->emit(event, payload.is_null() ? json::array() : json::array({payload}));
@@ -454,7 +454,6 @@ asio::awaitable<std::optional<socketio::connect_error>> gateway::authenticate(ga
     if (!allowed) co_return refuse(allowed.error());
   }
   auto s = std::make_shared<user_session>(*self, sock);
-  s->strand_ = sock->executor();
   s->sid = sid;
   s->user = jwt_user ? *jwt_user : (*existing ? (*existing)->user : sid);
   s->existing = *existing;
