@@ -1,3 +1,4 @@
+#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "docker_fixture.hpp"
@@ -212,6 +213,27 @@ TEST_F(DockerClient, KeepAliveConnectionsAreReused) {
   EXPECT_EQ(run(parallel_pings(*client_, 50)), 50);
   // 50 sequential calls on one kept-alive connection: the request counter grows, errors do not.
   EXPECT_NE(metrics_.render().find("berth_docker_errors_total 0"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace berth::testing
+
+namespace berth::testing {
+namespace {
+
+asio::awaitable<void> pings_into(docker::client& c, int n, std::shared_ptr<int> ok) {
+  *ok += co_await parallel_pings(c, n);
+}
+
+// More concurrent calls than connections: the extra calls wait for a free connection.
+TEST_F(DockerClient, BoundedConnectionsQueueExtraCalls) {
+  docker::client_options o;
+  o.max_connections = 1;
+  o.call_timeout = std::chrono::seconds(30);
+  docker::client one(io_.get_executor(), o, metrics_);
+  auto ok = std::make_shared<int>(0);
+  for (int i = 0; i < 3; ++i) asio::co_spawn(io_, pings_into(one, 5, ok), asio::detached);
+  ASSERT_TRUE(run_until([&] { return *ok == 15; }, 60s)) << *ok;
 }
 
 }  // namespace
