@@ -1,0 +1,89 @@
+#pragma once
+// Sans-I/O provider codecs: an llm_request becomes an HTTP call (URL, headers, JSON body), and an
+// HTTP reply (status, headers, body) becomes an llm_reply or a classified error. No sockets here,
+// so every provider's wire format is unit-tested byte by byte.
+// Thread-safety: codecs are immutable after construction; build/parse are const and reentrant.
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "berth/core/errors.hpp"
+#include "berth/llm/types.hpp"
+
+namespace berth::llm {
+
+struct http_header {
+  std::string name;
+  std::string value;
+  bool secret = false;  // an API key: never logged, never echoed in errors
+};
+
+// One HTTP request to send. `url` is absolute (http:// or https://).
+struct http_call {
+  std::string method = "POST";
+  std::string url;
+  std::vector<http_header> headers;
+  std::string body;
+};
+
+// What came back. Header names are lower-case.
+struct http_reply {
+  unsigned status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+
+  // First header value by (lower-case) name, or empty.
+  std::string_view header(std::string_view lower_name) const noexcept;
+};
+
+// A parsed reply or a classified failure: llm_error (4xx except 408/429, malformed body, unknown
+// tool) or llm_unavailable (408, 429, 5xx, network). retry_after is the server's hint, if any.
+struct parse_outcome {
+  core::result<llm_reply> reply;
+  bool retryable = false;
+  std::optional<std::chrono::milliseconds> retry_after;
+};
+
+struct codec_settings {
+  std::string base_url;       // e.g. https://api.openai.com/v1 (a trailing '/' is ignored)
+  std::string api_key;        // may be empty for openai-compatible local servers
+  std::string default_model;  // used when llm_request::model is empty
+};
+
+class provider_codec {
+ public:
+  virtual ~provider_codec() = default;
+  virtual std::string_view name() const noexcept = 0;
+  // Fails (llm_error) only when the request cannot be expressed, e.g. a missing required key.
+  virtual core::result<http_call> build(const llm_request& req) const = 0;
+  // `req` is the request that produced `rep`: tool names are checked against req.tools.
+  virtual parse_outcome parse(const llm_request& req, const http_reply& rep) const = 0;
+  const std::string& api_key() const noexcept { return settings_.api_key; }
+  const codec_settings& settings() const noexcept { return settings_; }
+
+ protected:
+  explicit provider_codec(codec_settings s) : settings_(std::move(s)) {}
+  codec_settings settings_;
+};
+
+std::unique_ptr<provider_codec> make_gemini_codec(codec_settings s);
+std::unique_ptr<provider_codec> make_openai_codec(codec_settings s);
+std::unique_ptr<provider_codec> make_anthropic_codec(codec_settings s);
+
+// Default models when LLM_MODEL is unset.
+inline constexpr std::string_view default_gemini_model = "gemini-2.5-flash";
+inline constexpr std::string_view default_openai_model = "gpt-4o-mini";
+inline constexpr std::string_view default_anthropic_model = "claude-sonnet-4-5";
+inline constexpr std::string_view local_model_name = "berth-local";
+
+// Replaces the secret (and words that start with its first characters, as providers echo a masked
+// key such as "sk-abcd****wxyz") by "[redacted]". Empty secret: text unchanged.
+std::string redact(std::string text, std::string_view secret);
+
+// Retry hint from `retry-after-ms` or `retry-after` (delta-seconds); nullopt when absent/invalid.
+std::optional<std::chrono::milliseconds> retry_after_hint(const http_reply& rep);
+
+}  // namespace berth::llm

@@ -1,0 +1,162 @@
+#include "berth/llm/http_client.hpp"
+
+#include <stdexcept>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <openssl/ssl.h>
+
+#include "berth/core/logging.hpp"
+#include "berth/llm/url.hpp"
+
+namespace berth::llm {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+namespace {
+
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+constexpr std::uint32_t header_limit = 64 * 1024;
+
+http_outcome failure(core::errc code, std::string msg, bool retryable) {
+  return http_outcome{std::nullopt, core::make_error(code, std::move(msg)), retryable};
+}
+
+std::string where(const url& u) { return u.host + ":" + std::to_string(u.port); }
+
+bool is_ip_literal(const std::string& host) {
+  boost::system::error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+// Writes the request and reads the whole response on a connected (and, for TLS, handshaken) stream.
+template <class Stream>
+asio::awaitable<http_outcome> exchange(Stream& stream, const url& u, const http_call& call, std::size_t body_limit) {
+  bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(call.method), u.target, 11};
+  if (req.method() == bhttp::verb::unknown) req.method_string(call.method);
+  const bool default_port = u.port == (u.tls ? 443 : 80);
+  const std::string host = u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host;
+  req.set(bhttp::field::host, default_port ? host : host + ":" + std::to_string(u.port));
+  req.set(bhttp::field::user_agent, "berth/0.1");
+  req.set(bhttp::field::accept, "application/json");
+  req.set(bhttp::field::connection, "close");
+  for (const auto& h : call.headers) req.set(h.name, h.value);
+  req.body() = call.body;
+  req.prepare_payload();
+
+  auto [wec, wn] = co_await bhttp::async_write(stream, req, tuple_awaitable);
+  (void)wn;
+  if (wec) co_return failure(core::errc::llm_unavailable, "cannot send to " + where(u) + ": " + wec.message(), true);
+
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.header_limit(header_limit);
+  parser.body_limit(body_limit);
+  auto [rec, rn] = co_await bhttp::async_read(stream, buffer, parser, tuple_awaitable);
+  (void)rn;
+  if (rec == bhttp::error::body_limit)
+    co_return failure(core::errc::llm_error, "reply from " + where(u) + " exceeds " + std::to_string(body_limit) + " bytes",
+                      false);
+  if (rec) {
+    // A peer that closes or garbles mid-reply is treated like a dropped connection.
+    co_return failure(core::errc::llm_unavailable, "cannot read reply from " + where(u) + ": " + rec.message(), true);
+  }
+  auto res = parser.release();
+  http_reply out;
+  out.status = res.result_int();
+  for (const auto& f : res) {
+    std::string name(f.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.headers.emplace_back(std::move(name), std::string(f.value()));
+  }
+  out.body = std::move(res.body());
+  co_return http_outcome{std::move(out), {}, false};
+}
+
+}  // namespace
+
+http_client::http_client(asio::any_io_executor ex, http_client_options opts)
+    : ex_(std::move(ex)), opts_(std::move(opts)), tls_(asio::ssl::context::tls_client) {
+  tls_.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  tls_.set_verify_mode(asio::ssl::verify_peer);
+  boost::system::error_code ec;
+  tls_.set_default_verify_paths(ec);  // honours SSL_CERT_FILE / SSL_CERT_DIR
+  if (ec) core::logger("llm")->warn("system CA store unavailable: {}", ec.message());
+  if (!opts_.extra_ca_file.empty()) {
+    tls_.load_verify_file(opts_.extra_ca_file, ec);
+    if (ec) throw std::runtime_error("cannot load CA file '" + opts_.extra_ca_file + "': " + ec.message());
+  }
+}
+
+asio::awaitable<http_outcome> http_client::send(const http_call& call) {
+  auto parsed = parse_url(call.url);
+  if (!parsed) co_return http_outcome{std::nullopt, parsed.error(), false};
+  const url u = *parsed;
+  const std::size_t body_limit = opts_.max_response_bytes;
+  const auto connect_timeout = opts_.connect_timeout;
+  auto tls_ctx = &tls_;
+  auto ex = ex_;
+
+  auto run = [&]() -> asio::awaitable<http_outcome> {
+    tcp::resolver resolver(ex);
+    auto [rec, endpoints] = co_await resolver.async_resolve(u.host, std::to_string(u.port), tuple_awaitable);
+    if (rec) co_return failure(core::errc::llm_unavailable, "cannot resolve " + u.host + ": " + rec.message(), true);
+    if (!u.tls) {
+      beast::tcp_stream stream(ex);
+      stream.expires_after(connect_timeout);
+      auto [cec, ep] = co_await stream.async_connect(endpoints, tuple_awaitable);
+      (void)ep;
+      if (cec == beast::error::timeout)
+        co_return failure(core::errc::llm_unavailable, "connect to " + where(u) + " timed out", true);
+      if (cec) co_return failure(core::errc::llm_unavailable, "cannot connect to " + where(u) + ": " + cec.message(), true);
+      stream.expires_never();  // the total deadline below bounds the rest
+      co_return co_await exchange(stream, u, call, body_limit);
+    }
+    asio::ssl::stream<beast::tcp_stream> stream(ex, *tls_ctx);
+    // SNI carries host names only (RFC 6066); verification checks the name or the IP SAN.
+    if (!is_ip_literal(u.host) && !SSL_set_tlsext_host_name(stream.native_handle(), u.host.c_str()))
+      co_return failure(core::errc::llm_unavailable, "cannot set TLS SNI for " + u.host, false);
+    stream.set_verify_callback(asio::ssl::host_name_verification(u.host));
+    beast::get_lowest_layer(stream).expires_after(connect_timeout);
+    auto [cec, ep] = co_await beast::get_lowest_layer(stream).async_connect(endpoints, tuple_awaitable);
+    (void)ep;
+    if (cec == beast::error::timeout)
+      co_return failure(core::errc::llm_unavailable, "connect to " + where(u) + " timed out", true);
+    if (cec) co_return failure(core::errc::llm_unavailable, "cannot connect to " + where(u) + ": " + cec.message(), true);
+    auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client, tuple_awaitable);
+    if (hec == beast::error::timeout)
+      co_return failure(core::errc::llm_unavailable, "TLS handshake with " + where(u) + " timed out", true);
+    if (hec) {
+      // A certificate the client does not trust will not become trusted by retrying.
+      const bool tls_error = hec.category() == asio::error::get_ssl_category();
+      co_return failure(core::errc::llm_unavailable, "TLS handshake with " + where(u) + " failed: " + hec.message(),
+                        !tls_error);
+    }
+    beast::get_lowest_layer(stream).expires_never();
+    co_return co_await exchange(stream, u, call, body_limit);
+  };
+
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer deadline(ex_, opts_.total_timeout);
+  auto result = co_await (run() || deadline.async_wait(tuple_awaitable));
+  if (result.index() == 1)
+    co_return failure(core::errc::llm_unavailable,
+                      "no complete reply from " + where(u) + " within " + std::to_string(opts_.total_timeout.count()) +
+                          " ms",
+                      true);
+  co_return std::get<0>(std::move(result));
+}
+
+}  // namespace berth::llm

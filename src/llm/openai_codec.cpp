@@ -1,0 +1,145 @@
+// OpenAI Chat Completions (and compatible servers: vLLM, Ollama, llama.cpp, LiteLLM).
+// POST {base}/chat/completions, Authorization: Bearer (omitted when no key is configured).
+#include "codec_common.hpp"
+
+#include "berth/core/logging.hpp"
+
+namespace berth::llm {
+namespace {
+using nlohmann::json;
+using namespace detail;
+
+// Reasoning models reject max_tokens and require max_completion_tokens.
+bool wants_max_completion_tokens(std::string_view model) {
+  for (std::string_view p : {"o1", "o3", "o4", "gpt-5"})
+    if (model.substr(0, p.size()) == p) return true;
+  return false;
+}
+
+class openai_codec final : public provider_codec {
+ public:
+  explicit openai_codec(codec_settings s) : provider_codec(std::move(s)) {}
+  std::string_view name() const noexcept override { return "openai"; }
+
+  core::result<http_call> build(const llm_request& req) const override {
+    const std::string model = req.model.empty() ? settings_.default_model : req.model;
+    json messages = json::array();
+    if (!req.system_prompt.empty()) messages.push_back({{"role", "system"}, {"content", req.system_prompt}});
+    for (const auto& m : req.messages) {
+      switch (m.role) {
+        case role::system:
+        case role::user:
+          messages.push_back({{"role", to_string(m.role)}, {"content", m.content}});
+          break;
+        case role::assistant: {
+          json msg{{"role", "assistant"}};
+          msg["content"] = m.content.empty() && !m.tool_calls.empty() ? json(nullptr) : json(m.content);
+          if (!m.tool_calls.empty()) {
+            json calls = json::array();
+            for (const auto& c : m.tool_calls)
+              calls.push_back({{"id", c.id},
+                               {"type", "function"},
+                               {"function", {{"name", c.name}, {"arguments", c.args.dump()}}}});
+            msg["tool_calls"] = std::move(calls);
+          }
+          messages.push_back(std::move(msg));
+          break;
+        }
+        case role::tool:
+          // No is_error field in this API: the model reads the failure from the text.
+          messages.push_back({{"role", "tool"},
+                              {"tool_call_id", m.tool_call_id},
+                              {"content", m.is_error ? "Error: " + m.content : m.content}});
+          break;
+      }
+    }
+    json body{{"model", model}, {"messages", std::move(messages)}};
+    body[wants_max_completion_tokens(model) ? "max_completion_tokens" : "max_tokens"] = req.max_output_tokens;
+    if (!req.tools.empty()) {
+      json tools = json::array();
+      for (const auto& t : req.tools)
+        tools.push_back({{"type", "function"},
+                         {"function", {{"name", t.name}, {"description", t.description}, {"parameters", t.input_schema}}}});
+      body["tools"] = std::move(tools);
+    }
+    http_call call;
+    call.url = join_url(settings_.base_url, "chat/completions");
+    call.headers.push_back({"content-type", "application/json", false});
+    if (!settings_.api_key.empty()) call.headers.push_back({"authorization", "Bearer " + settings_.api_key, true});
+    call.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    return call;
+  }
+
+  parse_outcome parse(const llm_request& req, const http_reply& rep) const override {
+    if (rep.status < 200 || rep.status > 299) return http_failure(name(), rep, settings_.api_key);
+    auto j = parse_json(rep.body);
+    if (j.is_discarded() || !j.is_object()) return malformed(name(), "body is not a JSON object", settings_.api_key);
+    // Some compatible servers answer 200 with an error object.
+    if (j.contains("error") && !j["error"].is_null()) {
+      http_reply as_error = rep;
+      as_error.status = 502;
+      auto out = http_failure(name(), as_error, settings_.api_key);
+      out.reply = core::make_error(core::errc::llm_error, out.reply.error().message);
+      out.retryable = false;
+      return out;
+    }
+    if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty() || !j["choices"][0].is_object())
+      return malformed(name(), "no choices", settings_.api_key);
+    const auto& choice = j["choices"][0];
+    if (!choice.contains("message") || !choice["message"].is_object())
+      return malformed(name(), "choice without message", settings_.api_key);
+    const auto& msg = choice["message"];
+    llm_reply out;
+    if (msg.contains("content") && msg["content"].is_string()) out.text = msg["content"].get<std::string>();
+    if (msg.contains("tool_calls") && !msg["tool_calls"].is_null()) {
+      if (!msg["tool_calls"].is_array()) return malformed(name(), "tool_calls is not an array", settings_.api_key);
+      std::size_t index = 0;
+      for (const auto& c : msg["tool_calls"]) {
+        ++index;
+        if (!c.is_object() || !c.contains("function") || !c["function"].is_object() ||
+            !c["function"].contains("name") || !c["function"]["name"].is_string())
+          return malformed(name(), "tool call without function name", settings_.api_key);
+        tool_call call;
+        call.name = c["function"]["name"].get<std::string>();
+        call.id = c.contains("id") && c["id"].is_string() && !c["id"].get<std::string>().empty()
+                      ? c["id"].get<std::string>()
+                      : "call_" + std::to_string(req.messages.size()) + "_" + std::to_string(index);
+        const json& a = c["function"].contains("arguments") ? c["function"]["arguments"] : json(nullptr);
+        if (a.is_string()) {
+          const auto& s = a.get_ref<const std::string&>();
+          call.args = s.empty() ? json::object() : parse_json(s);
+          if (call.args.is_discarded())
+            return malformed(name(), "arguments of tool '" + core::log_prefix(call.name) + "' are not valid JSON",
+                             settings_.api_key);
+        } else if (a.is_object()) {
+          call.args = a;  // Ollama sends an object
+        } else if (a.is_null()) {
+          call.args = json::object();
+        } else {
+          return malformed(name(), "tool arguments are neither a string nor an object", settings_.api_key);
+        }
+        out.tool_calls.push_back(std::move(call));
+      }
+    }
+    out.raw_stop_reason = choice.contains("finish_reason") ? text_of(choice["finish_reason"]) : "";
+    if (!out.tool_calls.empty() || out.raw_stop_reason == "tool_calls") out.stop_reason = stop_reason::tool_use;
+    else if (out.raw_stop_reason == "length") out.stop_reason = stop_reason::max_tokens;
+    else if (out.raw_stop_reason == "stop" || out.raw_stop_reason.empty()) out.stop_reason = stop_reason::end_turn;
+    else out.stop_reason = stop_reason::other;
+    if (j.contains("usage")) {
+      out.usage.input_tokens = uint_field(j["usage"], "prompt_tokens");
+      out.usage.output_tokens = uint_field(j["usage"], "completion_tokens");
+    }
+    if (j.contains("model") && j["model"].is_string()) out.model = j["model"].get<std::string>();
+    return accept(name(), req, std::move(out));
+  }
+};
+}  // namespace
+
+std::unique_ptr<provider_codec> make_openai_codec(codec_settings s) {
+  if (s.base_url.empty()) s.base_url = "https://api.openai.com/v1";
+  if (s.default_model.empty()) s.default_model = std::string(default_openai_model);
+  return std::make_unique<openai_codec>(std::move(s));
+}
+
+}  // namespace berth::llm
