@@ -138,7 +138,11 @@ struct app::impl {
     limiter = std::make_unique<session::user_limiter>(redis, lopts, metrics);
     gw = std::make_unique<gateway::gateway>(gateway::gateway_deps{
         cfg, metrics, *docker, *pool, *sessions, *history, *limiter,
-        [this, ex](std::optional<std::string> key) { return llm::make_provider(cfg, ex, metrics, std::move(key)); }});
+        [this, ex](std::optional<std::string> key) {
+          llm::provider_options popts;
+          popts.http.extra_ca_file = cfg.llm_ca_file;
+          return llm::make_provider(cfg, ex, metrics, std::move(key), popts);
+        }});
     gw->attach(io.of("/"));
     heartbeat = session::replica_heartbeat::create(redis, sopts.keys, cfg.replica_id, std::chrono::milliseconds(10000),
                                                    metrics);
@@ -146,7 +150,10 @@ struct app::impl {
         *sessions, {}, [this](session::session_record rec) { return gw->on_session_reaped(std::move(rec)); },
         [this] { return gw->connected_sessions(); }, metrics);
     // An unusable LLM configuration (e.g. a missing key) is a start-up error, not a per-user one.
-    if (auto p = llm::make_provider(cfg, ex, metrics); !p) throw std::runtime_error("LLM_PROVIDER: " + p.error().message);
+    llm::provider_options popts;
+    popts.http.extra_ca_file = cfg.llm_ca_file;
+    if (auto p = llm::make_provider(cfg, ex, metrics, std::nullopt, popts); !p)
+      throw std::runtime_error("LLM_PROVIDER=" + cfg.llm_provider + ": " + p.error().message);
   }
 
   static asio::awaitable<void> start_services(impl* self) {

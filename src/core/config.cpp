@@ -200,6 +200,7 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"MAX_TOOL_ROUNDS", integer<std::uint32_t>(&config::max_tool_rounds, 1, 100)},
       {"TOOL_TIMEOUT_MS", millis(&config::tool_timeout, 10, 3'600'000)},
       {"MCP_CONFIG", text(&config::mcp_config_path)},
+      {"LLM_CA_FILE", text(&config::llm_ca_file)},
       {"LOG_LEVEL", one_of(&config::log_level, {"trace", "debug", "info", "warn", "error", "off"})},
       {"LOG_FORMAT", one_of(&config::log_format, {"text", "json"})},
       {"THREADS", integer<unsigned>(&config::threads, 1, 256)},

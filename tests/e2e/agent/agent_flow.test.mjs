@@ -106,13 +106,15 @@ test("a tool that outlives TOOL_TIMEOUT_MS ends with TOOL_TIMEOUT and the sessio
     const outputs = [];
     s.on("tool:output", (o) => outputs.push(o));
     s.on("tool:approval_required", (req) => s.emit("tool:approval", { callId: req.callId, approved: true }));
+    const errors = [];
+    s.on("agent:error", (e) => errors.push(e));
     await s.timeout(5000).emitWithAck("message", "run `sleep 30`");
-    const end = await new Promise((resolve) => {
-      s.once("agent:response", (r) => resolve({ response: r }));
-      s.once("agent:error", (e) => resolve({ error: e }));
-    });
-    const timedOut = outputs.some((o) => o.isError && /time/i.test(o.content)) || end.error?.code === "TOOL_TIMEOUT";
-    assert.ok(timedOut, JSON.stringify({ outputs, end }));
+    // A tool timeout is reported mid-turn (agent:error with its callId); the turn still ends
+    // with the model's response.
+    const response = await once(s, "agent:response", 30000);
+    assert.equal(typeof response, "string");
+    const timedOut = errors.some((e) => e.code === "TOOL_TIMEOUT" && e.callId) || outputs.some((o) => o.isError);
+    assert.ok(timedOut, JSON.stringify({ outputs, errors }));
     s.removeAllListeners("tool:approval_required");
     const again = await turn(s, "List all files in /workspace");
     assert.equal(again.outputs[0].isError, false);
