@@ -81,6 +81,10 @@ for n in mcp-redis mcp-nginx; do
   if [ -n "$owner" ] && [ "$owner" != "$P" ]; then echo "container $n belongs to project '$owner': stop that stack first"; echo "0 passed, 1 failed"; exit 1; fi
 done
 
+# 0. the checks that need neither Docker nor the gateway
+bash tests/deploy/check_config_sync.sh >"$ART/config-sync.log" 2>&1 && ok "config sync (.env.example, compose)" || fail "config sync: $(grep FAILED "$ART/config-sync.log" | head -3)"
+bash tests/deploy/nginx_sticky.sh >"$ART/nginx-sticky.log" 2>&1 && ok "nginx.conf with local backends" || fail "nginx_sticky: $(grep FAILED "$ART/nginx-sticky.log" | head -3)"
+
 # 1. images
 if [ "${BERTH_E2E_SKIP_BUILD:-0}" != 1 ]; then
   if bash scripts/build-images.sh; then ok "images built offline"; else fail "image build"; echo "$passed passed, $failed failed"; exit 1; fi
