@@ -126,12 +126,19 @@ std::string describe(const reply& r, std::size_t max_len) {
   std::string out;
   switch (r.type) {
     case reply_type::nil: out = "(nil)"; break;
-    case reply_type::integer: out = "(integer) " + std::to_string(r.integer); break;
-    case reply_type::string: out = "\"" + r.str + "\""; break;
+    // append() rather than "lit" + str: GCC 12 -O3 reports a bogus -Wrestrict on the latter.
+    case reply_type::integer:
+      out.append("(integer) ").append(std::to_string(r.integer));
+      break;
+    case reply_type::string:
+      out.append("\"").append(r.str).append("\"");
+      break;
     case reply_type::status: out = r.str; break;
-    case reply_type::error: out = "(error) " + r.str; break;
+    case reply_type::error:
+      out.append("(error) ").append(r.str);
+      break;
     case reply_type::array:
-      out = "[";
+      out.push_back('[');
       for (std::size_t i = 0; i < r.elements.size() && out.size() < max_len; ++i) {
         if (i) out += ", ";
         out += describe(r.elements[i], max_len);
