@@ -160,7 +160,6 @@ struct app::impl {
     self->redis->start();
     self->heartbeat->start();
     self->janitor->start();
-    if (self->cfg.enable_container_pool) core::logger("app")->info("[Phase 2] Container pooling enabled");
     auto started = co_await self->pool->start();
     if (!started) core::logger("app")->error("container pool failed to start: {}", started.error().message);
     self->pool_ready = started.has_value();

@@ -67,6 +67,7 @@ asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> mcp_session::op
   opts.init_timeout = timeout;
   fsm_ = std::make_unique<mcp::client_fsm>(opts);
   const auto init_id = fsm_->start(mcp::clock::now());
+  init_id_ = init_id;
   asio::co_spawn(ex_, read_loop(self, generation), asio::detached);
   asio::co_spawn(ex_, timer_loop(self, generation), asio::detached);
   co_await flush();
@@ -155,7 +156,9 @@ void mcp_session::dispatch_events() {
       core::logger("mcp")->warn("cid={} sandbox protocol error: {}", container_id_.substr(0, 12), p->message);
       continue;
     }
-    auto it = waiters_.find(id_of(ev));
+    // ev_initialized carries no id: it answers the initialize request.
+    const auto id = std::holds_alternative<mcp::ev_initialized>(ev) ? init_id_ : id_of(ev);
+    auto it = waiters_.find(id);
     if (it == waiters_.end()) continue;
     it->second->event = std::move(ev);
     it->second->wake->cancel();

@@ -56,8 +56,9 @@ test("a session made on A resumes on B with the same container and history after
   const s = connect(a.url);
   const r = await ready(s);
   await approveAll(s, "write survived to survivor.txt");
+  const disconnected = once(s, "disconnect");
   await a.kill("SIGKILL");
-  await once(s, "disconnect");
+  assert.equal([].concat(await disconnected)[0], "transport close");
   // Without the resume token: refused.
   const thief = connect(b.url, { query: { sessionId: r.sessionId } });
   assert.equal((await once(thief, "connect_error")).data?.code, "SESSION_FORBIDDEN");
