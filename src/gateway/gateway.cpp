@@ -263,7 +263,12 @@ struct user_session : std::enable_shared_from_this<user_session> {
     auto r = co_await gw.deps_.sessions.end(self->sid);
     co_await gw.deps_.history.reset(self->sid);
     if (self->mcp) self->mcp->close();
-    self->lease.release();  // destroys the container
+    // Destroyed before the ack, so "ended" means the container is gone.
+    if (self->lease) {
+      const auto id = self->lease.detach();
+      auto removed = co_await gw.deps_.docker.remove_container(id, true);
+      if (!removed) core::logger("gateway")->warn("sid={} container {} not removed: {}", self->sid, id.substr(0, 12), removed.error().message);
+    }
     core::logger("gateway")->info("sid={} uid={} session ended by the user", self->sid, self->user);
     if (ack) ack(r ? json::array({json{{"ok", true}}}) : ack_error(r.error()));
     self->emit("system:message", "Session ended; its container was destroyed.");
