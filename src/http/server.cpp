@@ -110,8 +110,8 @@ asio::awaitable<void> server::accept_loop() {
       if (e) {
         try {
           std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-          core::logger("http")->error("connection failed: {}", ex.what());
+        } catch (const std::exception& err) {
+          core::logger("http")->error("connection failed: {}", err.what());
         }
       }
     });
