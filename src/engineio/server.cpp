@@ -6,6 +6,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
@@ -19,6 +20,7 @@ namespace berth::engineio {
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+using namespace asio::experimental::awaitable_operators;
 
 namespace {
 // Reads land here and are decoded before the next suspension, so idle sockets own no buffer.
@@ -157,8 +159,17 @@ asio::awaitable<void> session::run() {
                                                                      : ws_close_code::normal);
     timer_.expires_after(std::chrono::seconds(1));
     co_await asio::async_write(*ws_, asio::buffer(bye), use_tuple);
+    // Read and drop what the peer is still sending (e.g. the rest of an oversized frame) before
+    // closing: closing with unread data makes the kernel send a reset instead of our close frame.
     boost::system::error_code ec;
-    ws_->shutdown(tcp::socket::shutdown_both, ec);
+    ws_->shutdown(tcp::socket::shutdown_send, ec);
+    timer_.expires_after(std::chrono::seconds(1));
+    for (int i = 0; i < 256; ++i) {
+      auto which = co_await (ws_->async_wait(tcp::socket::wait_read, use_tuple) || timer_.async_wait(use_tuple));
+      if (which.index() == 1 || std::get<0>(which) != std::tuple<boost::system::error_code>{}) break;
+      ws_->read_some(asio::buffer(scratch), ec);
+      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) break;
+    }
     ws_->close(ec);
   }
   finished_ = true;

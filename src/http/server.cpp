@@ -164,7 +164,9 @@ asio::awaitable<void> server::serve(tcp::socket socket) {
       const bool body_too_big = ec == bhttp::error::body_limit;
       core::logger("http")->debug("bad request: {}", ec.message());
       // Let the engine.io route see oversized bodies for its session (it must close that session).
-      if (ec == bhttp::error::body_limit && parser.is_header_done()) {
+      // (beast reports an oversized Content-Length before it marks the header done, but the
+      // request line and fields are already parsed)
+      if (ec == bhttp::error::body_limit && !parser.get().target().empty()) {
         auto& req = parser.get();
         req.set("x-berth-body-too-large", "1");
         req.body().clear();
