@@ -105,7 +105,10 @@ step "conformance (tsan, 4 threads)" conformance_tsan
 step "e2e socket.io-client" e2e_socketio
 step "e2e agent flow" e2e_agent
 step "browser (chromium)" e2e_browser
-[ "${BERTH_DEPLOY_TESTS:-1}" = "1" ] && [ -x tests/deploy/compose_e2e.sh ] && step "compose deployment" tests/deploy/compose_e2e.sh
+step "deploy: nginx stickiness" bash tests/deploy/nginx_sticky.sh
+step "deploy: .env.example in sync" bash tests/deploy/check_config_sync.sh
+# The full compose stack builds every image offline (~30 min on 2 cores): opt in.
+[ "${BERTH_DEPLOY_TESTS:-0}" = "1" ] && step "compose deployment" bash tests/deploy/compose_e2e.sh
 
 leftover=$(docker ps -aq --filter label=berth.test=1 2>/dev/null | wc -l)
 if [ "$leftover" -gt 0 ]; then
