@@ -31,7 +31,7 @@ done
 log "docker daemon"
 bash scripts/services.sh docker
 
-log "build (release)"
+log "build (preset ${BERTH_PRESET:-release})"
 cmake --preset "${BERTH_PRESET:-release}" >/dev/null
 cmake --build --preset "${BERTH_PRESET:-release}"
 
