@@ -1,6 +1,7 @@
 #include "berth/gateway/gateway.hpp"
 
 #include <deque>
+#include <utility>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -31,6 +32,8 @@ json error_json(const core::error& e) {
   if (auto retry = pool::retry_after_of(e)) j["retryAfterMs"] = retry->count();
   return j;
 }
+
+json ack_ok() { return json::array({json{{"ok", true}}}); }
 
 json ack_error(const core::error& e) {
   return json::array({json{{"ok", false}, {"code", core::to_string(e.code)}, {"message", e.message}}});
@@ -90,6 +93,9 @@ struct user_session : std::enable_shared_from_this<user_session> {
     if (auto s = sock.lock()) s->emit(event, payload.is_null() ? json::array() : json::array({payload}));
   }
   void emit_error(const core::error& e) { emit("agent:error", error_json(e)); }
+  void ack_if_pending() {
+    if (current_ack) std::exchange(current_ack, nullptr)(ack_ok());
+  }
 
   // ---- actions of the agent state machine
   void apply(std::vector<agent::action> actions) {
@@ -116,13 +122,7 @@ struct user_session : std::enable_shared_from_this<user_session> {
               history_queue.clear();
               asio::co_spawn(strand(), reset_history(self), log_spawn_error);
             } else if constexpr (std::is_same_v<T, agent::ack>) {
-              if (current_ack) {
-                if (act.ok)
-                  current_ack(json::array({json{{"ok", true}}}));
-                else
-                  current_ack(ack_error(act.error.value_or(core::error{})));
-                current_ack = nullptr;
-              }
+              if (current_ack) std::exchange(current_ack, nullptr)(act.ok ? ack_ok() : ack_error(act.error.value_or(core::error{})));
             } else if constexpr (std::is_same_v<T, agent::end_turn>) {
               if (!turn_permits.empty()) turn_permits.pop_front();
               step_permit.reset();
@@ -234,19 +234,13 @@ struct user_session : std::enable_shared_from_this<user_session> {
         if (self->fsm->phase() != agent::turn_phase::running_tool && self->fsm->phase() != agent::turn_phase::waiting_llm)
           self->step_permit.reset();
       }
-      if (self->current_ack) {  // the machine did not ack: do it now
-        self->current_ack(json::array({json{{"ok", true}}}));
-        self->current_ack = nullptr;
-      }
+      self->ack_if_pending();  // the machine did not ack: do it now
       co_return;
     }
     if (event == "history:reset") {
       self->current_ack = std::move(ack);
       self->apply(self->fsm->on_history_reset());
-      if (self->current_ack) {
-        self->current_ack(json::array({json{{"ok", true}}}));
-        self->current_ack = nullptr;
-      }
+      self->ack_if_pending();
       co_return;
     }
     if (event == "session:end") {
@@ -270,7 +264,7 @@ struct user_session : std::enable_shared_from_this<user_session> {
       if (!removed) core::logger("gateway")->warn("sid={} container {} not removed: {}", self->sid, id.substr(0, 12), removed.error().message);
     }
     core::logger("gateway")->info("sid={} uid={} session ended by the user", self->sid, self->user);
-    if (ack) ack(r ? json::array({json{{"ok", true}}}) : ack_error(r.error()));
+    if (ack) ack(r ? ack_ok() : ack_error(r.error()));
     self->emit("system:message", "Session ended; its container was destroyed.");
     if (auto s = self->sock.lock()) s->disconnect(true);
   }

@@ -30,10 +30,8 @@ std::vector<llm::chat_message> from_history_entries(const std::vector<session::h
     } else if (e.role == "assistant" && e.call_id) {
       auto args = json::parse(e.content, nullptr, false);
       llm::tool_call call{*e.call_id, e.name.value_or(""), args.is_object() ? args : json::object()};
-      // Consecutive tool-call entries belong to one assistant message.
-      if (!out.empty() && out.back().role == llm::role::assistant && !out.back().tool_calls.empty())
-        out.back().tool_calls.push_back(std::move(call));
-      else if (!out.empty() && out.back().role == llm::role::assistant && out.back().tool_calls.empty())
+      // Tool-call entries join the assistant message just before them (its text, or earlier calls).
+      if (!out.empty() && out.back().role == llm::role::assistant)
         out.back().tool_calls.push_back(std::move(call));
       else
         out.push_back(llm::chat_message::assistant("", {std::move(call)}));
