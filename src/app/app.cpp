@@ -68,7 +68,9 @@ struct app::impl {
   http::static_files web;
   http::static_files client_bundle;
   bool stopping = false;
-  std::atomic<bool> pool_ready{false};
+  // Set when the pool's start-up finished; start_ok if it warmed up. A pool that started degraded
+  // (Docker away) becomes ready once it holds a warm container again.
+  std::atomic<bool> pool_started{false}, pool_start_ok{false};
   // Dependencies (built in build_services(): they need a valid config, checked there).
   std::unique_ptr<docker::client> docker;
   std::unique_ptr<pool::container_pool> pool;
@@ -162,7 +164,8 @@ struct app::impl {
     self->janitor->start();
     auto started = co_await self->pool->start();
     if (!started) core::logger("app")->error("container pool failed to start: {}", started.error().message);
-    self->pool_ready = started.has_value();
+    self->pool_start_ok = started.has_value();
+    self->pool_started = true;
   }
 
   static asio::awaitable<void> stop_services(impl* self) {
@@ -211,7 +214,8 @@ struct app::impl {
     http_server.route("GET", "/health/ready", [this](http::request&) -> asio::awaitable<http::response> {
       bool healthy = false;
       auto body = co_await health_body(healthy);
-      healthy = healthy && pool_ready.load();
+      const auto stats = pool->stats();
+      healthy = healthy && pool_started.load() && (pool_start_ok.load() || !stats.pooling || stats.idle > 0);
       body["status"] = healthy ? "ready" : "not ready";
       co_return json_ok(body, healthy ? 200 : 503);
     });

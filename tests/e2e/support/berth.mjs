@@ -57,8 +57,10 @@ export async function startRedis() {
   };
 }
 
-// Starts berth; env overrides the test defaults. Returns {url, port, replica, proc, logs(), stop()}.
-export async function startBerth(env = {}) {
+// Starts berth; env overrides the test defaults; waits until `waitFor` answers 200 (readiness by
+// default; "/health/live" for a berth that is meant to start degraded).
+// Returns {url, port, replica, proc, logs(), kill(), stop()}.
+export async function startBerth(env = {}, { waitFor: readyPath = "/health/ready" } = {}) {
   const port = await freePort();
   const replica = env.REPLICA_ID || `e2e-${process.pid}-${port}`;
   let output = "";
@@ -82,9 +84,9 @@ export async function startBerth(env = {}) {
   const url = `http://127.0.0.1:${port}`;
   await waitFor(async () => {
     if (proc.exitCode !== null) throw new Error(`berth exited: ${output.slice(-2000)}`);
-    const r = await fetch(`${url}/health/ready`);
+    const r = await fetch(`${url}${readyPath}`);
     return r.status === 200;
-  }, 60000, "berth /health/ready");
+  }, 60000, `berth ${readyPath}`);
   return {
     url,
     port,
