@@ -15,7 +15,7 @@ after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-// A relay from PATH to the real daemon socket; down() closes it and resets every open stream.
+// A relay to the real daemon socket; down() stops listening and cuts every open stream.
 async function dockerRelay() {
   const dir = mkdtempSync(path.join(os.tmpdir(), "berth-docker-relay-"));
   const socketPath = path.join(dir, "docker.sock");
@@ -43,12 +43,17 @@ async function dockerRelay() {
     });
   const down = () =>
     new Promise((resolve) => {
-      for (const s of open) s.resetAndDestroy ? s.resetAndDestroy() : s.destroy();
+      for (const s of open) s.destroy();
       open.clear();
-      server.close(resolve); // also unlinks the socket file: a connect now fails with ENOENT
+      if (!server.listening) return resolve();
+      server.close(() => resolve()); // also unlinks the socket file: a connect now fails with ENOENT
     });
   await up();
-  return { url: `unix://${socketPath}`, up, down, remove: () => rmSync(dir, { recursive: true, force: true }) };
+  const remove = async () => {
+    await down();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { url: `unix://${socketPath}`, up, down, remove };
 }
 
 async function health(url) {
@@ -90,7 +95,7 @@ test("/health answers 503 while the Docker daemon is down, the session fails cle
   cleanups.push(async () => {
     await berth.stop();
     await redis.stop();
-    relay.remove();
+    await relay.remove();
   });
 
   const before = await health(berth.url);

@@ -122,6 +122,7 @@ export function removeContainers(replica) {
 export function once(socket, event, timeoutMs = 15000) {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`timed out waiting for '${event}'`)), timeoutMs);
+    t.unref(); // the loser of a Promise.race must not keep the test process alive
     socket.once(event, (...args) => {
       clearTimeout(t);
       resolve(args.length <= 1 ? args[0] : args);
