@@ -8,6 +8,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http.hpp>
@@ -121,6 +122,16 @@ struct app::impl {
     pool = std::make_unique<pool::container_pool>(ex, *docker, cfg, metrics);
     auto endpoint = redis::parse_redis_url(cfg.redis_url);
     if (!endpoint) throw std::runtime_error("REDIS_URL: " + endpoint.error().message);
+    if (endpoint->transport == redis::redis_endpoint::kind::tcp) {
+      // A name that does not exist is a configuration error (fail fast); anything else, such as
+      // Redis not up yet, is an outage the client rides out with backoff.
+      boost::system::error_code ec;
+      asio::ip::tcp::resolver resolver(ioc);
+      resolver.resolve(endpoint->host, std::to_string(endpoint->port), ec);
+      if (ec == asio::error::host_not_found)
+        throw std::runtime_error("REDIS_URL: Redis host '" + endpoint->host + "' does not resolve (" +
+                                 endpoint->redacted() + ")");
+    }
     redis::client_options ropts;
     ropts.endpoint = *endpoint;
     redis = redis::redis_client::create(ex, ropts, metrics);

@@ -6,7 +6,8 @@
 // again (same container). Prints one line per check, a JSON summary line ("SUMMARY {...}") for
 // the shell, and 'N passed, N failed'. Exit 0 only if every check passed.
 // Env: BERTH_URL (http://127.0.0.1:3000), POLLING_CLIENTS (2), WS_CLIENTS (2), KILL_CMD (none:
-// skip the kill phase), STEP_TIMEOUT_MS (60000).
+// skip the kill phase), STEP_TIMEOUT_MS (60000), HISTORY_LEN_CMD (none: skip; a command that
+// prints the length of a session's history list when given its key, run before sessions end).
 import { createRequire } from 'node:module';
 import { execSync } from 'node:child_process';
 import path from 'node:path';
@@ -27,6 +28,7 @@ const nPolling = Number(process.env.POLLING_CLIENTS || 2);
 const nWs = Number(process.env.WS_CLIENTS || 2);
 const stepMs = Number(process.env.STEP_TIMEOUT_MS || 60000);
 const killCmd = process.env.KILL_CMD || '';
+const historyLenCmd = process.env.HISTORY_LEN_CMD || '';
 let passed = 0, failed = 0;
 const check = (ok, what) => { if (ok) { passed++; console.log(`ok: ${what}`); } else { failed++; console.log(`FAILED: ${what}`); } };
 
@@ -113,6 +115,12 @@ try {
     check(again.length === clients.length && again.every(Boolean), 'files written before the kill are read back after resume');
   }
   check(clients.every((c) => c.errors.length === 0 && (!c.next || c.next.errors.length === 0)), 'no agent:error');
+  if (historyLenCmd) {
+    for (const c of clients.filter((x) => x.info)) {
+      const n = Number(execSync(`${historyLenCmd} berth:history:${c.info.sessionId}`).toString().trim());
+      check(n > 0, `history of ${c.info.sessionId} is in Redis (${n} messages)`);
+    }
+  }
 } catch (e) {
   check(false, `flow aborted: ${e.message}`);
 } finally {
