@@ -7,6 +7,9 @@
 #   berth-sandbox:latest   docker/sandbox/           (via scripts/build-sandbox-image.sh with the
 #                                                     berth-sandbox binary taken from berth:latest)
 # Usage: bash scripts/build-images.sh [STEP...]   STEP: base redis nginx berth sandbox (default: all)
+# BERTH_PREBUILT_DIR=BUILD_DIR packages berth and berth-sandbox from that CMake build tree (built on
+# this Debian 12 host) instead of compiling them in the image: what CI does with the binaries it
+# has just tested (minutes instead of a second full build).
 # Prints the time of each step; exits non-zero on the first failure. Logs: $BUILD_LOG_DIR
 # (default /tmp/berth-image-builds).
 set -euo pipefail
@@ -33,6 +36,22 @@ run_step() {  # run_step NAME COMMAND...: output to $logs/NAME.log, time recorde
   fi
 }
 
+build_berth() {
+  local prebuilt=docker/prebuilt
+  rm -rf "$prebuilt"
+  if [ -n "${BERTH_PREBUILT_DIR:-}" ]; then
+    mkdir -p "$prebuilt"
+    strip --strip-unneeded -o "$prebuilt/berth" "$BERTH_PREBUILT_DIR/src/app/berth" &&
+      strip --strip-unneeded -o "$prebuilt/berth-sandbox" "$BERTH_PREBUILT_DIR/src/sandbox/berth-sandbox" &&
+      sh docker/runtime-packages.sh "$prebuilt/berth" >"$prebuilt/runtime-packages" || { rm -rf "$prebuilt"; return 1; }
+    echo "prebuilt from $BERTH_PREBUILT_DIR; runtime packages: $(tr '\n' ' ' <"$prebuilt/runtime-packages")"
+  fi
+  docker build -f docker/Dockerfile -t "$berth_image" .
+  local rc=$?
+  rm -rf "$prebuilt"
+  return $rc
+}
+
 build_sandbox() {
   local tmp cid
   tmp=$(mktemp -d)
@@ -52,7 +71,7 @@ for step in "${steps[@]}"; do
     base)    run_step base bash scripts/make-base-image.sh ;;
     redis)   run_step redis docker build -t berth/redis:offline docker/redis ;;
     nginx)   run_step nginx docker build -t berth/nginx:offline docker/nginx ;;
-    berth)   run_step berth docker build -f docker/Dockerfile -t "$berth_image" . ;;
+    berth)   run_step berth build_berth ;;
     sandbox) run_step sandbox build_sandbox ;;
     *) echo "build-images: unknown step '$step' (base redis nginx berth sandbox)" >&2; exit 2 ;;
   esac

@@ -1,7 +1,9 @@
 #!/bin/sh
-# Builds the sandbox image (default berth-sandbox:latest) offline: the static busybox of the host
-# and, when BERTH_SANDBOX_BIN names an existing file, the berth-sandbox binary are copied into a
-# temporary build context. Usage: scripts/build-sandbox-image.sh [TAG]  (or SANDBOX_IMAGE=TAG).
+# Builds the sandbox image (default berth-sandbox:latest) offline in seconds: the static busybox of
+# the host and, when BERTH_SANDBOX_BIN names an existing file, the berth-sandbox binary are copied
+# into a temporary build context for docker/sandbox/Dockerfile.rootfs (FROM scratch: no base image
+# needed). docker/sandbox/Dockerfile builds the same image from source for `docker compose --build`.
+# Usage: scripts/build-sandbox-image.sh [TAG]  (or SANDBOX_IMAGE=TAG).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 tag=${1:-${SANDBOX_IMAGE:-berth-sandbox:latest}}
@@ -18,8 +20,7 @@ trap 'rm -rf "$ctx"' EXIT INT TERM
 mkdir -p "$ctx/rootfs/bin" "$ctx/rootfs/etc" "$ctx/rootfs/usr/local/bin"
 cp "$busybox" "$ctx/rootfs/bin/busybox"
 chmod 0755 "$ctx/rootfs/bin/busybox"
-printf 'root:x:0:0:root:/root:/bin/sh\nsandbox:x:1000:1000:sandbox:/home/sandbox:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$ctx/rootfs/etc/passwd"
-printf 'root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n' > "$ctx/rootfs/etc/group"
+cp "$here/docker/sandbox/rootfs/etc/passwd" "$here/docker/sandbox/rootfs/etc/group" "$ctx/rootfs/etc/"
 if [ -n "${BERTH_SANDBOX_BIN:-}" ] && [ -f "${BERTH_SANDBOX_BIN}" ]; then
   cp "$BERTH_SANDBOX_BIN" "$ctx/rootfs/usr/local/bin/berth-sandbox"
   chmod 0755 "$ctx/rootfs/usr/local/bin/berth-sandbox"
@@ -27,6 +28,6 @@ if [ -n "${BERTH_SANDBOX_BIN:-}" ] && [ -f "${BERTH_SANDBOX_BIN}" ]; then
 else
   echo "build-sandbox-image: BERTH_SANDBOX_BIN not set or missing; image without berth-sandbox"
 fi
-cp "$here/docker/sandbox/Dockerfile" "$ctx/Dockerfile"
+cp "$here/docker/sandbox/Dockerfile.rootfs" "$ctx/Dockerfile"
 docker build -q -t "$tag" "$ctx"
 echo "build-sandbox-image: built $tag"

@@ -107,8 +107,12 @@ step "e2e agent flow" e2e_agent
 step "browser (chromium)" e2e_browser
 step "deploy: nginx stickiness" bash tests/deploy/nginx_sticky.sh
 step "deploy: .env.example in sync" bash tests/deploy/check_config_sync.sh
-# The full compose stack builds every image offline (~30 min on 2 cores): opt in.
-[ "${BERTH_DEPLOY_TESTS:-0}" = "1" ] && step "compose deployment" bash tests/deploy/compose_e2e.sh
+# The compose stacks (scale: Redis, 4 replicas, nginx; single with the pool off), images built
+# offline around the binaries tested above. BERTH_DEPLOY_TESTS=0 skips it.
+compose_deployment() {
+  BERTH_PREBUILT_DIR="$BUILD" bash tests/deploy/compose_e2e.sh
+}
+[ "${BERTH_DEPLOY_TESTS:-1}" = "1" ] && step "compose deployment" compose_deployment
 
 leftover=$(docker ps -aq --filter label=berth.test=1 2>/dev/null | wc -l)
 if [ "$leftover" -gt 0 ]; then
