@@ -106,13 +106,20 @@ timing "stack up + healthy"
 napp=$(docker ps -q --filter "label=com.docker.compose.project=$P" --filter label=com.docker.compose.service=app --filter health=healthy | wc -l)
 [ "$napp" = 4 ] && ok "4 app replicas healthy" || fail "healthy app replicas: $napp (want 4)"
 "${SCALE[@]}" ps >"$ART/ps.txt" 2>&1; cat "$ART/ps.txt"
-docker exec mcp-redis redis-cli INFO stats | grep -q '^total_connections_received:' && ok "docker exec mcp-redis redis-cli INFO stats" || fail "redis INFO stats"
+docker exec mcp-redis redis-cli INFO stats | grep '^total_connections_received:' >/dev/null && ok "docker exec mcp-redis redis-cli INFO stats" || fail "redis INFO stats"
 [ "$(docker exec mcp-redis redis-cli CONFIG GET appendonly | tail -1)" = yes ] && ok "Redis AOF on" || fail "Redis AOF"
-docker logs mcp-nginx 2>&1 | grep -q 'GET /health' && ok "docker logs mcp-nginx shows requests" || fail "nginx logs"
+docker logs mcp-nginx 2>&1 | grep 'GET /health' >/dev/null && ok "docker logs mcp-nginx shows requests" || fail "nginx logs"
 pool=$(curl -s --max-time 5 "http://127.0.0.1:$NGINX_PORT/stats/pool")
 node -e 'const p=JSON.parse(process.argv[1]); for (const k of ["idle","active","total","maxPoolSize","minPoolSize"]) if (typeof p[k]!=="number") process.exit(1)' "$pool" \
   && ok "/stats/pool: $pool" || fail "/stats/pool: $pool"
-"${SCALE[@]}" logs --no-color app 2>&1 | grep -q ContainerPool && ok "logs app | grep ContainerPool" || fail "no ContainerPool lines in app logs"
+# (grep reads the whole stream: with `grep -q` and pipefail, the writer's SIGPIPE fails the check.)
+"${SCALE[@]}" logs --no-color app >"$ART/app-logs.txt" 2>&1
+for line in "\[ContainerPool\] Initializing with min=$POOL_MIN_SIZE, max=$POOL_MAX_SIZE" \
+            "\[ContainerPool\] Warming up $POOL_MIN_SIZE containers" \
+            "\[ContainerPool\] Initialized with $POOL_MIN_SIZE idle containers" '\[Phase 2\] Container pooling enabled'; do
+  n=$(grep -c "$line" "$ART/app-logs.txt")
+  [ "$n" -ge 4 ] && ok "logs app | grep ContainerPool: '$line' from $n replicas" || fail "'$line' in app logs $n times (want 4)"
+done
 
 # 3. tool flow through nginx, kill the serving replica, resume
 BERTH_URL="http://127.0.0.1:$NGINX_PORT" KILL_CMD="bash $ROOT/tests/deploy/kill_replica.sh $P" \
@@ -162,7 +169,7 @@ bad() {  # bad NAME GREP ENV...: single berth container must exit and log a matc
   local id found=0 running=true
   id=$("${SINGLE[@]}" ps -q berth)
   for _ in $(seq 1 60); do
-    docker logs "$id" 2>&1 | grep -qiE "$pattern" && { found=1; break; }
+    docker logs "$id" 2>&1 | grep -iE "$pattern" >/dev/null && { found=1; break; }
     sleep 1
   done
   [ "$found" = 1 ] && ok "$name: $(docker logs "$id" 2>&1 | grep -iE "$pattern" | head -1 | cut -c1-160)" \
@@ -178,7 +185,7 @@ bad "invalid pool setting" 'POOL_MIN_SIZE' POOL_MIN_SIZE=abc
 bad "wrong Redis URL" 'redis.*(fail|error|unreach|resolv|refused|down)' BERTH_COMPOSE_REDIS_URL=redis://no-such-redis:6379
 docker run -d --name berth-deploy-e2e-nosocket --label berth.test=1 -e REDIS_URL=redis://127.0.0.1:1 berth:latest >/dev/null 2>&1
 ns=0
-for _ in $(seq 1 60); do docker logs berth-deploy-e2e-nosocket 2>&1 | grep -qi 'docker.sock\|docker socket' && { ns=1; break; }; sleep 1; done
+for _ in $(seq 1 60); do docker logs berth-deploy-e2e-nosocket 2>&1 | grep -i 'docker.sock\|docker socket' >/dev/null && { ns=1; break; }; sleep 1; done
 for _ in $(seq 1 60); do [ "$(docker inspect -f '{{.State.Running}}' berth-deploy-e2e-nosocket 2>/dev/null)" = true ] || break; sleep 1; done
 [ "$(docker inspect -f '{{.State.Running}}' berth-deploy-e2e-nosocket 2>/dev/null)" = false ] && ok "no Docker socket: Berth exits" || fail "no Docker socket: Berth still running after 60 s"
 [ "$ns" = 1 ] && ok "no Docker socket: $(docker logs berth-deploy-e2e-nosocket 2>&1 | grep -i 'docker' | head -1 | cut -c1-160)" || fail "no socket: no clear line"
