@@ -97,7 +97,7 @@ void session::wake() {
   if (deferring_ || closing_ || !ws_) return;
   flush();
   if (fsm_.closed()) {
-    // Wake the reader (parked in async_wait) to run the close sequence. A write in flight that
+    // Wake the reader (parked in its read) to run the close sequence. A write in flight that
     // carries what a server close owes the client finishes first (on_written wakes us again).
     const bool owed = fsm_.reason() == close_reason::server_close || fsm_.reason() == close_reason::server_shutdown;
     if (!writing_ || !owed) {
