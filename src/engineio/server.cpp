@@ -1,6 +1,7 @@
 #include "berth/engineio/server.hpp"
 
 #include <array>
+#include <cstring>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -23,8 +24,26 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 using namespace asio::experimental::awaitable_operators;
 
 namespace {
-// Reads land here and are decoded before the next suspension, so idle sockets own no buffer.
-thread_local std::array<char, 64 * 1024> scratch;
+// Per-thread buffers: reads land in one and are decoded, outbound frames are assembled in
+// another and written, before the next suspension, so idle sockets own no buffer. Reached
+// through non-inlined functions: a coroutine may resume on another thread (THREADS > 1) and
+// must not reuse a thread_local address computed before it suspended.
+[[gnu::noinline]] std::array<char, 64 * 1024>& read_scratch() {
+  thread_local std::array<char, 64 * 1024> buf;
+  return buf;
+}
+[[gnu::noinline]] std::string& write_scratch() {
+  thread_local std::string buf;
+  return buf;
+}
+[[gnu::noinline]] std::vector<ws_message>& message_scratch() {
+  thread_local std::vector<ws_message> v;
+  return v;
+}
+[[gnu::noinline]] std::vector<packet>& delivered_scratch() {
+  thread_local std::vector<packet> v;
+  return v;
+}
 
 void log_spawn_error(std::exception_ptr e) {
   if (!e) return;
@@ -33,6 +52,10 @@ void log_spawn_error(std::exception_ptr e) {
   } catch (const std::exception& ex) {
     core::logger("engineio")->error("session task failed: {}", ex.what());
   }
+}
+
+bool would_block(const boost::system::error_code& ec) {
+  return ec == asio::error::would_block || ec == asio::error::try_again;
 }
 }  // namespace
 
@@ -66,8 +89,83 @@ void session::close(close_reason reason) {
 }
 
 void session::wake() {
-  timer_.cancel();
   if (poll_waiter_ && fsm_.poll_ready()) poll_waiter_->cancel();
+  if (driver_) {
+    timer_.cancel();  // run() recomputes what to do
+    return;
+  }
+  if (deferring_ || closing_ || !ws_) return;
+  flush();
+  if (fsm_.closed()) {
+    // Wake the reader (parked in its read) to run the close sequence. A write in flight that
+    // carries what a server close owes the client finishes first (on_written wakes us again).
+    const bool owed = fsm_.reason() == close_reason::server_close || fsm_.reason() == close_reason::server_shutdown;
+    if (!writing_ || !owed) {
+      boost::system::error_code ec;
+      ws_->cancel(ec);
+    }
+    return;
+  }
+  arm_timer();
+}
+
+void session::flush() {
+  if (!ws_ || writing_) return;
+  auto& out = write_scratch();
+  out.clear();
+  if (!ws_control_.empty()) {
+    out += ws_control_;
+    ws_control_ = std::string();
+  }
+  fsm_.append_ws_frames(out);
+  if (out.empty()) return;
+  // The socket is non-blocking: most writes complete here, without an async operation.
+  boost::system::error_code ec;
+  const auto n = ws_->write_some(asio::buffer(out), ec);
+  if (ec && !would_block(ec)) {
+    fsm_.close(close_reason::transport_close);
+  } else if (n < out.size()) {
+    wbuf_.assign(out, ec ? 0 : n, std::string::npos);
+    writing_ = true;
+    asio::async_write(*ws_, asio::buffer(wbuf_), [self = shared_from_this()](boost::system::error_code wec, std::size_t) {
+      self->on_written(wec);
+    });
+  }
+  if (out.capacity() > 256 * 1024) out = std::string();  // a large message: do not keep its buffer per thread
+}
+
+void session::on_written(boost::system::error_code ec) {
+  writing_ = false;
+  wbuf_ = std::string();
+  if (write_waiter_) write_waiter_->cancel();
+  if (closing_) return;
+  if (ec) fsm_.close(close_reason::transport_close);
+  wake();
+}
+
+void session::arm_timer() {
+  const auto at = fsm_.next_deadline();
+  // Deadlines mostly move later (a pong, traffic): then the armed wait just fires early and
+  // on_heartbeat re-arms, instead of a cancel and a new wait per pong or message.
+  if (timer_armed_ && timer_at_ <= at) return;
+  timer_armed_ = true;
+  timer_at_ = at;
+  timer_.expires_at(at);
+  timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (!ec) self->on_heartbeat();
+  });
+}
+
+void session::on_heartbeat() {
+  timer_armed_ = false;
+  if (driver_ || closing_ || fsm_.closed()) return;
+  fsm_.on_timer(clock::now());
+  if (fsm_.reason() == close_reason::ping_timeout) {
+    server_.ping_timeouts_.inc();
+    core::logger("engineio")->debug("sid={} ping timeout", id());
+  }
+  wake();
+  fsm_.shrink();  // idle between pings: drop the outbound queue's storage
 }
 
 void session::close_probe() {
@@ -91,11 +189,19 @@ asio::awaitable<void> session::start(std::shared_ptr<session> s, std::shared_ptr
                                      std::shared_ptr<std::string> initial) {
   if (ws) {
     s->ws_ = ws;
+    boost::system::error_code ec;
+    ws->non_blocking(true, ec);
     s->fsm_.send(packet{packet_type::open, session_fsm::handshake_json(s->id(), false, s->server_.opts_.session), false});
+  } else {
+    s->driver_ = true;
   }
   s->handler_ = s->server_.factory_(s);
-  asio::co_spawn(s->strand_, s->run(), log_spawn_error);
-  if (ws) asio::co_spawn(s->strand_, s->ws_read_loop(ws, initial, false), log_spawn_error);
+  if (ws) {
+    s->wake();  // the open packet, and the first heartbeat deadline
+    asio::co_spawn(s->strand_, s->ws_read_loop(ws, initial, false), log_spawn_error);
+  } else {
+    asio::co_spawn(s->strand_, s->run(), log_spawn_error);
+  }
   co_return;
 }
 
@@ -118,21 +224,21 @@ asio::awaitable<void> session::start_probe(std::shared_ptr<session> s, std::shar
   asio::co_spawn(s->strand_, s->ws_read_loop(sock, initial, true), log_spawn_error);
 }
 
+// Drives a polling session: heartbeat, releasing GETs, the close packet owed to a polling
+// client. Once upgraded it hands over to the websocket reader and the timer wait (wake()).
 asio::awaitable<void> session::run() {
   auto self = shared_from_this();
   for (;;) {
-    if (ws_ && (fsm_.has_outbound() || fsm_.close_packet_owed() || !ws_control_.empty())) {
-      std::string out = std::move(ws_control_);
-      ws_control_.clear();
-      for (auto& [data, binary] : fsm_.take_ws_frames())
-        append_ws_frame(out, binary ? ws_opcode::binary : ws_opcode::text, data);
-      auto [ec, n] = co_await asio::async_write(*ws_, asio::buffer(out), use_tuple);
-      if (ec) fsm_.close(close_reason::transport_close);
-      continue;
+    if (ws_) {
+      driver_ = false;
+      timer_armed_ = false;
+      wake();
+      co_return;
     }
     if (fsm_.closed()) break;
     timer_.expires_at(fsm_.next_deadline());
     co_await timer_.async_wait(use_tuple);
+    if (ws_) continue;
     const bool was_upgrading = fsm_.upgrading();
     fsm_.on_timer(clock::now());
     if (fsm_.reason() == close_reason::ping_timeout) {
@@ -153,25 +259,6 @@ asio::awaitable<void> session::run() {
   }
   if (poll_waiter_) poll_waiter_->cancel();
   close_probe();
-  if (ws_) {
-    std::string bye;
-    append_ws_close(bye, fsm_.reason() == close_reason::parse_error ? ws_close_code::protocol_error
-                                                                     : ws_close_code::normal);
-    timer_.expires_after(std::chrono::seconds(1));
-    co_await asio::async_write(*ws_, asio::buffer(bye), use_tuple);
-    // Read and drop what the peer is still sending (e.g. the rest of an oversized frame) before
-    // closing: closing with unread data makes the kernel send a reset instead of our close frame.
-    boost::system::error_code ec;
-    ws_->shutdown(tcp::socket::shutdown_send, ec);
-    timer_.expires_after(std::chrono::seconds(1));
-    for (int i = 0; i < 256; ++i) {
-      auto which = co_await (ws_->async_wait(tcp::socket::wait_read, use_tuple) || timer_.async_wait(use_tuple));
-      if (which.index() == 1 || std::get<0>(which) != std::tuple<boost::system::error_code>{}) break;
-      ws_->read_some(asio::buffer(scratch), ec);
-      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) break;
-    }
-    ws_->close(ec);
-  }
   finished_ = true;
   server_.remove(id());
   if (auto h = std::move(handler_)) h->on_close(fsm_.reason());
@@ -239,32 +326,44 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
   std::string initial = std::move(*initial_bytes);
   initial_bytes.reset();
   websocket_decoder decoder(server_.opts_.session.max_payload);
-  std::vector<ws_message> messages;
-  std::vector<packet> delivered;
   boost::system::error_code ec;
   sock->non_blocking(true, ec);
   std::string_view chunk = initial;
+  // The pending read owns only this small buffer (typical messages fit); a full one means more
+  // may be waiting, read at once into the per-thread buffer. A read, unlike async_wait, lets
+  // Asio skip the epoll_ctl(MOD) syscall it issues for every non-speculative operation.
+  std::array<char, 128> small;
   for (;;) {
+    if (!probe && fsm_.closed()) break;
     if (chunk.empty()) {
-      auto [wec] = co_await sock->async_wait(tcp::socket::wait_read, use_tuple);
-      if (wec) {
-        core::logger("engineio")->debug("sid={} websocket wait ended: {}", id(), wec.message());
+      auto [rec, n] = co_await sock->async_read_some(asio::buffer(small), use_tuple);
+      if (rec) {
+        // wake() cancels the read to have us close; anything else ends the transport.
+        if (rec == asio::error::operation_aborted && !probe && !fsm_.closed()) continue;
+        core::logger("engineio")->debug("sid={} websocket read ended: {}", id(), rec.message());
         break;
       }
-      const auto n = sock->read_some(asio::buffer(scratch), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
-      if (ec) {
-        core::logger("engineio")->debug("sid={} websocket read ended: {}", id(), ec.message());
-        break;
+      if (n < small.size()) {
+        chunk = std::string_view(small.data(), n);
+      } else {
+        auto& buf = read_scratch();
+        std::memcpy(buf.data(), small.data(), n);
+        const auto more = sock->read_some(asio::buffer(buf.data() + n, buf.size() - n), ec);
+        chunk = std::string_view(buf.data(), n + (ec ? 0 : more));  // an error shows again on the next read
       }
-      chunk = std::string_view(scratch.data(), n);
     }
+    // Everything below runs without suspending: the per-thread vectors stay ours.
+    auto& messages = message_scratch();
+    auto& delivered = delivered_scratch();
+    messages.clear();
     auto code = decoder.feed(chunk, messages);
     chunk = {};
     if (!initial.empty()) {
       initial.clear();
       initial.shrink_to_fit();
     }
+    deferring_ = !probe;  // replies to this read go out in one write after it
+    bool abandon = false;
     for (auto& m : messages) {
       if (fsm_.closed() && !probe) break;
       switch (m.op) {
@@ -277,32 +376,44 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
         case ws_opcode::close:
           if (probe) {
             close_probe();
-            co_return;
+            abandon = true;
+            break;
           }
           fsm_.close(close_reason::transport_close);
           wake();
           break;
         default:
           if (probe) {
-            if (sock != probe_) co_return;  // the upgrade was abandoned meanwhile
+            if (sock != probe_) {  // the upgrade was abandoned meanwhile
+              abandon = true;
+              break;
+            }
             switch (fsm_.on_probe_frame(m.data)) {
               case session_fsm::probe_result::reply_probe: {
                 wake();  // releases the pending GET with a noop
+                // Eight bytes on a fresh socket: the kernel takes them at once.
                 std::string frame;
                 append_ws_frame(frame, ws_opcode::text, "3probe");
-                co_await asio::async_write(*sock, asio::buffer(frame), use_tuple);
+                const auto n = sock->write_some(asio::buffer(frame), ec);
+                if (ec || n != frame.size()) {
+                  close_probe();
+                  fsm_.upgrade_failed();
+                  wake();
+                  abandon = true;
+                }
                 break;
               }
               case session_fsm::probe_result::upgraded:
                 server_.upgrades_.inc();
                 ws_ = std::move(probe_);
                 probe = false;
-                wake();  // flush what polling had queued, over the websocket now
+                wake();  // run() hands over: flushes what polling had queued, over the websocket now
                 break;
               case session_fsm::probe_result::invalid:
                 close_probe();
                 wake();
-                co_return;
+                abandon = true;
+                break;
             }
             break;
           }
@@ -311,11 +422,17 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
             core::logger("engineio")->debug("sid={} closed: invalid packet '{}'", id(), core::log_prefix(m.data, 32));
           }
           deliver(delivered);
-          wake();
           break;
       }
+      if (abandon) break;
     }
     messages.clear();
+    if (messages.capacity() > 16) messages = std::vector<ws_message>();
+    if (delivered.capacity() > 16) delivered = std::vector<packet>();
+    if (abandon) {
+      deferring_ = false;
+      co_return;
+    }
     if (code != ws_close_code::none) {
       server_.protocol_errors_.inc();
       core::logger("engineio")->debug("sid={} websocket protocol error {}", id(), static_cast<int>(code));
@@ -325,17 +442,56 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
       }
       fsm_.close(close_reason::transport_error);
       append_ws_close(ws_control_, code);
-      wake();
-      break;
     }
-    if (fsm_.closed() && !probe) break;
+    deferring_ = false;
+    wake();
   }
   if (probe) {
     if (sock == probe_) close_probe();
     co_return;
   }
+
+  co_await ws_close();
+}
+
+// The websocket close sequence, run by the reader; its own coroutine so that the reader's
+// frame, alive for the whole session, does not carry these locals.
+asio::awaitable<void> session::ws_close() {
+  boost::system::error_code ec;
   if (!fsm_.closed()) fsm_.close(close_reason::transport_close);
-  wake();
+  deferring_ = false;
+  flush();  // what a server close owes the client, if the socket takes it
+  closing_ = true;
+  timer_armed_ = false;
+  timer_.cancel();
+  if (writing_) {  // let a write in flight finish, within a second
+    asio::steady_timer waiter(strand_, std::chrono::seconds(1));
+    write_waiter_ = &waiter;
+    co_await waiter.async_wait(use_tuple);
+    write_waiter_ = nullptr;
+    if (writing_) ws_->cancel(ec);
+  }
+  std::string bye = std::move(ws_control_);
+  ws_control_ = std::string();
+  if (!writing_) fsm_.append_ws_frames(bye);
+  append_ws_close(bye, fsm_.reason() == close_reason::parse_error ? ws_close_code::protocol_error
+                                                                   : ws_close_code::normal);
+  timer_.expires_after(std::chrono::seconds(1));
+  co_await (asio::async_write(*ws_, asio::buffer(bye), use_tuple) || timer_.async_wait(use_tuple));
+  // Read and drop what the peer is still sending (e.g. the rest of an oversized frame) before
+  // closing: closing with unread data makes the kernel send a reset instead of our close frame.
+  ws_->shutdown(tcp::socket::shutdown_send, ec);
+  timer_.expires_after(std::chrono::seconds(1));
+  for (int i = 0; i < 256; ++i) {
+    auto which = co_await (ws_->async_wait(tcp::socket::wait_read, use_tuple) || timer_.async_wait(use_tuple));
+    if (which.index() == 1 || std::get<0>(which) != std::tuple<boost::system::error_code>{}) break;
+    ws_->read_some(asio::buffer(read_scratch()), ec);
+    if (ec && !would_block(ec)) break;
+  }
+  ws_->close(ec);
+  finished_ = true;
+  server_.remove(id());
+  if (auto h = std::move(handler_)) h->on_close(fsm_.reason());
 }
 
 // ---------------------------------------------------------------- server

@@ -1,5 +1,7 @@
 #include "berth/engineio/session_fsm.hpp"
 
+#include "berth/engineio/websocket_codec.hpp"
+
 namespace berth::engineio {
 
 const char* to_string(close_reason r) noexcept {
@@ -158,6 +160,26 @@ std::vector<std::pair<std::string, bool>> session_fsm::take_ws_frames() {
     close_packet_owed_ = false;
   }
   return frames;
+}
+
+bool session_fsm::append_ws_frames(std::string& out) {
+  if (outbound_.empty() && !close_packet_owed_) return false;
+  for (auto& p : outbound_) {
+    if (p.binary) {
+      append_ws_frame(out, ws_opcode::binary, p.data);
+    } else {
+      append_ws_frame_header(out, ws_opcode::text, p.data.size() + 1);
+      out += static_cast<char>('0' + static_cast<int>(p.type));
+      out += p.data;
+    }
+  }
+  outbound_.clear();  // keeps the capacity while busy; shrink() releases it when idle
+  outbound_bytes_ = 0;
+  if (close_packet_owed_) {
+    append_ws_frame(out, ws_opcode::text, "1");
+    close_packet_owed_ = false;
+  }
+  return true;
 }
 
 void session_fsm::upgrade_started(clock::time_point now) {

@@ -116,8 +116,12 @@ ws_close_code websocket_decoder::feed(std::string_view bytes, std::vector<ws_mes
 }
 
 void append_ws_frame(std::string& out, ws_opcode op, std::string_view payload) {
+  append_ws_frame_header(out, op, payload.size());
+  out.append(payload);
+}
+
+void append_ws_frame_header(std::string& out, ws_opcode op, std::size_t n) {
   out += static_cast<char>(0x80 | static_cast<std::uint8_t>(op));
-  const auto n = payload.size();
   if (n < 126) {
     out += static_cast<char>(n);
   } else if (n <= 0xFFFF) {
@@ -128,7 +132,6 @@ void append_ws_frame(std::string& out, ws_opcode op, std::string_view payload) {
     out += static_cast<char>(127);
     for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((std::uint64_t(n) >> shift) & 0xFF);
   }
-  out.append(payload);
 }
 
 void append_ws_close(std::string& out, ws_close_code code, std::string_view reason) {

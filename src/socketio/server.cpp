@@ -129,13 +129,16 @@ class connection : public engineio::session_handler {
           asio::dispatch(s->strand_, [s, a = std::move(a)]() mutable { s->send_packet(std::move(a)); });
       };
     }
-    const std::string event = name.is_string() ? name.get<std::string>() : name.dump();
-    auto h = sock->handlers_.find(event);
-    if (h != sock->handlers_.end()) {
-      h->second(std::move(args), std::move(ack));
-    } else if (sock->any_) {
-      sock->any_(event, std::move(args), std::move(ack));
+    std::string dumped;
+    const std::string& event = name.is_string() ? name.get_ref<const std::string&>() : (dumped = name.dump());
+    if (!sock->handlers_.empty()) {
+      auto h = sock->handlers_.find(event);
+      if (h != sock->handlers_.end()) return h->second(std::move(args), std::move(ack));
     }
+    if (sock->namespace_handlers_) {
+      if (auto* fn = sock->namespace_handlers_->find_handler(event)) return (*fn)(sock, std::move(args), std::move(ack));
+    }
+    if (sock->any_) sock->any_(event, std::move(args), std::move(ack));
   }
 
   void handle_connect(packet p) {
@@ -151,6 +154,7 @@ class connection : public engineio::session_handler {
     json auth = p.has_data() ? std::move(p.data) : json::object();
     auto sock = std::make_shared<socket>(weak_, this, p.nsp, std::move(auth));
     namespace_* nsp = ns->second.get();
+    sock->namespace_handlers_ = nsp;
     connecting_.insert(p.nsp);
     if (nsp->middlewares_.empty()) return finish_connect(nsp, sock, std::nullopt);
     asio::co_spawn(

@@ -71,8 +71,15 @@ class session : public std::enable_shared_from_this<session> {
   asio::awaitable<std::pair<unsigned, std::string>> poll_get();
   asio::awaitable<std::pair<unsigned, std::string>> poll_post(std::shared_ptr<std::string> body, bool binary_body, bool too_large);
   asio::awaitable<void> ws_read_loop(std::shared_ptr<asio::ip::tcp::socket> sock, std::shared_ptr<std::string> initial, bool probe);
+  asio::awaitable<void> ws_close();
   void deliver(std::vector<packet>& delivered);
+  // After every state change: releases a waiting GET; with run() driving (polling) wakes it;
+  // on a websocket writes what is owed, re-arms the heartbeat, wakes the reader to close.
   void wake();
+  void flush();
+  void on_written(boost::system::error_code ec);
+  void arm_timer();
+  void on_heartbeat();
   void close_probe();
 
   server& server_;
@@ -84,7 +91,18 @@ class session : public std::enable_shared_from_this<session> {
   std::shared_ptr<asio::ip::tcp::socket> ws_;     // the websocket transport, once active
   std::shared_ptr<asio::ip::tcp::socket> probe_;  // a websocket probing an upgrade
   std::string ws_control_;                        // pong/close frames owed to the peer
+  std::string wbuf_;                              // unwritten rest while an async write is in flight
   std::unique_ptr<session_handler> handler_;
+  asio::steady_timer* write_waiter_ = nullptr;    // the close sequence waiting for that write
+  clock::time_point timer_at_;                    // when the armed heartbeat wait fires
+  // One coroutine per websocket session: the reader. Writes go straight to the (non-blocking)
+  // socket from wake(), with an async write only for what the kernel did not take; the
+  // heartbeat is a plain timer wait. Polling sessions keep the run() driver until upgraded.
+  bool driver_ = false;     // run() owns timer_ (polling, until the upgrade hands over)
+  bool timer_armed_ = false;
+  bool writing_ = false;    // an async write of wbuf_ is in flight
+  bool deferring_ = false;  // the reader is dispatching a read: it flushes once afterwards
+  bool closing_ = false;    // the reader runs the close sequence and owns the socket
   bool finished_ = false;
 };
 

@@ -84,6 +84,13 @@ class session_fsm {
   bool on_ws_frame(std::string_view data, bool binary, std::vector<packet>& delivered, clock::time_point now);
   // Frames to write: (payload, is_binary). Drains the queue.
   std::vector<std::pair<std::string, bool>> take_ws_frames();
+  // The same frames, appended to `out` already framed as RFC 6455 server frames (no copy per
+  // packet); returns whether anything was appended. Drains the queue.
+  bool append_ws_frames(std::string& out);
+  // Frees the (empty) outbound queue's storage; the shell calls it when the session goes idle.
+  void shrink() {
+    if (outbound_.empty()) outbound_ = {};
+  }
 
   // ---- upgrade (a second, probing websocket for a polling session) ----
   bool can_upgrade() const noexcept { return transport_ == transport_kind::polling && !upgrading_ && !closed(); }

@@ -53,6 +53,8 @@ class websocket_decoder {
 
 // Appends one unmasked, final server frame.
 void append_ws_frame(std::string& out, ws_opcode op, std::string_view payload);
+// Appends only the header of such a frame; the caller appends `payload_size` bytes next.
+void append_ws_frame_header(std::string& out, ws_opcode op, std::size_t payload_size);
 // A close frame with a status code (and optional short reason).
 void append_ws_close(std::string& out, ws_close_code code, std::string_view reason = {});
 

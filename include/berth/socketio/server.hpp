@@ -20,6 +20,7 @@
 namespace berth::socketio {
 
 class connection;
+class namespace_;
 class server;
 
 class socket : public std::enable_shared_from_this<socket> {
@@ -67,6 +68,7 @@ class socket : public std::enable_shared_from_this<socket> {
   std::weak_ptr<engineio::session> session_;
   engineio::strand_type strand_;
   connection* conn_;  // valid while connected_, on the strand
+  const namespace_* namespace_handlers_ = nullptr;  // set on connect; namespaces outlive sockets
   bool connected_ = false;
   std::map<std::string, event_fn> handlers_;
   any_fn any_;
@@ -89,16 +91,28 @@ using middleware = std::function<boost::asio::awaitable<std::optional<connect_er
 
 class namespace_ {
  public:
+  // An event handler shared by every socket of the namespace: it gets the socket as an argument,
+  // so no socket holds a copy (a per-socket map of handlers costs ~100 B per event per socket).
+  using event_fn = std::function<void(const std::shared_ptr<socket>& sock, json args, socket::ack_fn ack)>;
+
   explicit namespace_(std::string name) : name_(std::move(name)) {}
   const std::string& name() const noexcept { return name_; }
   void use(middleware m) { middlewares_.push_back(std::move(m)); }
   void on_connection(std::function<void(std::shared_ptr<socket>)> fn) { on_connection_.push_back(std::move(fn)); }
+  // Register before serving. A handler a socket registers itself (socket::on) takes precedence.
+  void on(std::string event, event_fn fn) { handlers_.emplace_back(std::move(event), std::move(fn)); }
 
  private:
   friend class connection;
+  const event_fn* find_handler(std::string_view event) const noexcept {
+    for (auto& [name, fn] : handlers_)
+      if (name == event) return &fn;
+    return nullptr;
+  }
   std::string name_;
   std::vector<middleware> middlewares_;
   std::vector<std::function<void(std::shared_ptr<socket>)>> on_connection_;
+  std::vector<std::pair<std::string, event_fn>> handlers_;  // a handful: a linear scan beats a map
 };
 
 struct server_options {

@@ -193,3 +193,32 @@ TEST(session_fsm, websocket_frames_and_client_ping_is_a_violation) {
   EXPECT_FALSE(s.on_ws_frame("2", false, delivered, t0));
   EXPECT_EQ(s.reason(), close_reason::parse_error);
 }
+
+TEST(session_fsm, append_ws_frames_frames_in_place_then_the_close_packet) {
+  session_fsm s(opts(), transport_kind::websocket, t0);
+  std::string out;
+  EXPECT_FALSE(s.append_ws_frames(out));
+  EXPECT_TRUE(out.empty());
+  s.send({packet_type::message, "hi", false});
+  s.send({packet_type::message, std::string("\x00\x01", 2), true});
+  s.close(close_reason::server_close);
+  EXPECT_TRUE(s.append_ws_frames(out));
+  // text "4hi", binary 00 01, text "1": FIN + opcode, unmasked length, payload
+  EXPECT_EQ(out, std::string("\x81\x03" "4hi" "\x82\x02\x00\x01" "\x81\x01" "1", 12));
+  EXPECT_FALSE(s.has_outbound());
+  EXPECT_FALSE(s.close_packet_owed());
+  EXPECT_EQ(s.outbound_bytes(), 0u);
+  s.shrink();
+  EXPECT_FALSE(s.append_ws_frames(out));
+}
+
+TEST(session_fsm, append_ws_frames_uses_extended_lengths) {
+  session_fsm s(opts(), transport_kind::websocket, t0);
+  s.send({packet_type::message, std::string(200, 'x'), false});
+  std::string out;
+  EXPECT_TRUE(s.append_ws_frames(out));
+  ASSERT_EQ(out.size(), 4u + 201u);
+  EXPECT_EQ(static_cast<unsigned char>(out[1]), 126u);
+  EXPECT_EQ((static_cast<unsigned char>(out[2]) << 8) | static_cast<unsigned char>(out[3]), 201);
+  EXPECT_EQ(out[4], '4');
+}
