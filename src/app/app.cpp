@@ -23,6 +23,7 @@
 #include "berth/session/history.hpp"
 #include "berth/session/janitor.hpp"
 #include "berth/session/limiter.hpp"
+#include "berth/session/orphan_reaper.hpp"
 #include "berth/session/store.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/core/metrics.hpp"
@@ -80,6 +81,7 @@ struct app::impl {
   std::unique_ptr<session::user_limiter> limiter;
   std::shared_ptr<session::replica_heartbeat> heartbeat;
   std::shared_ptr<session::janitor> janitor;
+  std::shared_ptr<session::orphan_reaper> reaper;
   std::unique_ptr<gateway::gateway> gw;
   // Last Docker probe, refreshed by /health (Docker calls are too slow to make per metric scrape).
   std::mutex docker_mutex;
@@ -151,6 +153,9 @@ struct app::impl {
     janitor = session::janitor::create(
         *sessions, {}, [this](session::session_record rec) { return gw->on_session_reaped(std::move(rec)); },
         [this] { return gw->connected_sessions(); }, metrics);
+    session::orphan_reaper_options ropts_reap;
+    ropts_reap.interval = cfg.orphan_reap_interval;
+    reaper = session::orphan_reaper::create(*sessions, *docker, ropts_reap, metrics);
     // An unusable LLM configuration (e.g. a missing key) is a start-up error, not a per-user one.
     llm::provider_options popts;
     popts.http.extra_ca_file = cfg.llm_ca_file;
@@ -162,6 +167,7 @@ struct app::impl {
     self->redis->start();
     self->heartbeat->start();
     self->janitor->start();
+    self->reaper->start();  // first round now (start-up), then every ORPHAN_REAP_INTERVAL_MS
     auto started = co_await self->pool->start();
     if (!started) core::logger("app")->error("container pool failed to start: {}", started.error().message);
     self->pool_start_ok = started.has_value();
@@ -170,6 +176,7 @@ struct app::impl {
 
   static asio::awaitable<void> stop_services(impl* self) {
     self->janitor->stop();
+    self->reaper->stop();
     self->heartbeat->stop();
     co_await self->pool->stop();
     self->redis->stop();
