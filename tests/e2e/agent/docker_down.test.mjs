@@ -43,7 +43,14 @@ async function dockerRelay() {
     });
   const down = () =>
     new Promise((resolve) => {
-      for (const s of open) s.resetAndDestroy ? s.resetAndDestroy() : s.destroy();
+      for (const s of open) {
+        // resetAndDestroy() (RST) works on TCP handles only and throws on these unix sockets.
+        try {
+          s.resetAndDestroy();
+        } catch {
+          s.destroy();
+        }
+      }
       open.clear();
       server.close(resolve); // also unlinks the socket file: a connect now fails with ENOENT
     });
@@ -90,6 +97,7 @@ test("/health answers 503 while the Docker daemon is down, the session fails cle
   cleanups.push(async () => {
     await berth.stop();
     await redis.stop();
+    await relay.down(); // a listening relay would keep this test process alive
     relay.remove();
   });
 
