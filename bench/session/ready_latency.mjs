@@ -119,7 +119,9 @@ try {
     const left = countContainers(berth.replica);
     await berth.stop(); // SIGKILL if still running, then removes every container of its replica
     removeContainers(berth.replica);
-    console.log(`containers left by berth after session:end + SIGTERM: ${left}; after the harness clean-up: ${countContainers(berth.replica)}`);
+    // (With POOL_MIN_SIZE = USERS the pool refills behind every session:end, and SIGTERM's bounded
+    // clean-up cannot remove hundreds of idle containers in time: the harness removes the rest.)
+    console.log(`containers present after SIGTERM: ${left}; after the harness clean-up: ${countContainers(berth.replica)} (must be 0)`);
   }
   await redis.stop();
 }
