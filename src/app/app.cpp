@@ -150,8 +150,13 @@ struct app::impl {
     gw->attach(io.of("/"));
     heartbeat = session::replica_heartbeat::create(redis, sopts.keys, cfg.replica_id, std::chrono::milliseconds(10000),
                                                    metrics);
+    // Each replica refreshes its connected sessions every sweep, so the sweep must run well inside
+    // the idle timeout: otherwise another replica's janitor can claim a session that is connected
+    // (and busy) here between two refreshes.
+    session::janitor_options jopts;
+    jopts.interval = std::min(jopts.interval, std::max(std::chrono::milliseconds(100), cfg.session_idle_timeout / 4));
     janitor = session::janitor::create(
-        *sessions, {}, [this](session::session_record rec) { return gw->on_session_reaped(std::move(rec)); },
+        *sessions, jopts, [this](session::session_record rec) { return gw->on_session_reaped(std::move(rec)); },
         [this] { return gw->connected_sessions(); }, metrics);
     session::orphan_reaper_options ropts_reap;
     ropts_reap.interval = cfg.orphan_reap_interval;
