@@ -73,6 +73,8 @@ TEST_F(OrphanReaper, removes_only_the_dead_replicas_unreferenced_container) {
   // its `replicas` entry stays, its heartbeat key has expired.
   auto hb = session::replica_heartbeat::create(redis_client_, {}, live_, 30s, metrics_);
   ASSERT_TRUE(run(hb->beat()));
+  EXPECT_EQ(raw({"ZSCORE", "berth:replicas", live_}).substr(0, 1), "$");  // a beat registers the replica
+  EXPECT_NE(raw({"ZSCORE", "berth:replicas", live_}), "$-1\r\n");
   raw({"ZADD", "berth:replicas", "1", dead_});
 
   const auto orphan = container_of(dead_);
