@@ -24,6 +24,7 @@
 #include "berth/session/history.hpp"
 #include "berth/session/janitor.hpp"
 #include "berth/session/limiter.hpp"
+#include "berth/session/orphan_reaper.hpp"
 #include "berth/session/store.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/core/metrics.hpp"
@@ -81,6 +82,7 @@ struct app::impl {
   std::unique_ptr<session::user_limiter> limiter;
   std::shared_ptr<session::replica_heartbeat> heartbeat;
   std::shared_ptr<session::janitor> janitor;
+  std::shared_ptr<session::orphan_reaper> reaper;
   std::unique_ptr<gateway::gateway> gw;
   // Last Docker probe, refreshed by /health (Docker calls are too slow to make per metric scrape).
   std::mutex docker_mutex;
@@ -159,9 +161,17 @@ struct app::impl {
     gw->attach(io.of("/"));
     heartbeat = session::replica_heartbeat::create(redis, sopts.keys, cfg.replica_id, std::chrono::milliseconds(10000),
                                                    metrics);
+    // Each replica refreshes its connected sessions every sweep, so the sweep must run well inside
+    // the idle timeout: otherwise another replica's janitor can claim a session that is connected
+    // (and busy) here between two refreshes.
+    session::janitor_options jopts;
+    jopts.interval = std::min(jopts.interval, std::max(std::chrono::milliseconds(100), cfg.session_idle_timeout / 4));
     janitor = session::janitor::create(
-        *sessions, {}, [this](session::session_record rec) { return gw->on_session_reaped(std::move(rec)); },
+        *sessions, jopts, [this](session::session_record rec) { return gw->on_session_reaped(std::move(rec)); },
         [this] { return gw->connected_sessions(); }, metrics);
+    session::orphan_reaper_options ropts_reap;
+    ropts_reap.interval = cfg.orphan_reap_interval;
+    reaper = session::orphan_reaper::create(*sessions, *docker, ropts_reap, metrics);
     // An unusable LLM configuration (e.g. a missing key) is a start-up error, not a per-user one.
     llm::provider_options popts;
     popts.http.extra_ca_file = cfg.llm_ca_file;
@@ -173,6 +183,7 @@ struct app::impl {
     self->redis->start();
     self->heartbeat->start();
     self->janitor->start();
+    self->reaper->start();  // first round now (start-up), then every ORPHAN_REAP_INTERVAL_MS
     auto started = co_await self->pool->start();
     if (!started) core::logger("app")->error("container pool failed to start: {}", started.error().message);
     self->pool_start_ok = started.has_value();
@@ -181,6 +192,7 @@ struct app::impl {
 
   static asio::awaitable<void> stop_services(impl* self) {
     self->janitor->stop();
+    self->reaper->stop();
     self->heartbeat->stop();
     co_await self->pool->stop();
     self->redis->stop();

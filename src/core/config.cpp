@@ -183,6 +183,7 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"CONTAINER_NETWORK", text(&config::container_network, false)},
       {"MAX_REQUESTS_PER_USER", integer<std::size_t>(&config::max_requests_per_user, 1, 10000)},
       {"SESSION_IDLE_TIMEOUT_MS", millis(&config::session_idle_timeout, 1000, 30LL * 86'400'000)},
+      {"ORPHAN_REAP_INTERVAL_MS", millis(&config::orphan_reap_interval, 1000, 86'400'000)},
       {"MAX_MESSAGE_BYTES", integer<std::size_t>(&config::max_message_bytes, 1, 100'000'000)},
       {"AUTH_JWT_SECRET", text(&config::auth_jwt_secret)},
       {"ALLOW_USER_API_KEY", boolean(&config::allow_user_api_key)},

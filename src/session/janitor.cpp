@@ -42,10 +42,17 @@ replica_heartbeat::replica_heartbeat(private_tag, std::shared_ptr<redis::redis_c
       timer_(strand_) {}
 
 awaitable<core::result<void>> replica_heartbeat::beat() {
-  auto r = co_await redis_->command(argv("SET", keys_.replica(id_), std::to_string(system_now_ms()), "PX",
-                                         std::to_string(ttl_.count())));
+  // The `replicas` zset records that this replica exists in this Redis: the orphan reaper only
+  // removes containers of replicas it has seen beat (never another deployment's on a shared dockerd).
+  const auto now = std::to_string(system_now_ms());
+  std::vector<std::vector<std::string>> cmds;
+  cmds.push_back(argv("SET", keys_.replica(id_), now, "PX", std::to_string(ttl_.count())));
+  cmds.push_back(argv("ZADD", keys_.replicas(), now, id_));
+  auto r = co_await redis_->pipeline(std::move(cmds));
   if (!r) co_return r.error();
-  co_return redis::expect_ok(*r, "SET replica");
+  if (r->size() != 2) co_return core::make_error(core::errc::internal, "redis heartbeat: expected 2 replies");
+  if (auto z = redis::as_integer((*r)[1], "ZADD replicas"); !z) co_return z.error();
+  co_return redis::expect_ok((*r)[0], "SET replica");
 }
 
 awaitable<void> replica_heartbeat::loop(std::shared_ptr<replica_heartbeat> self) {

@@ -43,6 +43,9 @@ struct config {
   // sessions and limits
   std::size_t max_requests_per_user = 5;
   std::chrono::milliseconds session_idle_timeout{900000};
+  // How often one replica (a Redis lock picks which) removes orphaned containers: labelled
+  // berth.managed, owner replica's heartbeat gone, referenced by no live session.
+  std::chrono::milliseconds orphan_reap_interval{60000};
   std::size_t max_message_bytes = 100000;
   std::string auth_jwt_secret;
   bool allow_user_api_key = false;

@@ -22,6 +22,11 @@ struct key_schema {
   std::string inflight(std::string_view user) const { return prefix + "inflight:" + std::string(user); }
   std::string sessions() const { return prefix + "sessions"; }
   std::string replica(std::string_view id) const { return prefix + "replica:" + std::string(id); }
+  // zset, no TTL: replica id -> last heartbeat ms; every replica that ever beat here (the orphan
+  // reaper only touches containers of these; it drops dead entries with no container left).
+  std::string replicas() const { return prefix + "replicas"; }
+  // string, PX = the reap interval: the replica holding it runs this interval's orphan round.
+  std::string orphan_lock() const { return prefix + "orphan-reaper-lock"; }
 };
 
 // sessionId: 1..64 of [A-Za-z0-9_-], else errc::invalid_payload with the reason.

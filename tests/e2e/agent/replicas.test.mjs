@@ -177,3 +177,44 @@ test("Redis stopped and restarted: clear errors, /health 503, and service resume
     s.disconnect();
   }
 });
+
+test("orphan reaping: once A's heartbeat is gone, B removes A's idle containers and keeps the one a session resumes", async () => {
+  const { a, b } = await pair({ ORPHAN_REAP_INTERVAL_MS: "1000" });
+  const sameId = (x, y) => x.startsWith(y) || y.startsWith(x);
+  const containersOf = (replica) =>
+    execFileSync("docker", ["ps", "-aq", "--no-trunc", "--filter", `label=berth.replica=${replica}`]).toString().split(/\s+/).filter(Boolean);
+  const s = connect(a.url);
+  const r = await ready(s);
+  cleanups.push(async () => removeContainers(a.replica));
+  // A's pool refills behind the leased container: wait (bounded) for an idle one to exist.
+  let deadline = Date.now() + 30000;
+  while (Date.now() < deadline && containersOf(a.replica).filter((id) => !sameId(id, r.containerId)).length === 0)
+    await new Promise((res) => setTimeout(res, 200));
+  assert.ok(containersOf(a.replica).some((id) => !sameId(id, r.containerId)), "A has no idle container");
+  const disconnected = once(s, "disconnect");
+  await a.kill("SIGKILL");
+  await disconnected;
+  // A's heartbeat expires (10 s), then B's next round removes everything of A but the session's.
+  deadline = Date.now() + 45000;
+  let left = containersOf(a.replica);
+  while (Date.now() < deadline && !(left.length === 1 && sameId(left[0], r.containerId))) {
+    await new Promise((res) => setTimeout(res, 250));
+    left = containersOf(a.replica);
+  }
+  assert.equal(left.length, 1, `A's containers left: ${left}`);
+  assert.ok(sameId(left[0], r.containerId));
+  const metrics = await (await fetch(`${b.url}/metrics`)).text();
+  assert.ok(Number(/^berth_orphans_reaped_total (\d+)/m.exec(metrics)?.[1]) >= 1, metrics.slice(0, 500));
+  assert.match(b.logs(), /orphan reaper round: listed=\d+ orphans=[1-9]/);
+  // The user resumes on B with the very same container.
+  const s2 = connect(b.url, { query: { sessionId: r.sessionId }, auth: { resumeToken: r.resumeToken } });
+  try {
+    const r2 = await ready(s2);
+    assert.equal(r2.resumed, true);
+    assert.equal(r2.containerId, r.containerId);
+    const l = await approveAll(s2, "List all files in /workspace");
+    assert.equal(l.outputs[0].isError, false);
+  } finally {
+    s2.disconnect();
+  }
+});

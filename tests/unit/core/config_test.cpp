@@ -15,7 +15,14 @@ TEST(config, defaults_match_the_architecture_table) {
   EXPECT_EQ(c->ping_timeout.count(), 20000);
   EXPECT_EQ(c->max_http_buffer_size, 1000000u);
   EXPECT_EQ(c->llm_provider, "local");
+  EXPECT_EQ(c->orphan_reap_interval.count(), 60000);
   EXPECT_FALSE(c->replica_id.empty());
+}
+
+TEST(config, orphan_reap_interval) {
+  auto c = parse_config({{"ORPHAN_REAP_INTERVAL_MS", "5000"}});
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->orphan_reap_interval.count(), 5000);
 }
 
 TEST(config, reads_values) {
@@ -40,7 +47,8 @@ TEST(config, invalid_values_name_variable_value_and_allowed) {
   } cases[] = {{"PORT", "70000"},          {"PORT", "abc"},           {"POOL_MAX_SIZE", "0"},
                {"ENABLE_CONTAINER_POOL", "maybe"}, {"LLM_PROVIDER", "gpt"}, {"REDIS_URL", "http://x"},
                {"DOCKER_HOST", "tcp://1.2.3.4"}, {"CONTAINER_MEMORY", "1k"}, {"CONTAINER_CPUS", "-1"},
-               {"PING_INTERVAL_MS", "5"},    {"LOG_FORMAT", "xml"},     {"SOCKETIO_PATH", "socket.io"}};
+               {"PING_INTERVAL_MS", "5"},    {"LOG_FORMAT", "xml"},     {"SOCKETIO_PATH", "socket.io"},
+               {"ORPHAN_REAP_INTERVAL_MS", "999"}};
   for (const auto& b : cases) {
     auto c = parse_config({{b.name, b.value}});
     ASSERT_FALSE(c) << b.name << "=" << b.value;

@@ -13,6 +13,8 @@ TEST(session_schema, keys_use_the_prefix) {
   EXPECT_EQ(k.inflight("u1"), "berth:inflight:u1");
   EXPECT_EQ(k.sessions(), "berth:sessions");
   EXPECT_EQ(k.replica("r1"), "berth:replica:r1");
+  EXPECT_EQ(k.replicas(), "berth:replicas");
+  EXPECT_EQ(k.orphan_lock(), "berth:orphan-reaper-lock");
 }
 
 TEST(session_schema, session_id_validation) {

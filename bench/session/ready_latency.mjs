@@ -1,0 +1,128 @@
+// bench/session/ready_latency.mjs: connect -> `system:ready` latency with a warm pool.
+// A real berth (BERTH_BUILD_DIR, default build/release) with a real redis-server and the real
+// dockerd; USERS socket.io-client users (websocket) connect at RATE per second and each waits for
+// system:ready (new session: lease a warm container, write the session to Redis, open the MCP
+// stdio exec, initialize + tools/list). All users stay connected until the last one is ready,
+// so USERS containers are leased at once. Afterwards every session is ended (session:end destroys
+// its container), berth is stopped and every container of the run is removed; the count left is
+// printed (0 expected). Every loop is bounded in count and time.
+// Usage: BERTH_BUILD_DIR=build-rel node bench/session/ready_latency.mjs
+//   env: USERS (200), RATE (20 per s), POOL_MIN_SIZE / POOL_MAX_SIZE (USERS), CONTAINER_MEMORY
+//   (64m), WARM_TIMEOUT_S (600: wait for the warm pool), READY_TIMEOUT_MS (30000 per user).
+import { createRequire } from "node:module";
+import { execFileSync } from "node:child_process";
+import { performance } from "node:perf_hooks";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const e2e = path.resolve(here, "../../tests/e2e");
+const { io } = createRequire(path.join(e2e, "package.json"))("socket.io-client");
+const { startBerth, startRedis, removeContainers } = await import(path.join(e2e, "support/berth.mjs"));
+
+const USERS = Number(process.env.USERS || 200);
+const RATE = Number(process.env.RATE || 20);
+const POOL_MIN = process.env.POOL_MIN_SIZE || String(USERS);
+const POOL_MAX = process.env.POOL_MAX_SIZE || String(Math.max(USERS, Number(POOL_MIN)));
+const WARM_TIMEOUT_MS = Number(process.env.WARM_TIMEOUT_S || 600) * 1000;
+const READY_TIMEOUT_MS = Number(process.env.READY_TIMEOUT_MS || 30000);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function pct(sorted, p) {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+const fmt = (x) => (Number.isFinite(x) ? x.toFixed(1) : "n/a");
+const countContainers = (replica) =>
+  execFileSync("docker", ["ps", "-aq", "--filter", `label=berth.replica=${replica}`]).toString().split(/\s+/).filter(Boolean).length;
+
+// One user: connect, wait for system:ready (or an error / the deadline). Resolves, never rejects.
+function user(url) {
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const socket = io(url, { transports: ["websocket"], reconnection: false, timeout: READY_TIMEOUT_MS });
+    const timer = setTimeout(() => resolve({ socket, error: "timeout" }), READY_TIMEOUT_MS);
+    socket.once("system:ready", (r) => {
+      clearTimeout(timer);
+      resolve({ socket, ms: performance.now() - t0, container: r.containerId });
+    });
+    socket.once("connect_error", (e) => {
+      clearTimeout(timer);
+      resolve({ socket, error: `connect_error ${e?.data?.code || e.message}` });
+    });
+  });
+}
+
+const redis = await startRedis();
+let berth;
+let exitCode = 0;
+try {
+  berth = await startBerth(
+    {
+      REDIS_URL: redis.url,
+      POOL_MIN_SIZE: POOL_MIN,
+      POOL_MAX_SIZE: POOL_MAX,
+      CONTAINER_MEMORY: process.env.CONTAINER_MEMORY || "64m",
+      ACQUIRE_TIMEOUT_MS: String(READY_TIMEOUT_MS),
+      LOG_LEVEL: "warn",
+    },
+    { waitFor: "/health/live" },
+  );
+  // Warm pool: wait (bounded) until POOL_MIN idle containers exist.
+  const warmStart = Date.now();
+  let stats = {};
+  while (Date.now() - warmStart < WARM_TIMEOUT_MS) {
+    stats = await (await fetch(`${berth.url}/stats/pool`)).json();
+    if (stats.idle >= Number(POOL_MIN)) break;
+    await sleep(500);
+  }
+  console.log(`warm pool: idle=${stats.idle} total=${stats.total} after ${((Date.now() - warmStart) / 1000).toFixed(1)} s`);
+  if (stats.idle < Number(POOL_MIN)) console.log(`WARNING: pool did not reach ${POOL_MIN} idle containers`);
+
+  // Ramp: user i starts at i / RATE seconds.
+  const began = performance.now();
+  const runs = [];
+  for (let i = 0; i < USERS; i++) {
+    const due = began + (i * 1000) / RATE;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    runs.push(user(berth.url));
+  }
+  const results = await Promise.all(runs);
+  const rampS = (performance.now() - began) / 1000;
+  const ok = results.filter((r) => r.ms !== undefined).map((r) => r.ms).sort((a, b) => a - b);
+  const errors = results.filter((r) => r.error);
+  const distinct = new Set(results.filter((r) => r.container).map((r) => r.container)).size;
+  const after = await (await fetch(`${berth.url}/stats/pool`)).json();
+  console.log(`users=${USERS} rate=${RATE}/s ready=${ok.length} errors=${errors.length} distinct_containers=${distinct} wall=${rampS.toFixed(1)} s`);
+  if (errors.length) console.log(`errors: ${[...new Set(errors.map((e) => e.error))].join(", ")}`);
+  console.log(`connect -> system:ready ms: p50=${fmt(pct(ok, 50))} p95=${fmt(pct(ok, 95))} p99=${fmt(pct(ok, 99))} max=${fmt(ok.at(-1))} min=${fmt(ok[0])}`);
+  console.log(`server acquireMs: ${JSON.stringify(after.acquireMs)} pool after: idle=${after.idle} active=${after.active} total=${after.total}`);
+  console.log(JSON.stringify({ users: USERS, rate: RATE, ready: ok.length, errors: errors.length, p50: pct(ok, 50), p95: pct(ok, 95), p99: pct(ok, 99), max: ok.at(-1) }));
+  if (errors.length) exitCode = 1;
+
+  // Tidy up: end every session (destroys its container), bounded, then close the sockets.
+  await Promise.all(
+    results.map(async (r) => {
+      try {
+        if (r.socket.connected) await r.socket.timeout(10000).emitWithAck("session:end");
+      } catch {
+        /* the stop + removeContainers below catch what is left */
+      }
+      r.socket.disconnect();
+    }),
+  );
+} finally {
+  if (berth) {
+    // Berth's own clean-up first (SIGTERM: idle containers removed), bounded; then the harness's.
+    await Promise.race([berth.kill("SIGTERM"), sleep(20000)]);
+    const left = countContainers(berth.replica);
+    await berth.stop(); // SIGKILL if still running, then removes every container of its replica
+    removeContainers(berth.replica);
+    // (With POOL_MIN_SIZE = USERS the pool refills behind every session:end, and SIGTERM's bounded
+    // clean-up cannot remove hundreds of idle containers in time: the harness removes the rest.)
+    console.log(`containers present after SIGTERM: ${left}; after the harness clean-up: ${countContainers(berth.replica)} (must be 0)`);
+  }
+  await redis.stop();
+}
+process.exit(exitCode);
