@@ -334,6 +334,34 @@ struct user_session : std::enable_shared_from_this<user_session> {
     }
     co_await gw.deps_.sessions.unlock(*lock);
 
+    auto provider = gw.deps_.make_provider(self->api_key);
+    if (!provider) co_return fail(provider.error());
+    self->provider = std::move(*provider);
+
+    std::vector<session::history_entry> entries;
+    if (auto h = co_await gw.deps_.history.read(self->sid); h) entries = std::move(*h);
+    else log->warn("sid={} history unavailable: {}", self->sid, h.error().message);
+    if (self->closed) co_return;
+
+    json history = json::array();
+    for (const auto& e : entries) {
+      json j{{"role", e.role}, {"content", e.content}, {"ts", e.ts_ms}};
+      if (e.name) j["name"] = *e.name;
+      if (e.call_id) j["callId"] = *e.call_id;
+      history.push_back(std::move(j));
+    }
+    // Ready as soon as the container and the session are the user's. The sandbox's MCP server
+    // (a docker exec: the slow part) starts next, while the user types; input that arrives
+    // meanwhile waits in before_ready and is handled once the tools are known.
+    self->emit("system:ready", json{{"sessionId", self->sid},
+                                    {"containerId", self->lease.id()},
+                                    {"provider", std::string(self->provider->name())},
+                                    {"model", self->provider->model()},
+                                    {"resumed", resumed},
+                                    {"resumeToken", self->resume_token},
+                                    {"limits", {{"maxConcurrentRequests", cfg.max_requests_per_user}}},
+                                    {"history", std::move(history)}});
+
     // The MCP server inside the container.
     self->mcp = std::make_shared<mcp_session>(self->strand(), gw.deps_.docker, self->lease.id(), gw.deps_.sandbox_command,
                                               gw.deps_.metrics);
@@ -344,37 +372,14 @@ struct user_session : std::enable_shared_from_this<user_session> {
       log->warn("sid={} cid={} sandbox MCP unavailable: {}", self->sid, self->lease.id().substr(0, 12), opened.error().message);
       self->emit_error(opened.error());
     }
-
-    auto provider = gw.deps_.make_provider(self->api_key);
-    if (!provider) co_return fail(provider.error());
-    self->provider = std::move(*provider);
-
-    std::vector<session::history_entry> entries;
-    if (auto h = co_await gw.deps_.history.read(self->sid); h) entries = std::move(*h);
-    else log->warn("sid={} history unavailable: {}", self->sid, h.error().message);
     if (self->closed) co_return;
 
     agent::turn_options opts;
     opts.max_tool_rounds = cfg.max_tool_rounds;
     self->fsm.emplace(opts, to_tool_specs(tools), from_history_entries(entries));
-    json history = json::array();
-    for (const auto& e : entries) {
-      json j{{"role", e.role}, {"content", e.content}, {"ts", e.ts_ms}};
-      if (e.name) j["name"] = *e.name;
-      if (e.call_id) j["callId"] = *e.call_id;
-      history.push_back(std::move(j));
-    }
     self->ready = true;
     log->info("sid={} uid={} cid={} ready ({}, {} tools)", self->sid, self->user, self->lease.id().substr(0, 12),
               resumed ? "resumed" : "new", tools.size());
-    self->emit("system:ready", json{{"sessionId", self->sid},
-                                    {"containerId", self->lease.id()},
-                                    {"provider", std::string(self->provider->name())},
-                                    {"model", self->provider->model()},
-                                    {"resumed", resumed},
-                                    {"resumeToken", self->resume_token},
-                                    {"limits", {{"maxConcurrentRequests", cfg.max_requests_per_user}}},
-                                    {"history", std::move(history)}});
     if (notice) self->emit("system:message", *notice);
     auto pending = std::move(self->before_ready);
     self->before_ready.clear();

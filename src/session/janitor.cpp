@@ -56,14 +56,22 @@ awaitable<core::result<void>> replica_heartbeat::beat() {
 }
 
 awaitable<void> replica_heartbeat::loop(std::shared_ptr<replica_heartbeat> self) {
+  bool failing = false;
   while (!self->stopped_) {
     auto r = co_await self->beat();
     if (!r) {
       self->c_failed_.inc();
-      log()->warn("replica heartbeat failed: {}", r.error().message);
+      if (!failing) log()->warn("replica heartbeat failed: {} (retrying)", r.error().message);
+      failing = true;
+    } else if (failing) {
+      log()->info("replica heartbeat restored");
+      failing = false;
     }
     if (self->stopped_) break;
-    self->timer_.expires_after(self->ttl_ / 3);
+    // A failed beat (Redis not connected yet at start-up, or down) is retried soon: until it
+    // succeeds, other replicas cannot tell this one is alive.
+    self->timer_.expires_after(failing ? std::min<std::chrono::milliseconds>(self->ttl_ / 3, std::chrono::milliseconds(250))
+                                       : self->ttl_ / 3);
     co_await self->timer_.async_wait(asio::as_tuple(asio::use_awaitable));
   }
 }

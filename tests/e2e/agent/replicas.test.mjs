@@ -179,7 +179,7 @@ test("Redis stopped and restarted: clear errors, /health 503, and service resume
 });
 
 test("orphan reaping: once A's heartbeat is gone, B removes A's idle containers and keeps the one a session resumes", async () => {
-  const { a, b } = await pair({ ORPHAN_REAP_INTERVAL_MS: "1000" });
+  const { a, b, redis } = await pair({ ORPHAN_REAP_INTERVAL_MS: "1000" });
   const sameId = (x, y) => x.startsWith(y) || y.startsWith(x);
   const containersOf = (replica) =>
     execFileSync("docker", ["ps", "-aq", "--no-trunc", "--filter", `label=berth.replica=${replica}`]).toString().split(/\s+/).filter(Boolean);
@@ -201,7 +201,12 @@ test("orphan reaping: once A's heartbeat is gone, B removes A's idle containers 
     await new Promise((res) => setTimeout(res, 250));
     left = containersOf(a.replica);
   }
-  assert.equal(left.length, 1, `A's containers left: ${left}`);
+  if (left.length !== 1) {
+    // What the reaper saw, to tell a timing problem from a wrong decision.
+    const lines = (logs) => logs.split("\n").filter((l) => /heartbeat|orphan reaper/i.test(l)).slice(-6).join("\n");
+    const replicas = execFileSync("redis-cli", ["-p", String(redis.port), "zrange", "berth:replicas", "0", "-1"]).toString();
+    assert.fail(`A (${a.replica}) containers left: ${left}\nknown replicas: ${replicas}\nA:\n${lines(a.logs())}\nB:\n${lines(b.logs())}`);
+  }
   assert.ok(sameId(left[0], r.containerId));
   const metrics = await (await fetch(`${b.url}/metrics`)).text();
   assert.ok(Number(/^berth_orphans_reaped_total (\d+)/m.exec(metrics)?.[1]) >= 1, metrics.slice(0, 500));
