@@ -22,7 +22,8 @@ command -v node >/dev/null 2>&1 || PKGS+=(nodejs npm)
 $SUDO apt-get install -y -q --no-install-recommends "${PKGS[@]}" >/dev/null
 
 log "npm modules (socket.io client bundle, test clients)"
-for dir in client tests/e2e; do
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1  # tests drive Debian's chromium; artillery must not fetch one
+for dir in client tests/e2e bench/artillery; do
   [ -f "$dir/package.json" ] || continue
   if [ -f "$dir/package-lock.json" ]; then (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error);
   else (cd "$dir" && npm install --no-audit --no-fund --loglevel=error); fi

@@ -35,7 +35,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 if docker compose version >/dev/null 2>&1; then DC=(docker compose); else DC=(docker-compose --compatibility); fi
 command -v node >/dev/null || { echo "node missing"; echo "0 passed, 1 failed"; exit 1; }
 
-export LLM_PROVIDER=local POOL_MIN_SIZE=${POOL_MIN_SIZE:-2} POOL_MAX_SIZE=${POOL_MAX_SIZE:-20} \
+export LLM_PROVIDER=local ORPHAN_REAP_INTERVAL_MS=${ORPHAN_REAP_INTERVAL_MS:-5000} POOL_MIN_SIZE=${POOL_MIN_SIZE:-2} POOL_MAX_SIZE=${POOL_MAX_SIZE:-20} \
        CONTAINER_MEMORY=${CONTAINER_MEMORY:-128m} SESSION_IDLE_TIMEOUT_MS=${SESSION_IDLE_TIMEOUT_MS:-120000} \
        REDIS_MAXMEMORY=${REDIS_MAXMEMORY:-128mb} APP_MEMORY_LIMIT=${APP_MEMORY_LIMIT:-512m}
 NGINX_PORT=$(free_port); export NGINX_PORT
@@ -140,6 +140,16 @@ else
   fail "no killed replica found in the flow log"
 fi
 timing "flow + kill/resume"
+
+# The seed's Artillery scenario (with callId captured), CI size, through nginx.
+if OUT_DIR="$ART/artillery" MAX_ERROR_RATE=${ARTILLERY_MAX_ERROR_RATE:-0.1} timeout 600 \
+     bash bench/artillery/run.sh "http://127.0.0.1:$NGINX_PORT" >"$ART/artillery.log" 2>&1; then
+  ok "artillery scenario through nginx: $(grep -iE 'error rate|completed' "$ART/artillery.log" | tr -s ' ' | head -2 | tr '\n' ';')"
+else
+  fail "artillery scenario: $(tail -5 "$ART/artillery.log")"
+fi
+cat "$ART/artillery.log"
+timing "artillery"
 
 # 4. down: nothing left behind
 record_replicas "$P" app
