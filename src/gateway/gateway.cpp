@@ -3,8 +3,10 @@
 #include <deque>
 #include <utility>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "berth/agent/turn_fsm.hpp"
@@ -365,12 +367,25 @@ struct user_session : std::enable_shared_from_this<user_session> {
     // The MCP server inside the container.
     self->mcp = std::make_shared<mcp_session>(self->strand(), gw.deps_.docker, self->lease.id(), gw.deps_.sandbox_command,
                                               gw.deps_.metrics);
+    // A busy daemon sometimes drops a fresh exec stream ("broken pipe"): try a few times before
+    // the session goes on without tools.
     std::vector<mcp::tool_descriptor> tools;
-    if (auto opened = co_await self->mcp->open(std::chrono::milliseconds(15000)); opened) {
-      tools = std::move(*opened);
-    } else {
-      log->warn("sid={} cid={} sandbox MCP unavailable: {}", self->sid, self->lease.id().substr(0, 12), opened.error().message);
-      self->emit_error(opened.error());
+    asio::steady_timer backoff(self->strand());
+    for (int attempt = 1; attempt <= 3 && !self->closed; ++attempt) {
+      auto opened = co_await self->mcp->open(std::chrono::milliseconds(15000));
+      if (opened) {
+        tools = std::move(*opened);
+        break;
+      }
+      if (attempt == 3) {
+        log->warn("sid={} cid={} sandbox MCP unavailable after 3 attempts: {}", self->sid, self->lease.id().substr(0, 12),
+                  opened.error().message);
+        self->emit_error(opened.error());
+        break;
+      }
+      log->debug("sid={} sandbox MCP attempt {} failed: {}", self->sid, attempt, opened.error().message);
+      backoff.expires_after(std::chrono::milliseconds(250 * attempt));
+      co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     if (self->closed) co_return;
 
