@@ -11,7 +11,7 @@
 #include "berth/core/logging.hpp"
 #include "berth/core/random.hpp"
 #include "berth/gateway/jwt.hpp"
-#include "berth/gateway/mcp_session.hpp"
+#include "berth/gateway/mcp_router.hpp"
 
 namespace berth::gateway {
 
@@ -69,7 +69,7 @@ struct user_session : std::enable_shared_from_this<user_session> {
   std::optional<std::string> api_key;
   std::string resume_token;
   pool::container_lease lease;
-  std::shared_ptr<mcp_session> mcp;
+  std::shared_ptr<mcp_router> mcp;  // every MCP server of this session (sandbox first)
   std::unique_ptr<llm::llm_provider> provider;
   std::optional<agent::turn_fsm> fsm;
   bool ready = false;
@@ -334,15 +334,19 @@ struct user_session : std::enable_shared_from_this<user_session> {
     }
     co_await gw.deps_.sessions.unlock(*lock);
 
-    // The MCP server inside the container.
-    self->mcp = std::make_shared<mcp_session>(self->strand(), gw.deps_.docker, self->lease.id(), gw.deps_.sandbox_command,
-                                              gw.deps_.metrics);
-    std::vector<mcp::tool_descriptor> tools;
-    if (auto opened = co_await self->mcp->open(std::chrono::milliseconds(15000)); opened) {
-      tools = std::move(*opened);
-    } else {
-      log->warn("sid={} cid={} sandbox MCP unavailable: {}", self->sid, self->lease.id().substr(0, 12), opened.error().message);
-      self->emit_error(opened.error());
+    // The MCP server inside the container, and the extra servers of mcp-config.json.
+    llm::http_client_options mcp_http;
+    mcp_http.connect_timeout = std::chrono::milliseconds(5000);
+    mcp_http.total_timeout = std::max(cfg.tool_timeout, std::chrono::milliseconds(15000));
+    mcp_http.extra_ca_file = cfg.llm_ca_file;
+    self->mcp = std::make_shared<mcp_router>(self->strand(), gw.deps_.docker, self->lease.id(), gw.deps_.sandbox_command,
+                                             gw.deps_.extra_mcp_servers, mcp_http, gw.deps_.metrics, "sid=" + self->sid);
+    auto opened = co_await self->mcp->open(std::chrono::milliseconds(15000));
+    std::vector<mcp::tool_descriptor> tools = std::move(opened.tools);
+    if (opened.sandbox_error) {
+      log->warn("sid={} cid={} sandbox MCP unavailable: {}", self->sid, self->lease.id().substr(0, 12),
+                opened.sandbox_error->message);
+      self->emit_error(*opened.sandbox_error);
     }
 
     auto provider = gw.deps_.make_provider(self->api_key);
