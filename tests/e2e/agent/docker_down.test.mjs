@@ -43,7 +43,10 @@ async function dockerRelay() {
     });
   const down = () =>
     new Promise((resolve) => {
-      for (const s of open) s.resetAndDestroy ? s.resetAndDestroy() : s.destroy();
+      for (const s of open) {
+        // resetAndDestroy() (RST) exists for TCP only; Node 20 throws ERR_INVALID_HANDLE_TYPE on a unix socket.
+        try { s.resetAndDestroy(); } catch { s.destroy(); }
+      }
       open.clear();
       server.close(resolve); // also unlinks the socket file: a connect now fails with ENOENT
     });
