@@ -3,6 +3,8 @@
 #include <sys/resource.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -18,6 +20,7 @@
 #include "berth/docker/client.hpp"
 #include "berth/gateway/gateway.hpp"
 #include "berth/llm/provider.hpp"
+#include "berth/mcp/client.hpp"
 #include "berth/pool/container_pool.hpp"
 #include "berth/redis/client.hpp"
 #include "berth/redis/url.hpp"
@@ -50,6 +53,26 @@ std::string first_existing_dir(std::initializer_list<std::string> candidates) {
   for (const auto& c : candidates)
     if (!c.empty() && std::filesystem::is_directory(c, ec)) return c;
   return {};
+}
+
+// MCP_CONFIG_FILE: the enabled extra MCP servers. A missing or invalid file stops start-up with
+// the file and the JSON path of the mistake; header values (credentials) are never printed.
+std::vector<mcp::server_config> load_mcp_config(const std::string& path) {
+  if (path.empty()) return {};
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("MCP_CONFIG_FILE=" + path + ": cannot read the file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto parsed = mcp::parse_mcp_config(ss.str());
+  if (!parsed) throw std::runtime_error("MCP_CONFIG_FILE=" + path + ": " + parsed.error().message);
+  std::vector<mcp::server_config> enabled;
+  for (auto& s : parsed->servers) {
+    core::logger("app")->info("mcp server '{}' ({}){}", s.name,
+                              s.transport == mcp::transport_kind::http ? "http" : "stdio-docker",
+                              s.enabled ? "" : ": disabled");
+    if (s.enabled) enabled.push_back(std::move(s));
+  }
+  return enabled;
 }
 
 std::string executable_dir() {
@@ -151,13 +174,14 @@ struct app::impl {
     lopts.lease_ttl = std::max(std::chrono::milliseconds(90000), cfg.tool_timeout * 3);
     lopts.refresh_interval = lopts.lease_ttl / 3;
     limiter = std::make_unique<session::user_limiter>(redis, lopts, metrics);
-    gw = std::make_unique<gateway::gateway>(gateway::gateway_deps{
-        cfg, metrics, *docker, *pool, *sessions, *history, *limiter,
-        [this, ex](std::optional<std::string> key) {
-          llm::provider_options popts;
-          popts.http.extra_ca_file = cfg.llm_ca_file;
-          return llm::make_provider(cfg, ex, metrics, std::move(key), popts);
-        }});
+    gateway::gateway_deps gdeps{cfg, metrics, *docker, *pool, *sessions, *history, *limiter,
+                                [this, ex](std::optional<std::string> key) {
+                                  llm::provider_options popts;
+                                  popts.http.extra_ca_file = cfg.llm_ca_file;
+                                  return llm::make_provider(cfg, ex, metrics, std::move(key), popts);
+                                }};
+    gdeps.extra_mcp_servers = load_mcp_config(cfg.mcp_config_path);
+    gw = std::make_unique<gateway::gateway>(std::move(gdeps));
     gw->attach(io.of("/"));
     heartbeat = session::replica_heartbeat::create(redis, sopts.keys, cfg.replica_id, std::chrono::milliseconds(10000),
                                                    metrics);

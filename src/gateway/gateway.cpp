@@ -3,17 +3,15 @@
 #include <deque>
 #include <utility>
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "berth/agent/turn_fsm.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/core/random.hpp"
 #include "berth/gateway/jwt.hpp"
-#include "berth/gateway/mcp_session.hpp"
+#include "berth/gateway/mcp_router.hpp"
 
 namespace berth::gateway {
 
@@ -71,7 +69,7 @@ struct user_session : std::enable_shared_from_this<user_session> {
   std::optional<std::string> api_key;
   std::string resume_token;
   pool::container_lease lease;
-  std::shared_ptr<mcp_session> mcp;
+  std::shared_ptr<mcp_router> mcp;  // every MCP server of this session (sandbox first)
   std::unique_ptr<llm::llm_provider> provider;
   std::optional<agent::turn_fsm> fsm;
   bool ready = false;
@@ -364,28 +362,19 @@ struct user_session : std::enable_shared_from_this<user_session> {
                                     {"limits", {{"maxConcurrentRequests", cfg.max_requests_per_user}}},
                                     {"history", std::move(history)}});
 
-    // The MCP server inside the container.
-    self->mcp = std::make_shared<mcp_session>(self->strand(), gw.deps_.docker, self->lease.id(), gw.deps_.sandbox_command,
-                                              gw.deps_.metrics);
-    // A busy daemon sometimes drops a fresh exec stream ("broken pipe"): try a few times before
-    // the session goes on without tools.
-    std::vector<mcp::tool_descriptor> tools;
-    asio::steady_timer backoff(self->strand());
-    for (int attempt = 1; attempt <= 3 && !self->closed; ++attempt) {
-      auto opened = co_await self->mcp->open(std::chrono::milliseconds(15000));
-      if (opened) {
-        tools = std::move(*opened);
-        break;
-      }
-      if (attempt == 3) {
-        log->warn("sid={} cid={} sandbox MCP unavailable after 3 attempts: {}", self->sid, self->lease.id().substr(0, 12),
-                  opened.error().message);
-        self->emit_error(opened.error());
-        break;
-      }
-      log->debug("sid={} sandbox MCP attempt {} failed: {}", self->sid, attempt, opened.error().message);
-      backoff.expires_after(std::chrono::milliseconds(250 * attempt));
-      co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
+    // The MCP server inside the container, and the extra servers of mcp-config.json.
+    llm::http_client_options mcp_http;
+    mcp_http.connect_timeout = std::chrono::milliseconds(5000);
+    mcp_http.total_timeout = std::max(cfg.tool_timeout, std::chrono::milliseconds(15000));
+    mcp_http.extra_ca_file = cfg.llm_ca_file;
+    self->mcp = std::make_shared<mcp_router>(self->strand(), gw.deps_.docker, self->lease.id(), gw.deps_.sandbox_command,
+                                             gw.deps_.extra_mcp_servers, mcp_http, gw.deps_.metrics, "sid=" + self->sid);
+    auto opened = co_await self->mcp->open(std::chrono::milliseconds(15000));
+    std::vector<mcp::tool_descriptor> tools = std::move(opened.tools);
+    if (opened.sandbox_error) {
+      log->warn("sid={} cid={} sandbox MCP unavailable: {}", self->sid, self->lease.id().substr(0, 12),
+                opened.sandbox_error->message);
+      self->emit_error(*opened.sandbox_error);
     }
     if (self->closed) co_return;
 

@@ -56,6 +56,7 @@ asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> mcp_session::op
   restarts_.inc();
   docker::exec_spec spec;
   spec.cmd = command_;
+  spec.env = env_;
   spec.attach_stdin = true;
   auto exec_id = co_await docker_.exec_create(container_id_, spec);
   if (!exec_id) co_return sandbox_error("cannot start the sandbox MCP server: " + exec_id.error().message);

@@ -237,6 +237,30 @@ std::optional<intent> parse_read(std::string_view s, const std::string& l) {
   return std::nullopt;
 }
 
+// "call <tool> with {json}" / "use <tool> {json}": an explicit call of any offered tool by its
+// exact name (e.g. one of an extra MCP server's tools, which the phrases above do not know).
+std::optional<intent> parse_explicit_call(std::string_view s, const std::string& l, const llm_request& req) {
+  std::size_t verb = 0;
+  for (std::string_view v : {"call", "use"})
+    if (starts_with_word(l, v)) verb = v.size();
+  if (verb == 0) return std::nullopt;
+  std::string_view rest = trim(s.substr(verb));
+  for (std::string_view w : {"the tool ", "tool "})
+    if (lower(rest.substr(0, w.size())) == w) rest = trim(rest.substr(w.size()));
+  const auto end = rest.find_first_of(" \t{");
+  const std::string name(rest.substr(0, end));
+  const bool offered = std::any_of(req.tools.begin(), req.tools.end(), [&](const tool_spec& t) { return t.name == name; });
+  if (!offered) return std::nullopt;
+  rest = trim(end == std::string_view::npos ? std::string_view{} : rest.substr(end));
+  if (lower(rest.substr(0, 5)) == "with ") rest = trim(rest.substr(5));
+  json args = json::object();
+  if (!rest.empty()) {
+    args = json::parse(rest, nullptr, false);
+    if (args.is_discarded() || !args.is_object()) return std::nullopt;
+  }
+  return intent{name, std::move(args), "I'll call " + name + "."};
+}
+
 std::string help_text(std::string_view note = {}) {
   std::string out;
   if (!note.empty()) out += std::string(note) + "\n\n";
@@ -247,6 +271,7 @@ std::string help_text(std::string_view note = {}) {
       "- \"Read notes.txt\" or \"Show me /workspace/notes.txt\"\n"
       "- \"Write hello world to notes.txt\" or \"Create notes.txt with hello world\"\n"
       "- \"Run `ls -la`\" or \"run: python3 --version\"\n"
+      "- \"Call <tool> with {JSON arguments}\" for any other offered tool\n"
       "Every tool call waits for your approval.";
   return out;
 }
@@ -308,7 +333,8 @@ llm_reply local_complete(const llm_request& req) {
   } else if (!msgs.empty() && msgs.back().role == role::user) {
     std::string_view s = strip_polite(msgs.back().content);
     const std::string l = lower(s);
-    std::optional<intent> it = parse_run(s, l);
+    std::optional<intent> it = parse_explicit_call(s, l, req);
+    if (!it) it = parse_run(s, l);
     if (!it) it = parse_write(s, l);
     if (!it) it = parse_list(s, l);
     if (!it) it = parse_read(s, l);

@@ -35,6 +35,8 @@ std::optional<core::error> string_map(const json& j, const std::string& path, st
 core::result<server_config> parse_server(const std::string& name, const json& j) {
   const std::string path = "mcpServers." + name;
   if (!valid_server_name(name)) return bad(path, "server names are 1-32 characters of [A-Za-z0-9_-]");
+  // The built-in server's name: its tools keep their plain names, and calls are routed by server name.
+  if (name == "sandbox") return bad(path, "\"sandbox\" is reserved for the built-in sandbox server");
   if (!j.is_object()) return bad(path, std::string("expected an object, got ") + j.type_name());
   static const std::set<std::string> known{"transport", "command", "args", "env", "url", "headers", "enabled"};
   for (auto it = j.begin(); it != j.end(); ++it)

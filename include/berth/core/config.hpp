@@ -63,7 +63,7 @@ struct config {
   std::uint32_t history_ttl_seconds = 86400;
   std::uint32_t max_tool_rounds = 8;
   std::chrono::milliseconds tool_timeout{30000};
-  std::string mcp_config_path;
+  std::string mcp_config_path;  // MCP_CONFIG_FILE: mcp-config.json with extra MCP servers
   std::string llm_ca_file;  // extra CA bundle for LLM HTTPS (e.g. a corporate proxy)
   // process
   std::string log_level = "info";

@@ -20,6 +20,7 @@
 #include "berth/docker/client.hpp"
 #include "berth/gateway/history_mapping.hpp"
 #include "berth/llm/provider.hpp"
+#include "berth/mcp/client.hpp"
 #include "berth/pool/container_pool.hpp"
 #include "berth/session/history.hpp"
 #include "berth/session/limiter.hpp"
@@ -43,6 +44,8 @@ struct gateway_deps {
   session::user_limiter& limiter;
   provider_factory make_provider;
   std::vector<std::string> sandbox_command = {"/usr/local/bin/berth-sandbox", "mcp"};
+  // Enabled servers of mcp-config.json (MCP_CONFIG_FILE), opened for every session after the sandbox.
+  std::vector<mcp::server_config> extra_mcp_servers = {};
 };
 
 class gateway {

@@ -37,6 +37,8 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_tool(std::string name, nlohmann::json args,
                                                                         std::chrono::milliseconds timeout);
   void close();
+  // Environment of the exec (extra stdio-docker servers from mcp-config.json); before open().
+  void set_env(std::map<std::string, std::string> env) { env_ = std::move(env); }
   const std::vector<mcp::tool_descriptor>& tools() const noexcept { return tools_; }
   const std::string& container_id() const noexcept { return container_id_; }
 
@@ -55,6 +57,7 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   docker::client& docker_;
   std::string container_id_;
   std::vector<std::string> command_;
+  std::map<std::string, std::string> env_;
   std::unique_ptr<mcp::client_fsm> fsm_;
   std::shared_ptr<docker::exec_stream> stream_;
   boost::asio::steady_timer timer_;

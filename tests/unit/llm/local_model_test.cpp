@@ -161,3 +161,28 @@ TEST(LocalModel, Deterministic) {
 
 }  // namespace
 }  // namespace berth::llm
+
+namespace berth::llm {
+namespace {
+// Any offered tool (e.g. an extra MCP server's) by exact name with JSON arguments; names not
+// offered, or arguments that are not a JSON object, fall through to the other phrasings.
+TEST(LocalModel, ExplicitCallOfAnyOfferedTool) {
+  auto req = ask(R"(call remote__read_file with {"path": "a.txt"})");
+  req.tools.push_back({"remote__read_file", "Read remotely", json{{"type", "object"}}});
+  req.tools.push_back({"echo", "Echo", json{{"type", "object"}}});
+  auto out = local_complete(req);
+  ASSERT_EQ(out.tool_calls.size(), 1u);
+  EXPECT_EQ(out.tool_calls[0].name, "remote__read_file");
+  EXPECT_EQ(out.tool_calls[0].args, (json{{"path", "a.txt"}}));
+  req.messages.back() = chat_message::user("use the tool echo");
+  out = local_complete(req);
+  ASSERT_EQ(out.tool_calls.size(), 1u);
+  EXPECT_EQ(out.tool_calls[0].name, "echo");
+  EXPECT_EQ(out.tool_calls[0].args, json::object());
+  for (std::string q : {"call nothere {}", "call echo with [1]", "call echo with {broken"}) {
+    req.messages.back() = chat_message::user(q);
+    EXPECT_TRUE(local_complete(req).tool_calls.empty()) << q;
+  }
+}
+}  // namespace
+}  // namespace berth::llm

@@ -68,3 +68,15 @@ TEST(McpConfig, PreciseErrors) {
   EXPECT_NE(err(R"({"mcpServers":{"a":{"transport":"stdio-docker","command":"x","cmd":"y"}}})").find("mcpServers.a.cmd: unknown key"),
             std::string::npos);
 }
+
+TEST(McpConfig, SandboxIsReservedForTheBuiltInServer) {
+  EXPECT_NE(err(R"({"mcpServers":{"sandbox":{"transport":"http","url":"http://h"}}})")
+                .find("mcpServers.sandbox: \"sandbox\" is reserved"),
+            std::string::npos);
+}
+
+TEST(McpConfig, ErrorsNeverEchoHeaderValues) {
+  const std::string e = err(R"({"mcpServers":{"a":{"transport":"http","url":"http://h","headers":{"Authorization":"Bearer s3cr3t","X":[]}}}})");
+  EXPECT_NE(e.find("mcpServers.a.headers.X"), std::string::npos);
+  EXPECT_EQ(e.find("s3cr3t"), std::string::npos);
+}

@@ -49,3 +49,25 @@ TEST(ToolNamespace, RemovingAServerFreesItsNames) {
   ASSERT_NE(ns.find("t"), nullptr);
   EXPECT_EQ(ns.find("t")->server, "two");
 }
+
+// What the gateway's router does with a call: exposed name -> (server, server's own tool name).
+TEST(ToolNamespace, RoutesEveryExposedNameToItsServerAndOwnName) {
+  tool_namespace ns;
+  ns.add_server("sandbox", {tool("read_file"), tool("run_command")});
+  ns.add_server("docs", {tool("search"), tool("read_file")});
+  ns.add_server("web", {tool("search"), tool("fetch.page")});
+  struct want {
+    const char* exposed;
+    const char* server;
+    const char* own;
+  };
+  for (const auto& w : {want{"read_file", "sandbox", "read_file"}, want{"run_command", "sandbox", "run_command"},
+                        want{"search", "docs", "search"}, want{"docs__read_file", "docs", "read_file"},
+                        want{"web__search", "web", "search"}, want{"web__fetch_page", "web", "fetch.page"}}) {
+    const auto* e = ns.find(w.exposed);
+    ASSERT_NE(e, nullptr) << w.exposed;
+    EXPECT_EQ(e->server, w.server) << w.exposed;
+    EXPECT_EQ(e->tool.name, w.own) << w.exposed;
+  }
+  EXPECT_EQ(ns.entries().size(), 6u);
+}

@@ -1,0 +1,64 @@
+#pragma once
+// Every MCP server of one user session behind one tool list: the built-in sandbox server
+// ("sandbox": the berth-sandbox exec), extra stdio-docker servers from mcp-config.json (other
+// commands exec'd in the same container, same hijacked-stream client) and remote streamable-HTTP
+// servers. Tools are merged by mcp::tool_namespace (the sandbox first, then the config's servers
+// in name order; a clashing name becomes "<server>__<tool>") and each call is routed to the
+// server that owns the exposed name, under the server's own tool name. An extra server that
+// cannot be opened is logged and counted, and the session goes on with the others.
+// Lifetime: shared_ptr owned by the user's session. Thread-safety: all calls on its strand.
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include "berth/core/errors.hpp"
+#include "berth/core/metrics.hpp"
+#include "berth/docker/client.hpp"
+#include "berth/gateway/mcp_http_session.hpp"
+#include "berth/gateway/mcp_session.hpp"
+#include "berth/llm/http_client.hpp"
+#include "berth/mcp/client.hpp"
+
+namespace berth::gateway {
+
+inline constexpr const char* sandbox_server_name = "sandbox";
+
+class mcp_router : public std::enable_shared_from_this<mcp_router> {
+ public:
+  struct opened {
+    std::vector<mcp::tool_descriptor> tools;  // exposed names
+    std::optional<core::error> sandbox_error;  // the sandbox server could not be opened
+  };
+
+  mcp_router(boost::asio::any_io_executor ex, docker::client& docker, std::string container_id,
+             std::vector<std::string> sandbox_command, std::vector<mcp::server_config> extra,
+             llm::http_client_options http, core::metrics& metrics, std::string log_tag);
+
+  boost::asio::awaitable<opened> open(std::chrono::milliseconds timeout);
+  // Routes by exposed name; TOOL_FAILED for a name no server exposes.
+  boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_tool(std::string exposed_name,
+                                                                        nlohmann::json args,
+                                                                        std::chrono::milliseconds timeout);
+  void close();
+  const mcp::tool_namespace& tools() const noexcept { return names_; }
+
+ private:
+  struct server {
+    std::string name;
+    std::shared_ptr<mcp_session> stdio;
+    std::shared_ptr<mcp_http_session> http;
+  };
+  boost::asio::any_io_executor ex_;
+  std::vector<server> servers_;
+  mcp::tool_namespace names_;
+  core::counter& unavailable_;
+  std::string log_tag_;
+};
+
+}  // namespace berth::gateway

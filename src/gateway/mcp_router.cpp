@@ -1,0 +1,107 @@
+#include "berth/gateway/mcp_router.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "berth/core/logging.hpp"
+
+namespace berth::gateway {
+
+namespace asio = boost::asio;
+using json = nlohmann::json;
+
+mcp_router::mcp_router(asio::any_io_executor ex, docker::client& docker, std::string container_id,
+                       std::vector<std::string> sandbox_command, std::vector<mcp::server_config> extra,
+                       llm::http_client_options http, core::metrics& metrics, std::string log_tag)
+    : ex_(std::move(ex)),
+      unavailable_(metrics.get_counter("berth_mcp_servers_unavailable_total",
+                                       "Extra MCP servers (mcp-config.json) that could not be opened for a session")),
+      log_tag_(std::move(log_tag)) {
+  servers_.push_back(server{sandbox_server_name,
+                            std::make_shared<mcp_session>(ex_, docker, container_id, std::move(sandbox_command), metrics),
+                            nullptr});
+  for (auto& s : extra) {
+    if (!s.enabled) continue;
+    server slot{s.name, nullptr, nullptr};
+    if (s.transport == mcp::transport_kind::stdio_docker) {
+      slot.stdio = std::make_shared<mcp_session>(ex_, docker, container_id, s.command, metrics);
+      slot.stdio->set_env(s.env);
+    } else {
+      slot.http = std::make_shared<mcp_http_session>(ex_, std::move(s), http, metrics);
+    }
+    servers_.push_back(std::move(slot));
+  }
+}
+
+namespace {
+// A busy daemon sometimes drops a fresh exec stream ("broken pipe"): a server in the container
+// gets three attempts before the session goes on without it.
+asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> open_exec(std::shared_ptr<mcp_session> session,
+                                                                          std::chrono::milliseconds timeout) {
+  asio::steady_timer backoff(co_await asio::this_coro::executor);
+  for (int attempt = 1;; ++attempt) {
+    auto tools = co_await session->open(timeout);
+    if (tools || attempt == 3) co_return tools;
+    backoff.expires_after(std::chrono::milliseconds(250 * attempt));
+    co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+}  // namespace
+
+asio::awaitable<mcp_router::opened> mcp_router::open(std::chrono::milliseconds timeout) {
+  auto self = shared_from_this();
+  opened out;
+  for (auto& s : servers_) {
+    core::result<std::vector<mcp::tool_descriptor>> tools =
+        core::make_error(core::errc::internal, "no transport");
+    if (s.stdio)
+      tools = co_await open_exec(s.stdio, timeout);
+    else if (s.http)
+      tools = co_await s.http->open(timeout);
+    if (!tools) {
+      if (s.name == sandbox_server_name) {
+        out.sandbox_error = tools.error();
+      } else {
+        unavailable_.inc();
+        core::logger("mcp")->warn("{} mcp server '{}' unavailable, continuing without it: {}", log_tag_, s.name,
+                                  tools.error().message);
+      }
+      continue;
+    }
+    names_.add_server(s.name, *tools);
+  }
+  for (const auto& e : names_.entries()) {
+    auto t = e.tool;
+    t.name = e.exposed_name;
+    out.tools.push_back(std::move(t));
+  }
+  co_return out;
+}
+
+asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_router::call_tool(std::string exposed_name, json args,
+                                                                           std::chrono::milliseconds timeout) {
+  auto self = shared_from_this();
+  const auto* entry = names_.find(exposed_name);
+  if (!entry)
+    co_return core::make_error(core::errc::tool_failed, "no MCP server offers a tool named '" +
+                                                            core::log_prefix(exposed_name, 64) + "'");
+  const std::string server_name = entry->server;
+  const std::string tool_name = entry->tool.name;
+  for (auto& s : servers_) {
+    if (s.name != server_name) continue;
+    if (s.stdio) co_return co_await s.stdio->call_tool(tool_name, std::move(args), timeout);
+    if (s.http) co_return co_await s.http->call_tool(tool_name, std::move(args), timeout);
+  }
+  co_return core::make_error(core::errc::internal, "MCP server '" + server_name + "' is gone");
+}
+
+void mcp_router::close() {
+  for (auto& s : servers_) {
+    if (s.stdio) s.stdio->close();
+    if (s.http) s.http->close();
+  }
+}
+
+}  // namespace berth::gateway
