@@ -1,8 +1,8 @@
 // bench/session/ready_latency.mjs: connect -> `system:ready` latency with a warm pool.
 // A real berth (BERTH_BUILD_DIR, default build/release) with a real redis-server and the real
 // dockerd; USERS socket.io-client users (websocket) connect at RATE per second and each waits for
-// system:ready (new session: lease a warm container, write the session to Redis, open the MCP
-// stdio exec, initialize + tools/list). All users stay connected until the last one is ready,
+// system:ready (new session: lease a warm container, write the session to Redis; the sandbox's MCP
+// exec is opened right after system:ready, so it loads the machine but is not in the figure). All users stay connected until the last one is ready,
 // so USERS containers are leased at once. Afterwards every session is ended (session:end destroys
 // its container), berth is stopped and every container of the run is removed; the count left is
 // printed (0 expected). Every loop is bounded in count and time.
