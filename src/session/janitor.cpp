@@ -14,13 +14,7 @@ namespace berth::session {
 namespace asio = boost::asio;
 using asio::awaitable;
 using detail::argv;
-
-namespace {
-std::shared_ptr<spdlog::logger> log() {
-  static auto l = core::logger("session");
-  return l;
-}
-}  // namespace
+using detail::log;
 
 // ---- replica_heartbeat ------------------------------------------------------------------------
 

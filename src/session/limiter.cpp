@@ -17,6 +17,7 @@ namespace berth::session {
 namespace asio = boost::asio;
 using asio::awaitable;
 using detail::argv;
+using detail::log;
 
 namespace detail {
 // Shared by a permit and its refresh loop; everything mutable is touched on `strand` only.
@@ -47,12 +48,6 @@ struct lease_state {
 }  // namespace detail
 
 namespace {
-
-std::shared_ptr<spdlog::logger> log() {
-  static auto l = core::logger("session");
-  return l;
-}
-
 awaitable<void> refresh_loop(std::shared_ptr<detail::lease_state> s) {
   while (!s->released) {
     s->timer.expires_after(s->interval);

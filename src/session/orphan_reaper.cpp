@@ -16,13 +16,9 @@ namespace berth::session {
 namespace asio = boost::asio;
 using asio::awaitable;
 using detail::argv;
+using detail::log;
 
 namespace {
-std::shared_ptr<spdlog::logger> log() {
-  static auto l = core::logger("session");
-  return l;
-}
-
 std::string kept_summary(const std::map<orphan_verdict, std::size_t>& kept) {
   std::string s;
   for (const auto& [v, n] : kept) {

@@ -13,13 +13,7 @@ namespace berth::session {
 namespace asio = boost::asio;
 using asio::awaitable;
 using detail::argv;
-
-namespace {
-std::shared_ptr<spdlog::logger> log() {
-  static auto l = core::logger("session");
-  return l;
-}
-}  // namespace
+using detail::log;
 
 std::int64_t system_now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())

@@ -1,8 +1,11 @@
 #pragma once
 // Private helpers for the session module's coroutines.
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "berth/core/logging.hpp"
 
 namespace berth::session::detail {
 
@@ -14,6 +17,12 @@ std::vector<std::string> argv(A&&... a) {
   v.reserve(sizeof...(a));
   (v.emplace_back(std::forward<A>(a)), ...);
   return v;
+}
+
+// The module's logger, looked up once.
+inline std::shared_ptr<spdlog::logger> log() {
+  static auto l = core::logger("session");
+  return l;
 }
 
 }  // namespace berth::session::detail
