@@ -5,6 +5,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "berth/agent/turn_fsm.hpp"
@@ -52,6 +53,32 @@ std::vector<llm::tool_spec> to_tool_specs(const std::vector<mcp::tool_descriptor
   std::vector<llm::tool_spec> specs;
   for (const auto& t : tools) specs.push_back({t.name, t.description, t.input_schema});
   return specs;
+}
+
+constexpr std::chrono::milliseconds mcp_open_timeout{15000};
+
+// The sandbox's MCP exec, opened by the pool while its container was idle (the exec is the slow
+// part of a session start: it costs dockerd ~0.1 s of CPU, too much to pay while users wait).
+struct prepared_sandbox_mcp final : pool::prepared_resource {
+  explicit prepared_sandbox_mcp(std::shared_ptr<mcp_session> s) : session(std::move(s)) {}
+  void close() override { session->close(); }
+  std::shared_ptr<mcp_session> session;
+};
+
+// The pool's prepare hook. The session gets its own strand: it changes hands to a socket later.
+asio::awaitable<std::shared_ptr<pool::prepared_resource>> prepare_sandbox_mcp(docker::client& docker,
+                                                                              std::string container_id,
+                                                                              std::vector<std::string> command,
+                                                                              core::metrics& metrics) {
+  auto session = std::make_shared<mcp_session>(asio::make_strand(docker.get_executor()), docker, container_id,
+                                               std::move(command), metrics);
+  auto tools = co_await session->open(mcp_open_timeout);
+  if (!tools) {
+    core::logger("gateway")->warn("cid={} sandbox MCP server not prepared (it opens when the session starts): {}",
+                                  container_id.substr(0, 12), tools.error().message);
+    co_return nullptr;
+  }
+  co_return std::make_shared<prepared_sandbox_mcp>(std::move(session));
 }
 
 }  // namespace
@@ -351,8 +378,9 @@ struct user_session : std::enable_shared_from_this<user_session> {
       history.push_back(std::move(j));
     }
     // Ready as soon as the container and the session are the user's. The sandbox's MCP server
-    // (a docker exec: the slow part) starts next, while the user types; input that arrives
-    // meanwhile waits in before_ready and is handled once the tools are known.
+    // (a docker exec: the slow part) is usually open already (the pool prepared it); otherwise it
+    // starts next, while the user types: input that arrives meanwhile waits in before_ready and is
+    // handled once the tools are known.
     self->emit("system:ready", json{{"sessionId", self->sid},
                                     {"containerId", self->lease.id()},
                                     {"provider", std::string(self->provider->name())},
@@ -367,9 +395,12 @@ struct user_session : std::enable_shared_from_this<user_session> {
     mcp_http.connect_timeout = std::chrono::milliseconds(5000);
     mcp_http.total_timeout = std::max(cfg.tool_timeout, std::chrono::milliseconds(15000));
     mcp_http.extra_ca_file = cfg.llm_ca_file;
+    std::shared_ptr<mcp_session> prepared;
+    if (auto p = std::dynamic_pointer_cast<prepared_sandbox_mcp>(self->lease.take_prepared())) prepared = p->session;
     self->mcp = std::make_shared<mcp_router>(self->strand(), gw.deps_.docker, self->lease.id(), gw.deps_.sandbox_command,
-                                             gw.deps_.extra_mcp_servers, mcp_http, gw.deps_.metrics, "sid=" + self->sid);
-    auto opened = co_await self->mcp->open(std::chrono::milliseconds(15000));
+                                             gw.deps_.extra_mcp_servers, mcp_http, gw.deps_.metrics, "sid=" + self->sid,
+                                             std::move(prepared));
+    auto opened = co_await self->mcp->open(mcp_open_timeout);
     std::vector<mcp::tool_descriptor> tools = std::move(opened.tools);
     if (opened.sandbox_error) {
       log->warn("sid={} cid={} sandbox MCP unavailable: {}", self->sid, self->lease.id().substr(0, 12),
@@ -417,7 +448,13 @@ gateway::gateway(gateway_deps deps)
       provision_failures_(deps_.metrics.get_counter("berth_gateway_provision_failures_total",
                                                      "Sessions that could not get a container or be stored")),
       containers_replaced_(deps_.metrics.get_counter("berth_gateway_containers_replaced_total",
-                                                      "Resumed sessions whose container had died")) {}
+                                                      "Resumed sessions whose container had died")) {
+  // Captures only what outlives the pool (the docker client, the metrics), not the gateway.
+  deps_.pool.set_prepare([&docker = deps_.docker, &metrics = deps_.metrics,
+                          command = deps_.sandbox_command](std::string container_id) {
+    return prepare_sandbox_mcp(docker, std::move(container_id), command, metrics);
+  });
+}
 
 gateway::~gateway() = default;
 

@@ -14,14 +14,15 @@ using json = nlohmann::json;
 
 mcp_router::mcp_router(asio::any_io_executor ex, docker::client& docker, std::string container_id,
                        std::vector<std::string> sandbox_command, std::vector<mcp::server_config> extra,
-                       llm::http_client_options http, core::metrics& metrics, std::string log_tag)
+                       llm::http_client_options http, core::metrics& metrics, std::string log_tag,
+                       std::shared_ptr<mcp_session> prepared_sandbox)
     : ex_(std::move(ex)),
       unavailable_(metrics.get_counter("berth_mcp_servers_unavailable_total",
                                        "Extra MCP servers (mcp-config.json) that could not be opened for a session")),
       log_tag_(std::move(log_tag)) {
-  servers_.push_back(server{sandbox_server_name,
-                            std::make_shared<mcp_session>(ex_, docker, container_id, std::move(sandbox_command), metrics),
-                            nullptr});
+  if (!prepared_sandbox || prepared_sandbox->container_id() != container_id)
+    prepared_sandbox = std::make_shared<mcp_session>(ex_, docker, container_id, std::move(sandbox_command), metrics);
+  servers_.push_back(server{sandbox_server_name, std::move(prepared_sandbox), nullptr});
   for (auto& s : extra) {
     if (!s.enabled) continue;
     server slot{s.name, nullptr, nullptr};
@@ -37,12 +38,13 @@ mcp_router::mcp_router(asio::any_io_executor ex, docker::client& docker, std::st
 
 namespace {
 // A busy daemon sometimes drops a fresh exec stream ("broken pipe"): a server in the container
-// gets three attempts before the session goes on without it.
+// gets three attempts before the session goes on without it. An exec that is already running
+// (prepared by the pool) is used as it is.
 asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> open_exec(std::shared_ptr<mcp_session> session,
                                                                           std::chrono::milliseconds timeout) {
   asio::steady_timer backoff(co_await asio::this_coro::executor);
   for (int attempt = 1;; ++attempt) {
-    auto tools = co_await session->open(timeout);
+    auto tools = co_await session->ensure_open(timeout);
     if (tools || attempt == 3) co_return tools;
     backoff.expires_after(std::chrono::milliseconds(250 * attempt));
     co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));

@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "berth/core/logging.hpp"
@@ -41,6 +42,10 @@ mcp_session::~mcp_session() {
 }
 
 void mcp_session::close() {
+  asio::dispatch(ex_, [self = shared_from_this()] { self->close_here(); });
+}
+
+void mcp_session::close_here() {
   ++generation_;
   if (stream_) stream_->close();
   stream_.reset();
@@ -49,9 +54,29 @@ void mcp_session::close() {
   timer_.cancel();
 }
 
-asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> mcp_session::open(std::chrono::milliseconds timeout) {
+asio::awaitable<mcp_session::tools_result> mcp_session::open(std::chrono::milliseconds timeout) {
+  co_return co_await asio::co_spawn(ex_, open_here(shared_from_this(), timeout, false), asio::use_awaitable);
+}
+
+asio::awaitable<mcp_session::tools_result> mcp_session::ensure_open(std::chrono::milliseconds timeout) {
+  co_return co_await asio::co_spawn(ex_, open_here(shared_from_this(), timeout, true), asio::use_awaitable);
+}
+
+asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_session::call_tool(std::string name, json args,
+                                                                            std::chrono::milliseconds timeout) {
+  co_return co_await asio::co_spawn(ex_, call_here(shared_from_this(), std::move(name), std::move(args), timeout),
+                                    asio::use_awaitable);
+}
+
+asio::awaitable<mcp_session::tools_result> mcp_session::open_here(std::shared_ptr<mcp_session> self,
+                                                                  std::chrono::milliseconds timeout, bool reuse_running) {
+  if (reuse_running && self->fsm_ && self->fsm_->state() == mcp::client_state::ready) co_return self->tools_;
+  co_return co_await self->start_exec(timeout);
+}
+
+asio::awaitable<mcp_session::tools_result> mcp_session::start_exec(std::chrono::milliseconds timeout) {
   auto self = shared_from_this();
-  close();
+  close_here();
   const auto generation = generation_;
   restarts_.inc();
   docker::exec_spec spec;
@@ -77,7 +102,7 @@ asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> mcp_session::op
     std::string why = "the sandbox MCP server did not initialize";
     if (init && std::holds_alternative<mcp::ev_request_failed>(*init))
       why += ": " + std::get<mcp::ev_request_failed>(*init).message;
-    close();
+    close_here();
     co_return sandbox_error(why);
   }
   auto list_id = fsm_->list_tools(mcp::clock::now() + timeout);
@@ -86,26 +111,26 @@ asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> mcp_session::op
   co_await flush();
   auto listed = co_await wait_for(*list_id);
   if (!listed || !std::holds_alternative<mcp::ev_tools_listed>(*listed)) {
-    close();
+    close_here();
     co_return sandbox_error("the sandbox MCP server did not list its tools");
   }
   tools_ = std::get<mcp::ev_tools_listed>(*listed).tools;
   co_return tools_;
 }
 
-asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_session::call_tool(std::string name, json args,
+asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_session::call_here(std::shared_ptr<mcp_session> self,
+                                                                            std::string name, json args,
                                                                             std::chrono::milliseconds timeout) {
-  auto self = shared_from_this();
-  if (!fsm_ || fsm_->state() != mcp::client_state::ready) {
+  if (!self->fsm_ || self->fsm_->state() != mcp::client_state::ready) {
     // The exec died (or never started): restart it once for this call.
-    auto reopened = co_await open(std::min(timeout, std::chrono::milliseconds(15000)));
+    auto reopened = co_await self->start_exec(std::min(timeout, std::chrono::milliseconds(15000)));
     if (!reopened) co_return reopened.error();
   }
-  auto id = fsm_->call_tool(name, args, mcp::clock::now() + timeout);
+  auto id = self->fsm_->call_tool(name, args, mcp::clock::now() + timeout);
   if (!id) co_return id.error();
-  timer_.cancel();  // re-arm for the new deadline
-  co_await flush();
-  auto ev = co_await wait_for(*id);
+  self->timer_.cancel();  // re-arm for the new deadline
+  co_await self->flush();
+  auto ev = co_await self->wait_for(*id);
   if (!ev) co_return sandbox_error("the sandbox MCP session closed");
   if (auto* r = std::get_if<mcp::ev_tool_result>(&*ev)) co_return std::move(r->outcome);
   if (auto* f = std::get_if<mcp::ev_request_failed>(&*ev)) {

@@ -31,6 +31,7 @@ constexpr std::size_t latency_window = 1024;
 nlohmann::json to_json(const pool_stats& s) {
   auto round2 = [](double v) { return std::round(v * 100.0) / 100.0; };
   return nlohmann::json{{"idle", s.idle},
+                        {"prepared", s.prepared},
                         {"active", s.active},
                         {"total", s.total},
                         {"maxPoolSize", s.max_pool_size},
@@ -66,6 +67,7 @@ struct waiter_slot {
   asio::steady_timer wake;
   std::optional<core::result<std::string>> outcome;
   ms retry_after{0};
+  std::shared_ptr<prepared_resource> prepared;  // handed over with a granted container
   std::function<void(std::size_t)> on_queued;
 };
 
@@ -99,7 +101,10 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
         destroyed(m.get_counter("berth_pool_destroyed_total", "Containers removed by the pool", label())),
         destroy_failures(m.get_counter("berth_pool_destroy_failures_total", "Container removals that failed", label())),
         leftovers(m.get_counter("berth_pool_leftovers_removed_total", "Containers of a previous run removed at start-up", label())),
-        event_errors(m.get_counter("berth_pool_event_stream_errors_total", "Docker events stream failures", label())) {
+        event_errors(m.get_counter("berth_pool_event_stream_errors_total", "Docker events stream failures", label())),
+        prepare_failures(m.get_counter("berth_pool_prepare_failures_total",
+                                       "Containers that went idle without their prepared resource (the hook failed)",
+                                       label())) {
     spec = docker::hardened_spec(cfg, opts.name);
     spec.cmd = opts.cmd;
     for (const auto& [k, v] : opts.extra_labels) spec.labels[k] = v;
@@ -113,6 +118,16 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
 
   void apply(const actions& as);
   void update_snapshot();
+  std::shared_ptr<prepared_resource> take_prepared(const std::string& id) {
+    auto it = prepared.find(id);
+    if (it == prepared.end()) return nullptr;
+    auto p = std::move(it->second);
+    prepared.erase(it);
+    return p;
+  }
+  void close_prepared(const std::string& id) {
+    if (auto p = take_prepared(id)) p->close();
+  }
 
   asio::strand<asio::any_io_executor> strand;
   docker::client& docker;
@@ -122,6 +137,8 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
   docker::container_spec spec;
   std::map<std::string, std::string> labels;
   std::unordered_map<waiter_id, std::shared_ptr<waiter_slot>> waiters;
+  prepare_hook prepare;
+  std::unordered_map<std::string, std::shared_ptr<prepared_resource>> prepared;  // idle containers only
   waiter_id next_waiter = 1;
   asio::steady_timer tick_timer, warm_timer, drain_timer, check_timer, retry_timer;
   std::size_t pending_ops = 0;
@@ -145,7 +162,23 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
   core::counter& destroy_failures;
   core::counter& leftovers;
   core::counter& event_errors;
+  core::counter& prepare_failures;
 };
+
+// The prepare hook for a container about to go idle. Skipped when a caller is already waiting
+// (it would wait for the hook too) or the pool is off or stopping. Never throws.
+asio::awaitable<std::shared_ptr<prepared_resource>> prepare_for_idle(std::shared_ptr<pool_state> self, std::string id) {
+  if (!self->prepare || !self->fsm.limits().pooling || self->fsm.stats().waiting > 0 || self->stopped) co_return nullptr;
+  auto hook = self->prepare;  // set_prepare() may replace it meanwhile
+  std::shared_ptr<prepared_resource> out;
+  try {
+    out = co_await hook(id);
+  } catch (const std::exception& e) {
+    self->log->warn("[ContainerPool] Preparing cid={} threw: {}", id.substr(0, 12), e.what());
+  }
+  if (!out) self->prepare_failures.inc();
+  co_return out;
+}
 
 asio::awaitable<void> create_task(std::shared_ptr<pool_state> self, create_id cid) {
   docker::container_spec spec = self->spec;
@@ -162,6 +195,7 @@ asio::awaitable<void> create_task(std::shared_ptr<pool_state> self, create_id ci
   }
   if (out) {
     self->creates.inc();
+    if (auto prepared = co_await prepare_for_idle(self, *out)) self->prepared[*out] = std::move(prepared);
   } else {
     self->create_failures.inc();
     self->last_create_error = out.error().message;
@@ -201,6 +235,7 @@ void pool_state::apply(const actions& as) {
           dead_replaced.inc();
           log->warn("[ContainerPool] Idle container cid={} died; replacing it", a.container.substr(0, 12));
         }
+        close_prepared(a.container);
         ++pending_ops;
         asio::co_spawn(strand, destroy_task(self, a.container, a.reason), asio::detached);
         break;
@@ -210,6 +245,7 @@ void pool_state::apply(const actions& as) {
           apply(fsm.release(clock_type::now(), a.container));  // nobody to hand it to
         } else {
           it->second->outcome = core::result<std::string>(a.container);
+          it->second->prepared = take_prepared(a.container);
           it->second->wake.cancel();
         }
         break;
@@ -259,6 +295,8 @@ void pool_state::update_snapshot() {
   snapshot.reaped = s.reaped;
   snapshot.dead_replaced = s.dead_replaced;
   snapshot.exhausted = s.exhausted;
+  snapshot.prepared = prepared.size();
+  snapshot.prepare_failures = prepare_failures.value();
 }
 
 asio::awaitable<void> ticker(std::shared_ptr<pool_state> self) {
@@ -437,7 +475,7 @@ asio::awaitable<core::result<container_lease>> acquire_impl(std::shared_ptr<pool
     }
     self->latency_next = (self->latency_next + 1) % latency_window;
     // The lease exists from here on: a caller that went away meanwhile still releases it.
-    co_return container_lease(self, std::move(*out));
+    co_return container_lease(self, std::move(*out), std::move(w->prepared));
   }
   if (out.error().code == core::errc::pool_exhausted) {
     co_return core::make_error(core::errc::pool_exhausted,
@@ -481,7 +519,8 @@ asio::awaitable<void> forget_task(std::shared_ptr<pool_state> self, std::string 
 
 // ---- container_lease ------------------------------------------------------------------------
 
-container_lease::container_lease(container_lease&& o) noexcept : pool_(std::move(o.pool_)), id_(std::move(o.id_)) {
+container_lease::container_lease(container_lease&& o) noexcept
+    : pool_(std::move(o.pool_)), id_(std::move(o.id_)), prepared_(std::move(o.prepared_)) {
   o.id_.clear();
 }
 
@@ -490,6 +529,7 @@ container_lease& container_lease::operator=(container_lease&& o) noexcept {
     release();
     pool_ = std::move(o.pool_);
     id_ = std::move(o.id_);
+    prepared_ = std::move(o.prepared_);
     o.id_.clear();
   }
   return *this;
@@ -497,7 +537,12 @@ container_lease& container_lease::operator=(container_lease&& o) noexcept {
 
 container_lease::~container_lease() { release(); }
 
+void container_lease::close_prepared() noexcept {
+  if (auto p = std::move(prepared_)) p->close();
+}
+
 void container_lease::release() {
+  close_prepared();
   if (id_.empty()) return;
   std::string id = std::move(id_);
   id_.clear();
@@ -524,6 +569,8 @@ container_pool::container_pool(asio::any_io_executor ex, docker::client& docker,
   gauge("berth_pool_active", "Leased containers", &pool_stats::active);
   gauge("berth_pool_creating", "Containers being created", &pool_stats::creating);
   gauge("berth_pool_waiting", "Callers waiting for a container", &pool_stats::waiting);
+  gauge("berth_pool_prepared", "Idle containers whose prepared resource (the sandbox MCP exec) is open",
+        &pool_stats::prepared);
 }
 
 container_pool::~container_pool() {
@@ -537,7 +584,13 @@ container_pool::~container_pool() {
     s->check_timer.cancel();
     s->retry_timer.cancel();
     s->warm_timer.cancel();
+    for (auto& [_, p] : s->prepared) p->close();
+    s->prepared.clear();
   });
+}
+
+void container_pool::set_prepare(prepare_hook hook) {
+  asio::post(state_->strand, [s = state_, hook = std::move(hook)]() mutable { s->prepare = std::move(hook); });
 }
 
 asio::awaitable<core::result<void>> container_pool::start() {
@@ -576,6 +629,7 @@ pool_stats container_pool::stats() const {
 }
 
 std::string container_lease::detach() {
+  close_prepared();
   std::string id = std::move(id_);
   id_.clear();
   if (auto s = pool_.lock(); s && !id.empty()) asio::co_spawn(s->strand, detail::forget_task(s, id), asio::detached);

@@ -5,7 +5,8 @@
 // servers. Tools are merged by mcp::tool_namespace (the sandbox first, then the config's servers
 // in name order; a clashing name becomes "<server>__<tool>") and each call is routed to the
 // server that owns the exposed name, under the server's own tool name. An extra server that
-// cannot be opened is logged and counted, and the session goes on with the others.
+// cannot be opened is logged and counted, and the session goes on with the others. The sandbox
+// server may come already open (prepared_sandbox: opened by the pool while the container was idle).
 // Lifetime: shared_ptr owned by the user's session. Thread-safety: all calls on its strand.
 #include <chrono>
 #include <memory>
@@ -38,7 +39,8 @@ class mcp_router : public std::enable_shared_from_this<mcp_router> {
 
   mcp_router(boost::asio::any_io_executor ex, docker::client& docker, std::string container_id,
              std::vector<std::string> sandbox_command, std::vector<mcp::server_config> extra,
-             llm::http_client_options http, core::metrics& metrics, std::string log_tag);
+             llm::http_client_options http, core::metrics& metrics, std::string log_tag,
+             std::shared_ptr<mcp_session> prepared_sandbox = nullptr);
 
   boost::asio::awaitable<opened> open(std::chrono::milliseconds timeout);
   // Routes by exposed name; TOOL_FAILED for a name no server exposes.

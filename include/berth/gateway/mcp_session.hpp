@@ -2,7 +2,9 @@
 // One MCP stdio session inside a user's container: a long-lived `docker exec` of
 // `berth-sandbox mcp` whose stdin/stdout carry JSON-RPC, driven by the sans-I/O mcp::client_fsm.
 // The exec is restarted on the next call if it dies. Lifetime: shared_ptr, kept by the user's
-// session; close() ends the exec. Thread-safety: all methods on the executor given (a strand).
+// session; close() ends the exec. Thread-safety: the state lives on the executor given (a strand);
+// open(), ensure_open(), call_tool() and close() may be called from any executor (they hop), so a
+// session opened by the pool for an idle container can be handed to a user's socket.
 #include <chrono>
 #include <map>
 #include <memory>
@@ -33,16 +35,26 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   // Starts the exec, runs initialize + tools/list. SANDBOX_UNAVAILABLE when the container or the
   // sandbox server cannot be reached.
   boost::asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> open(std::chrono::milliseconds timeout);
+  // The tools of the running exec, or open() when there is none (never started, or it died).
+  boost::asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> ensure_open(std::chrono::milliseconds timeout);
   // tools/call with a deadline: TOOL_TIMEOUT (and the call is cancelled) or the outcome.
   boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_tool(std::string name, nlohmann::json args,
                                                                         std::chrono::milliseconds timeout);
   void close();
   // Environment of the exec (extra stdio-docker servers from mcp-config.json); before open().
   void set_env(std::map<std::string, std::string> env) { env_ = std::move(env); }
-  const std::vector<mcp::tool_descriptor>& tools() const noexcept { return tools_; }
   const std::string& container_id() const noexcept { return container_id_; }
 
  private:
+  using tools_result = core::result<std::vector<mcp::tool_descriptor>>;
+  // The bodies of the public calls, on ex_.
+  static boost::asio::awaitable<tools_result> open_here(std::shared_ptr<mcp_session> self, std::chrono::milliseconds timeout,
+                                                        bool reuse_running);
+  static boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_here(std::shared_ptr<mcp_session> self,
+                                                                               std::string name, nlohmann::json args,
+                                                                               std::chrono::milliseconds timeout);
+  void close_here();
+  boost::asio::awaitable<tools_result> start_exec(std::chrono::milliseconds timeout);
   struct waiter {
     std::shared_ptr<boost::asio::steady_timer> wake;
     std::optional<mcp::client_event> event;

@@ -8,6 +8,10 @@
 //   ACQUIRE_TIMEOUT_MS (on_queued gets the 1-based position), then POOL_EXHAUSTED + retryAfterMs.
 // - A container_lease destroys its container when released or destroyed (never reused).
 // - ENABLE_CONTAINER_POOL=false: no idle containers, every acquire creates one.
+// - set_prepare(): a hook run on every container that is about to go idle (the gateway opens the
+//   sandbox's MCP exec there), so the lease hands out a container whose server is already up.
+//   A container created for a caller that is already waiting is not prepared (the caller would
+//   wait longer); neither is one of a disabled pool.
 // Lifetime: create once in the app; call stop() before destroying. Leases may outlive the pool
 // (their release is then a no-op: the orphan reaper owns those containers).
 // Thread-safety: every public method may be called from any thread; the state lives on a strand.
@@ -48,11 +52,12 @@ struct pool_options {
 
 struct pool_stats {
   std::size_t idle = 0, active = 0, total = 0, max_pool_size = 0, min_pool_size = 0, creating = 0, waiting = 0;
+  std::size_t prepared = 0;  // idle containers holding a prepared resource (set_prepare)
   double acquire_p50_ms = 0, acquire_p95_ms = 0, acquire_p99_ms = 0;
-  std::uint64_t created = 0, create_failures = 0, reaped = 0, dead_replaced = 0, exhausted = 0;
+  std::uint64_t created = 0, create_failures = 0, reaped = 0, dead_replaced = 0, exhausted = 0, prepare_failures = 0;
   bool pooling = true;
 };
-// {"idle","active","total","maxPoolSize","minPoolSize","creating","waiting","acquireMs":{p50,p95,p99}}
+// {"idle","prepared","active","total","maxPoolSize","minPoolSize","creating","waiting","acquireMs":{p50,p95,p99}}
 nlohmann::json to_json(const pool_stats& s);
 
 // retryAfterMs carried by a POOL_EXHAUSTED error from acquire() (nullopt for other errors).
@@ -61,6 +66,17 @@ std::optional<std::chrono::milliseconds> retry_after_of(const core::error& e);
 namespace detail {
 struct pool_state;
 }
+
+// What set_prepare()'s hook made ready inside a container before it went idle. The pool closes it
+// when the container goes without being leased; a lease hands it over (take_prepared()).
+class prepared_resource {
+ public:
+  virtual ~prepared_resource() = default;
+  virtual void close() = 0;
+};
+// Runs on the pool's strand; nullptr means "nothing prepared" (the container is still pooled).
+using prepare_hook =
+    std::function<boost::asio::awaitable<std::shared_ptr<prepared_resource>>(std::string container_id)>;
 
 // A leased container. Movable RAII handle: release() or destruction destroys the container.
 class container_lease {
@@ -79,12 +95,19 @@ class container_lease {
   // Ends the lease without destroying the container (the session keeps it across a disconnect;
   // adopt() takes it back later). Returns the id.
   std::string detach();
+  // What the prepare hook made ready in this container, if anything; the caller owns it from here
+  // (a resource never taken is closed with the lease).
+  std::shared_ptr<prepared_resource> take_prepared() noexcept { return std::move(prepared_); }
 
-  container_lease(std::weak_ptr<detail::pool_state> pool, std::string id) : pool_(std::move(pool)), id_(std::move(id)) {}
+  container_lease(std::weak_ptr<detail::pool_state> pool, std::string id,
+                  std::shared_ptr<prepared_resource> prepared = nullptr)
+      : pool_(std::move(pool)), id_(std::move(id)), prepared_(std::move(prepared)) {}
 
  private:
+  void close_prepared() noexcept;
   std::weak_ptr<detail::pool_state> pool_;
   std::string id_;
+  std::shared_ptr<prepared_resource> prepared_;
 };
 
 class container_pool {
@@ -106,6 +129,9 @@ class container_pool {
       std::function<void(std::size_t position)> on_queued = {});
   // Takes over a still-running container of a resumed session (inspect: running and berth-managed).
   boost::asio::awaitable<core::result<container_lease>> adopt(std::string container_id);
+
+  // Installs the hook for containers that go idle from now on (call before start()).
+  void set_prepare(prepare_hook hook);
 
   pool_stats stats() const;
   const pool_options& options() const noexcept;

@@ -218,3 +218,42 @@ test("session:end destroys the container", async () => {
   const ids = execFileSync("docker", ["ps", "-aq", "--filter", `id=${r.containerId}`]).toString().trim();
   assert.equal(ids, "");
 });
+
+// Reads one series of /metrics (labels ignored: the first match).
+async function metric(name) {
+  const text = await (await fetch(`${berth.url}/metrics`)).text();
+  const m = text.match(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, "m"));
+  assert.ok(m, `${name} missing from /metrics`);
+  return Number(m[1]);
+}
+
+// Polls /stats/pool (bounded) until every idle container holds its prepared MCP exec.
+async function poolSettled() {
+  for (let i = 0; i < 600; i++) {
+    const s = await (await fetch(`${berth.url}/stats/pool`)).json();
+    if (s.creating === 0 && s.idle > 0 && s.prepared === s.idle) return s;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail("the pool did not settle with prepared idle containers within 60 s");
+}
+
+test("a warm container comes with its MCP server already open: the session starts no exec of its own", async () => {
+  await poolSettled();
+  // Every sandbox MCP exec is counted by berth_mcp_restarts_total; the pool opens one per new idle
+  // container (berth_pool_creates_total). A session that opened its own would add one more.
+  const execs0 = await metric("berth_mcp_restarts_total");
+  const creates0 = await metric("berth_pool_creates_total");
+  const s = connect();
+  try {
+    await ready(s);
+    const t = await turn(s, "List all files in /workspace");
+    assert.equal(t.outputs[0].isError, false, JSON.stringify(t.outputs[0]));
+    await poolSettled();  // the refill behind this lease is prepared too
+    const execs = (await metric("berth_mcp_restarts_total")) - execs0;
+    const creates = (await metric("berth_pool_creates_total")) - creates0;
+    assert.ok(creates >= 1, "the pool refilled behind the lease");
+    assert.equal(execs, creates, "one exec per new pool container, none for the session");
+  } finally {
+    s.disconnect();
+  }
+});

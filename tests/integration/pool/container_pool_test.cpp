@@ -1,5 +1,7 @@
 #include "berth/pool/container_pool.hpp"
 
+#include <algorithm>
+
 #include <boost/asio/detached.hpp>
 
 #include "docker_fixture.hpp"
@@ -277,6 +279,92 @@ TEST_F(ContainerPool, ExecInLeasedContainer) {
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->out, "5\n");
   EXPECT_EQ(r->exit_code, 0);
+}
+
+// ---- the prepare hook (the gateway opens the sandbox's MCP exec there) ------------------------
+
+struct prepare_log {
+  std::vector<std::string> prepared;  // containers the hook ran for
+  std::vector<std::string> closed;    // resources the pool or a lease closed
+  bool fail = false;                  // the hook prepares nothing
+};
+
+struct recorded_resource final : pool::prepared_resource {
+  recorded_resource(std::string id, std::shared_ptr<prepare_log> l) : container(std::move(id)), log(std::move(l)) {}
+  void close() override { log->closed.push_back(container); }
+  std::string container;
+  std::shared_ptr<prepare_log> log;
+};
+
+asio::awaitable<std::shared_ptr<pool::prepared_resource>> prepare_recorded(std::string id,
+                                                                           std::shared_ptr<prepare_log> log) {
+  log->prepared.push_back(id);
+  if (log->fail) co_return nullptr;
+  co_return std::make_shared<recorded_resource>(std::move(id), log);
+}
+
+pool::prepare_hook recording_hook(std::shared_ptr<prepare_log> log) {
+  return [log](std::string id) { return prepare_recorded(std::move(id), log); };
+}
+
+TEST_F(ContainerPool, PreparedResourceTravelsWithTheLease) {
+  auto log = std::make_shared<prepare_log>();
+  make_pool();
+  pool_->set_prepare(recording_hook(log));
+  ASSERT_TRUE(run(pool_->start()));
+  EXPECT_EQ(pool_->stats().prepared, 2u);
+  EXPECT_EQ(log->prepared.size(), 2u);
+  EXPECT_EQ(pool::to_json(pool_->stats())["prepared"], 2);
+
+  auto lease = run(pool_->acquire());
+  ASSERT_TRUE(lease) << lease.error().message;
+  auto taken = std::dynamic_pointer_cast<recorded_resource>(lease->take_prepared());
+  ASSERT_TRUE(taken) << "a warm container comes with what the hook prepared in it";
+  EXPECT_EQ(taken->container, lease->id());
+  EXPECT_FALSE(lease->take_prepared()) << "handed over once";
+  ASSERT_TRUE(run_until([&] { return pool_->stats().prepared == 2; }, 30s)) << "the refill is prepared too";
+  EXPECT_EQ(log->prepared.size(), 3u);
+
+  // A lease that ends without taking its resource closes it.
+  auto second = run(pool_->acquire());
+  ASSERT_TRUE(second);
+  const std::string second_id = second->id();
+  second->release();
+  EXPECT_EQ(log->closed, std::vector<std::string>{second_id});
+
+  // Stopping closes what the idle containers hold; the taken resource is the caller's.
+  ASSERT_TRUE(run_until([&] { return pool_->stats().prepared == 2; }, 30s));
+  run(pool_->stop());
+  EXPECT_EQ(log->closed.size(), 3u);
+  EXPECT_EQ(std::count(log->closed.begin(), log->closed.end(), taken->container), 0);
+  EXPECT_EQ(pool_->stats().prepared, 0u);
+}
+
+TEST_F(ContainerPool, FailedPrepareStillPoolsTheContainer) {
+  auto log = std::make_shared<prepare_log>();
+  log->fail = true;
+  make_pool();
+  pool_->set_prepare(recording_hook(log));
+  ASSERT_TRUE(run(pool_->start()));
+  EXPECT_EQ(pool_->stats().idle, 2u);
+  EXPECT_EQ(pool_->stats().prepared, 0u);
+  EXPECT_EQ(counter("berth_pool_prepare_failures_total{pool=\"itest\"}"), 2u);
+  auto lease = run(pool_->acquire());
+  ASSERT_TRUE(lease) << lease.error().message;
+  EXPECT_FALSE(lease->take_prepared());
+}
+
+TEST_F(ContainerPool, ContainerCreatedForAWaitingCallerIsNotPrepared) {
+  // No idle containers: the acquire waits for a create, which must not wait for the hook too.
+  cfg_.pool_min_size = 0;
+  auto log = std::make_shared<prepare_log>();
+  make_pool();
+  pool_->set_prepare(recording_hook(log));
+  ASSERT_TRUE(run(pool_->start()));
+  auto lease = run(pool_->acquire());
+  ASSERT_TRUE(lease) << lease.error().message;
+  EXPECT_FALSE(lease->take_prepared());
+  EXPECT_TRUE(log->prepared.empty());
 }
 
 }  // namespace
