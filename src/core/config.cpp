@@ -159,6 +159,7 @@ const std::vector<std::pair<std::string, setter>>& setters() {
        }},
       {"SANDBOX_IMAGE", text(&config::sandbox_image, false)},
       {"ENABLE_CONTAINER_POOL", boolean(&config::enable_container_pool)},
+      {"POOL_PREPARE_MCP", boolean(&config::pool_prepare_mcp)},
       {"POOL_MIN_SIZE", integer<std::size_t>(&config::pool_min_size, 0, 10000)},
       {"POOL_MAX_SIZE", integer<std::size_t>(&config::pool_max_size, 1, 10000)},
       {"POOL_IDLE_TIMEOUT_MS", millis(&config::pool_idle_timeout, 1000, 86'400'000)},

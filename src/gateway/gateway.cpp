@@ -450,6 +450,7 @@ gateway::gateway(gateway_deps deps)
       containers_replaced_(deps_.metrics.get_counter("berth_gateway_containers_replaced_total",
                                                       "Resumed sessions whose container had died")) {
   // Captures only what outlives the pool (the docker client, the metrics), not the gateway.
+  if (!deps_.cfg.pool_prepare_mcp) return;
   deps_.pool.set_prepare([&docker = deps_.docker, &metrics = deps_.metrics,
                           command = deps_.sandbox_command](std::string container_id) {
     return prepare_sandbox_mcp(docker, std::move(container_id), command, metrics);

@@ -32,6 +32,7 @@ struct config {
   // pool
   std::string sandbox_image = "berth-sandbox:latest";
   bool enable_container_pool = true;
+  bool pool_prepare_mcp = true;  // idle containers get their sandbox MCP exec opened in advance
   std::size_t pool_min_size = 10;
   std::size_t pool_max_size = 100;
   std::chrono::milliseconds pool_idle_timeout{900000};

@@ -16,6 +16,7 @@ TEST(config, defaults_match_the_architecture_table) {
   EXPECT_EQ(c->max_http_buffer_size, 1000000u);
   EXPECT_EQ(c->llm_provider, "local");
   EXPECT_EQ(c->orphan_reap_interval.count(), 60000);
+  EXPECT_TRUE(c->pool_prepare_mcp);
   EXPECT_FALSE(c->replica_id.empty());
 }
 
@@ -27,12 +28,13 @@ TEST(config, orphan_reap_interval) {
 
 TEST(config, reads_values) {
   auto c = parse_config({{"PORT", "4000"}, {"POOL_MIN_SIZE", "2"}, {"ENABLE_CONTAINER_POOL", "false"},
-                         {"CORS_ORIGINS", "http://a.example, http://b.example"}, {"CONTAINER_MEMORY", "256m"},
+                         {"POOL_PREPARE_MCP", "false"}, {"CORS_ORIGINS", "http://a.example, http://b.example"}, {"CONTAINER_MEMORY", "256m"},
                          {"LLM_PROVIDER", "anthropic"}, {"REPLICA_ID", "r1"}});
   ASSERT_TRUE(c);
   EXPECT_EQ(c->port, 4000);
   EXPECT_EQ(c->pool_min_size, 2u);
   EXPECT_FALSE(c->enable_container_pool);
+  EXPECT_FALSE(c->pool_prepare_mcp);
   ASSERT_EQ(c->cors_origins.size(), 2u);
   EXPECT_EQ(c->cors_origins[1], "http://b.example");
   EXPECT_EQ(c->container_memory_bytes, 256ull * 1024 * 1024);
