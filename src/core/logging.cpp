@@ -46,6 +46,17 @@ std::shared_ptr<spdlog::logger> logger(const std::string& module) {
   return l;
 }
 
+void log_task_failure::operator()(std::exception_ptr e) const {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    logger(module)->error("task failed: {}", ex.what());
+  } catch (...) {
+    logger(module)->error("task failed with a non-standard exception");
+  }
+}
+
 std::string log_prefix(std::string_view s, std::size_t n) {
   std::string out;
   for (char c : s.substr(0, n)) out += (static_cast<unsigned char>(c) < 0x20 || c == '"') ? '.' : c;

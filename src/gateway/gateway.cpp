@@ -40,14 +40,7 @@ json ack_error(const core::error& e) {
   return json::array({json{{"ok", false}, {"code", core::to_string(e.code)}, {"message", e.message}}});
 }
 
-void log_spawn_error(std::exception_ptr e) {
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    core::logger("gateway")->error("session task failed: {}", ex.what());
-  }
-}
+constexpr core::log_task_failure log_failure{"gateway"};
 
 std::vector<llm::tool_spec> to_tool_specs(const std::vector<mcp::tool_descriptor>& tools) {
   std::vector<llm::tool_spec> specs;
@@ -137,17 +130,17 @@ struct user_session : std::enable_shared_from_this<user_session> {
                 step_permit.reset();  // the approval's step is over
               emit(act.event, act.payload);
             } else if constexpr (std::is_same_v<T, agent::call_llm>) {
-              asio::co_spawn(strand(), run_llm(self, std::move(act)), log_spawn_error);
+              asio::co_spawn(strand(), run_llm(self, std::move(act)), log_failure);
             } else if constexpr (std::is_same_v<T, agent::run_tool>) {
-              asio::co_spawn(strand(), run_tool(self, std::move(act)), log_spawn_error);
+              asio::co_spawn(strand(), run_tool(self, std::move(act)), log_failure);
             } else if constexpr (std::is_same_v<T, agent::cancel_tool>) {
               // The MCP deadline cancels a running call; nothing else holds it.
             } else if constexpr (std::is_same_v<T, agent::append_history>) {
               for (auto& e : to_history_entries(act.message, now_ms())) history_queue.push_back(std::move(e));
-              if (!history_writing) asio::co_spawn(strand(), write_history(self), log_spawn_error);
+              if (!history_writing) asio::co_spawn(strand(), write_history(self), log_failure);
             } else if constexpr (std::is_same_v<T, agent::clear_history>) {
               history_queue.clear();
-              asio::co_spawn(strand(), reset_history(self), log_spawn_error);
+              asio::co_spawn(strand(), reset_history(self), log_failure);
             } else if constexpr (std::is_same_v<T, agent::ack>) {
               if (current_ack) std::exchange(current_ack, nullptr)(act.ok ? ack_ok() : ack_error(act.error.value_or(core::error{})));
             } else if constexpr (std::is_same_v<T, agent::end_turn>) {
@@ -219,7 +212,7 @@ struct user_session : std::enable_shared_from_this<user_session> {
       before_ready.push_back({event, std::move(args), std::move(ack)});
       return;
     }
-    asio::co_spawn(strand(), handle_event(shared_from_this(), event, std::move(args), std::move(ack)), log_spawn_error);
+    asio::co_spawn(strand(), handle_event(shared_from_this(), event, std::move(args), std::move(ack)), log_failure);
   }
 
   static asio::awaitable<void> handle_event(std::shared_ptr<user_session> self, std::string event, json args,
@@ -522,11 +515,11 @@ void gateway::on_connection(std::shared_ptr<socket> sock) {
   });
   sock->on_disconnect([this, s](const std::string& reason) {
     unregister_session(s->sid, s.get());
-    asio::co_spawn(s->strand(), user_session::on_disconnect(s, reason), log_spawn_error);
+    asio::co_spawn(s->strand(), user_session::on_disconnect(s, reason), log_failure);
     s->sock.reset();
   });
   register_session(s->sid, s);
-  asio::co_spawn(s->strand(), user_session::provision(s), log_spawn_error);
+  asio::co_spawn(s->strand(), user_session::provision(s), log_failure);
 }
 
 void gateway::register_session(const std::string& sid, std::shared_ptr<user_session> s) {

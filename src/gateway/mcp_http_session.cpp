@@ -16,15 +16,6 @@ core::error unavailable(const std::string& server, const std::string& what) {
   return core::make_error(core::errc::sandbox_unavailable, "MCP server '" + server + "': " + what);
 }
 
-std::uint64_t id_of(const mcp::client_event& e) {
-  return std::visit(
-      [](const auto& ev) -> std::uint64_t {
-        if constexpr (requires { ev.request_id; }) return ev.request_id;
-        return 0;
-      },
-      e);
-}
-
 // A session that was ended by close() is told so with DELETE (the server frees its state).
 asio::awaitable<void> delete_session(std::shared_ptr<llm::http_client> http, llm::http_call call) {
   (void)co_await http->send(call);
@@ -121,7 +112,7 @@ asio::awaitable<core::result<mcp::client_event>> mcp_http_session::request_and_w
       core::logger("mcp")->warn("mcp server '{}' protocol error: {}", server_.name, p->message);
       continue;
     }
-    const auto ev_id = std::holds_alternative<mcp::ev_initialized>(ev) ? init_id_ : id_of(ev);
+    const auto ev_id = mcp::request_id_of(ev);
     if (ev_id == id && !found) found = std::move(ev);
   }
   if (found) co_return std::move(*found);
@@ -136,8 +127,7 @@ asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> mcp_http_sessio
   mcp::client_options opts;
   opts.init_timeout = timeout;
   fsm_ = std::make_unique<mcp::client_fsm>(opts);
-  init_id_ = fsm_->start(mcp::clock::now());
-  auto init = co_await request_and_wait(init_id_);
+  auto init = co_await request_and_wait(fsm_->start(mcp::clock::now()));
   if (!init) co_return init.error();
   if (!std::holds_alternative<mcp::ev_initialized>(*init)) {
     std::string why = "did not initialize";

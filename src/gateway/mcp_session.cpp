@@ -16,14 +16,6 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 core::error sandbox_error(std::string msg) { return core::make_error(core::errc::sandbox_unavailable, std::move(msg)); }
-std::uint64_t id_of(const mcp::client_event& e) {
-  return std::visit(
-      [](const auto& ev) -> std::uint64_t {
-        if constexpr (requires { ev.request_id; }) return ev.request_id;
-        return 0;
-      },
-      e);
-}
 }  // namespace
 
 mcp_session::mcp_session(executor_type ex, docker::client& docker, std::string container_id,
@@ -93,7 +85,6 @@ asio::awaitable<mcp_session::tools_result> mcp_session::start_exec(std::chrono::
   opts.init_timeout = timeout;
   fsm_ = std::make_unique<mcp::client_fsm>(opts);
   const auto init_id = fsm_->start(mcp::clock::now());
-  init_id_ = init_id;
   asio::co_spawn(ex_, read_loop(self, generation), asio::detached);
   asio::co_spawn(ex_, timer_loop(self, generation), asio::detached);
   co_await flush();
@@ -182,8 +173,7 @@ void mcp_session::dispatch_events() {
       core::logger("mcp")->warn("cid={} sandbox protocol error: {}", container_id_.substr(0, 12), p->message);
       continue;
     }
-    // ev_initialized carries no id: it answers the initialize request.
-    const auto id = std::holds_alternative<mcp::ev_initialized>(ev) ? init_id_ : id_of(ev);
+    const auto id = mcp::request_id_of(ev);
     auto it = waiters_.find(id);
     if (it == waiters_.end()) continue;
     it->second->event = std::move(ev);

@@ -25,6 +25,15 @@ bool is_supported_protocol_version(std::string_view v) noexcept {
   return std::find(known_versions.begin(), known_versions.end(), v) != known_versions.end();
 }
 
+std::uint64_t request_id_of(const client_event& e) noexcept {
+  return std::visit(
+      [](const auto& ev) -> std::uint64_t {
+        if constexpr (requires { ev.request_id; }) return ev.request_id;
+        return 0;
+      },
+      e);
+}
+
 std::string_view to_string(failure f) noexcept {
   switch (f) {
     case failure::timeout: return "timeout";
@@ -229,6 +238,7 @@ void client_fsm::on_response(const message& m) {
       }
       negotiated_version_ = v;
       ev_initialized ev;
+      ev.request_id = id;
       ev.protocol_version = v;
       if (auto si = r.find("serverInfo"); si != r.end() && si->is_object()) {
         if (auto n = si->find("name"); n != si->end() && n->is_string()) ev.server_name = n->get<std::string>();

@@ -50,24 +50,13 @@ awaitable<core::result<void>> replica_heartbeat::beat() {
 }
 
 awaitable<void> replica_heartbeat::loop(std::shared_ptr<replica_heartbeat> self) {
-  bool failing = false;
-  while (!self->stopped_) {
-    auto r = co_await self->beat();
-    if (!r) {
-      self->c_failed_.inc();
-      if (!failing) log()->warn("replica heartbeat failed: {} (retrying)", r.error().message);
-      failing = true;
-    } else if (failing) {
-      log()->info("replica heartbeat restored");
-      failing = false;
-    }
-    if (self->stopped_) break;
-    // A failed beat (Redis not connected yet at start-up, or down) is retried soon: until it
-    // succeeds, other replicas cannot tell this one is alive.
-    self->timer_.expires_after(failing ? std::min<std::chrono::milliseconds>(self->ttl_ / 3, std::chrono::milliseconds(250))
-                                       : self->ttl_ / 3);
-    co_await self->timer_.async_wait(asio::as_tuple(asio::use_awaitable));
-  }
+  // A failed beat (Redis not connected yet at start-up, or down) is retried soon: until it
+  // succeeds, other replicas cannot tell this one is alive.
+  const auto interval = std::chrono::duration_cast<std::chrono::milliseconds>(self->ttl_ / 3);
+  auto beat = [self] { return self->beat(); };  // named: see the GCC 12 rules in docs/DEVELOPING.md
+  co_await detail::run_periodically(std::move(beat), self->stopped_, self->timer_, interval,
+                                    std::min(interval, std::chrono::milliseconds(250)), self->c_failed_,
+                                    "replica heartbeat");
 }
 
 void replica_heartbeat::start() { asio::co_spawn(strand_, loop(shared_from_this()), asio::detached); }
@@ -135,16 +124,9 @@ awaitable<core::result<std::size_t>> janitor::sweep() {
 }
 
 awaitable<void> janitor::loop(std::shared_ptr<janitor> self) {
-  while (!self->stopped_) {
-    auto r = co_await self->sweep();
-    if (!r) {
-      self->c_failed_.inc();
-      log()->warn("janitor sweep failed: {}", r.error().message);
-    }
-    if (self->stopped_) break;
-    self->timer_.expires_after(self->opts_.interval);
-    co_await self->timer_.async_wait(asio::as_tuple(asio::use_awaitable));
-  }
+  auto sweep = [self] { return self->sweep(); };  // named: see the GCC 12 rules in docs/DEVELOPING.md
+  co_await detail::run_periodically(std::move(sweep), self->stopped_, self->timer_, self->opts_.interval,
+                                    self->opts_.interval, self->c_failed_, "janitor sweep");
 }
 
 void janitor::start() { asio::co_spawn(strand_, loop(shared_from_this()), asio::detached); }

@@ -140,16 +140,9 @@ awaitable<core::result<orphan_round>> orphan_reaper::run_round() {
 awaitable<void> orphan_reaper::loop(std::shared_ptr<orphan_reaper> self) {
   // The start-up round needs Redis: give the connection a moment instead of failing round one.
   (void)co_await self->store_.redis()->wait_connected(std::chrono::seconds(10));
-  while (!self->stopped_) {
-    auto r = co_await self->run_round();
-    if (!r) {
-      self->c_failed_.inc();
-      log()->warn("orphan reaper round failed: {}", r.error().message);
-    }
-    if (self->stopped_) break;
-    self->timer_.expires_after(self->opts_.interval);
-    co_await self->timer_.async_wait(asio::as_tuple(asio::use_awaitable));
-  }
+  auto round = [self] { return self->run_round(); };  // named: see the GCC 12 rules in docs/DEVELOPING.md
+  co_await detail::run_periodically(std::move(round), self->stopped_, self->timer_,
+                                    self->opts_.interval, self->opts_.interval, self->c_failed_, "orphan reaper round");
 }
 
 void orphan_reaper::start() { asio::co_spawn(strand_, loop(shared_from_this()), asio::detached); }

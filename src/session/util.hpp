@@ -1,11 +1,19 @@
 #pragma once
 // Private helpers for the session module's coroutines.
+#include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include "berth/core/logging.hpp"
+#include "berth/core/metrics.hpp"
 
 namespace berth::session::detail {
 
@@ -23,6 +31,31 @@ std::vector<std::string> argv(A&&... a) {
 inline std::shared_ptr<spdlog::logger> log() {
   static auto l = core::logger("session");
   return l;
+}
+
+// The loop of the replica heartbeat, the janitor and the orphan reaper: run a round (a callable
+// returning awaitable<result<T>>; it keeps its owner alive), wait, repeat until `stopped` is set
+// (stop() sets it and cancels `timer`). A failed round is counted each time and logged once per
+// run of failures; the wait after one is `retry_after`.
+template <class Round>
+boost::asio::awaitable<void> run_periodically(Round round, const bool& stopped, boost::asio::steady_timer& timer,
+                                              std::chrono::milliseconds interval, std::chrono::milliseconds retry_after,
+                                              core::counter& failures, std::string_view what) {
+  bool failing = false;
+  while (!stopped) {
+    auto r = co_await round();
+    if (!r) {
+      failures.inc();
+      if (!failing) log()->warn("{} failed: {} (retrying)", what, r.error().message);
+      failing = true;
+    } else if (failing) {
+      log()->info("{} restored", what);
+      failing = false;
+    }
+    if (stopped) break;
+    timer.expires_after(failing ? retry_after : interval);
+    co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+  }
 }
 
 }  // namespace berth::session::detail

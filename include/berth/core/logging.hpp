@@ -1,6 +1,7 @@
 #pragma once
 // Logging setup: one named spdlog logger per module ("http", "engineio", "pool", ...), all sharing
 // one sink. Call init_logging once at start-up; logger() is cheap after the first call per name.
+#include <exception>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -14,5 +15,12 @@ std::shared_ptr<spdlog::logger> logger(const std::string& module);
 
 // First `n` bytes of untrusted text for a log line: never log whole payloads.
 std::string log_prefix(std::string_view s, std::size_t n = 64);
+
+// Completion handler for a co_spawn'ed task nobody awaits: an exception that escaped the task is
+// logged once on `module`'s logger instead of leaving io_context::run().
+struct log_task_failure {
+  const char* module;
+  void operator()(std::exception_ptr e) const;
+};
 
 }  // namespace berth::core

@@ -52,7 +52,6 @@ class mcp_http_session : public std::enable_shared_from_this<mcp_http_session> {
   std::shared_ptr<llm::http_client> http_;  // shared with a DELETE still in flight after close()
   std::unique_ptr<mcp::client_fsm> fsm_;
   std::string session_id_;
-  std::uint64_t init_id_ = 0;
   bool expired_ = false;  // the last exchange got 404 for our session id
   core::counter& http_errors_;
   core::counter& protocol_errors_;

@@ -75,8 +75,7 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   boost::asio::steady_timer timer_;
   std::map<std::uint64_t, waiter*> waiters_;
   std::vector<mcp::tool_descriptor> tools_;
-  std::uint64_t generation_ = 0;
-  std::uint64_t init_id_ = 0;  // the pending initialize request  // bumps on every (re)start: stale loops stop
+  std::uint64_t generation_ = 0;  // bumps on every (re)start: stale loops stop
   bool writing_ = false;
   core::counter& restarts_;
   core::counter& protocol_errors_;

@@ -62,6 +62,7 @@ std::string_view to_string(failure f) noexcept;
 
 // Events.
 struct ev_initialized {
+  std::uint64_t request_id = 0;  // start()'s
   std::string protocol_version;
   std::string server_name, server_version;
   nlohmann::json capabilities;
@@ -91,6 +92,8 @@ struct ev_protocol_error {
 };
 using client_event =
     std::variant<ev_initialized, ev_tools_listed, ev_tool_result, ev_result, ev_request_failed, ev_protocol_error>;
+// The request an event answers (0 for ev_protocol_error, which answers none).
+std::uint64_t request_id_of(const client_event& e) noexcept;
 
 class client_fsm {
  public:

@@ -66,6 +66,9 @@ TEST(McpClient, HandshakeSendsInitializeThenInitializedNotification) {
   auto evs = c.take_events();
   auto init = only<ev_initialized>(evs);
   ASSERT_EQ(init.size(), 1u);
+  EXPECT_EQ(init[0].request_id, id);
+  EXPECT_EQ(request_id_of(evs[0]), id);
+  EXPECT_EQ(request_id_of(ev_protocol_error{"x"}), 0u);
   EXPECT_EQ(init[0].protocol_version, "2025-03-26");
   EXPECT_EQ(init[0].server_name, "srv");
   EXPECT_EQ(init[0].server_version, "9");
