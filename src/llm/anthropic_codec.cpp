@@ -106,17 +106,9 @@ class anthropic_codec final : public provider_codec {
       }
       // Other block types (thinking, redacted_thinking, server tools) carry nothing we relay.
     }
-    out.raw_stop_reason = j.contains("stop_reason") ? text_of(j["stop_reason"]) : "";
-    if (!out.tool_calls.empty() || out.raw_stop_reason == "tool_use") out.stop_reason = stop_reason::tool_use;
-    else if (out.raw_stop_reason == "max_tokens") out.stop_reason = stop_reason::max_tokens;
-    else if (out.raw_stop_reason == "end_turn" || out.raw_stop_reason == "stop_sequence" || out.raw_stop_reason.empty())
-      out.stop_reason = stop_reason::end_turn;
-    else out.stop_reason = stop_reason::other;
-    if (j.contains("usage")) {
-      out.usage.input_tokens = uint_field(j["usage"], "input_tokens");
-      out.usage.output_tokens = uint_field(j["usage"], "output_tokens");
-    }
-    if (j.contains("model") && j["model"].is_string()) out.model = j["model"].get<std::string>();
+    finish_reply(out, j, j, "stop_reason",
+                 {.tool_use = "tool_use", .max_tokens = "max_tokens", .end_turn = {"end_turn", "stop_sequence"},
+                  .usage = "usage", .input_tokens = "input_tokens", .output_tokens = "output_tokens", .model = "model"});
     return accept(name(), req, std::move(out));
   }
 };

@@ -118,6 +118,28 @@ std::optional<std::chrono::milliseconds> body_retry_delay(const nlohmann::json& 
 }
 }  // namespace
 
+void finish_reply(llm_reply& out, const nlohmann::json& j, const nlohmann::json& stop_holder,
+                  std::string_view stop_field, const reply_words& words) {
+  const std::string field(stop_field);
+  out.raw_stop_reason = stop_holder.contains(field) ? text_of(stop_holder[field]) : "";
+  const std::string_view raw = out.raw_stop_reason;
+  auto ends_turn = [&] {
+    for (auto w : words.end_turn)
+      if (raw == w) return true;
+    return raw.empty();
+  };
+  if (!out.tool_calls.empty() || (!words.tool_use.empty() && raw == words.tool_use)) out.stop_reason = stop_reason::tool_use;
+  else if (raw == words.max_tokens) out.stop_reason = stop_reason::max_tokens;
+  else if (ends_turn()) out.stop_reason = stop_reason::end_turn;
+  else out.stop_reason = stop_reason::other;
+  const std::string usage(words.usage), model(words.model);
+  if (j.contains(usage)) {
+    out.usage.input_tokens = uint_field(j[usage], words.input_tokens);
+    out.usage.output_tokens = uint_field(j[usage], words.output_tokens);
+  }
+  if (j.contains(model) && j[model].is_string()) out.model = j[model].get<std::string>();
+}
+
 parse_outcome http_failure(std::string_view provider, const http_reply& rep, std::string_view secret) {
   // Every provider wraps errors in {"error": {...}}: Gemini {code,message,status}, OpenAI
   // {message,type,code}, Anthropic {"type":"error","error":{type,message}}; Ollama uses a string.

@@ -1,5 +1,6 @@
 #pragma once
 // Helpers shared by the provider codecs (private to berth_llm_core).
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -29,5 +30,19 @@ std::uint64_t uint_field(const nlohmann::json& j, std::string_view key);
 
 // Text of a JSON value: strings as-is, anything else dumped.
 std::string text_of(const nlohmann::json& j);
+
+// A provider's words for how a reply ended and where it reports usage and model.
+struct reply_words {
+  std::string_view tool_use;                          // empty: only the presence of tool calls tells
+  std::string_view max_tokens;
+  std::initializer_list<std::string_view> end_turn;   // an absent reason also ends the turn
+  std::string_view usage, input_tokens, output_tokens;
+  std::string_view model;
+};
+
+// Fills out.raw_stop_reason, stop_reason, usage and model from the reply `j`; the stop reason is
+// `stop_holder[stop_field]` (a choice or candidate object for some providers).
+void finish_reply(llm_reply& out, const nlohmann::json& j, const nlohmann::json& stop_holder,
+                  std::string_view stop_field, const reply_words& words);
 
 }  // namespace berth::llm::detail

@@ -163,16 +163,9 @@ class gemini_codec final : public provider_codec {
         }
       }
     }
-    out.raw_stop_reason = cand.contains("finishReason") ? text_of(cand["finishReason"]) : "";
-    if (!out.tool_calls.empty()) out.stop_reason = stop_reason::tool_use;
-    else if (out.raw_stop_reason == "MAX_TOKENS") out.stop_reason = stop_reason::max_tokens;
-    else if (out.raw_stop_reason == "STOP" || out.raw_stop_reason.empty()) out.stop_reason = stop_reason::end_turn;
-    else out.stop_reason = stop_reason::other;
-    if (j.contains("usageMetadata")) {
-      out.usage.input_tokens = uint_field(j["usageMetadata"], "promptTokenCount");
-      out.usage.output_tokens = uint_field(j["usageMetadata"], "candidatesTokenCount");
-    }
-    if (j.contains("modelVersion") && j["modelVersion"].is_string()) out.model = j["modelVersion"].get<std::string>();
+    finish_reply(out, j, cand, "finishReason",
+                 {.tool_use = "", .max_tokens = "MAX_TOKENS", .end_turn = {"STOP"}, .usage = "usageMetadata",
+                  .input_tokens = "promptTokenCount", .output_tokens = "candidatesTokenCount", .model = "modelVersion"});
     return accept(name(), req, std::move(out));
   }
 };

@@ -121,16 +121,9 @@ class openai_codec final : public provider_codec {
         out.tool_calls.push_back(std::move(call));
       }
     }
-    out.raw_stop_reason = choice.contains("finish_reason") ? text_of(choice["finish_reason"]) : "";
-    if (!out.tool_calls.empty() || out.raw_stop_reason == "tool_calls") out.stop_reason = stop_reason::tool_use;
-    else if (out.raw_stop_reason == "length") out.stop_reason = stop_reason::max_tokens;
-    else if (out.raw_stop_reason == "stop" || out.raw_stop_reason.empty()) out.stop_reason = stop_reason::end_turn;
-    else out.stop_reason = stop_reason::other;
-    if (j.contains("usage")) {
-      out.usage.input_tokens = uint_field(j["usage"], "prompt_tokens");
-      out.usage.output_tokens = uint_field(j["usage"], "completion_tokens");
-    }
-    if (j.contains("model") && j["model"].is_string()) out.model = j["model"].get<std::string>();
+    finish_reply(out, j, choice, "finish_reason",
+                 {.tool_use = "tool_calls", .max_tokens = "length", .end_turn = {"stop"}, .usage = "usage",
+                  .input_tokens = "prompt_tokens", .output_tokens = "completion_tokens", .model = "model"});
     return accept(name(), req, std::move(out));
   }
 };

@@ -106,6 +106,46 @@ TEST(OpenaiCodec, ParsesTextReply) {
   EXPECT_EQ(out.reply->model, "gpt-4o-mini-2024-07-18");
 }
 
+// The three providers' stop words map onto the same reasons; an unknown word is `other`, an
+// absent one ends the turn.
+TEST(Codecs, StopWordsMapOntoTheSameReasons) {
+  struct stop_case {
+    std::optional<std::string> word;  // nullopt: the field is removed
+    stop_reason expected;
+  };
+  struct provider_case {
+    std::unique_ptr<provider_codec> codec;
+    std::string_view text_sample;
+    json::json_pointer at;
+    std::vector<stop_case> cases;
+  };
+  std::vector<provider_case> providers;
+  providers.push_back({make_openai_codec({"", std::string(key), ""}), s::openai_text, json::json_pointer("/choices/0/finish_reason"),
+                       {{"stop", stop_reason::end_turn}, {"length", stop_reason::max_tokens},
+                        {"tool_calls", stop_reason::tool_use}, {"content_filter", stop_reason::other},
+                        {std::nullopt, stop_reason::end_turn}}});
+  providers.push_back({make_anthropic_codec({"", std::string(key), ""}), s::anthropic_text, json::json_pointer("/stop_reason"),
+                       {{"end_turn", stop_reason::end_turn}, {"stop_sequence", stop_reason::end_turn},
+                        {"max_tokens", stop_reason::max_tokens}, {"refusal", stop_reason::other},
+                        {std::nullopt, stop_reason::end_turn}}});
+  providers.push_back({make_gemini_codec({"", std::string(key), ""}), s::gemini_text, json::json_pointer("/candidates/0/finishReason"),
+                       {{"STOP", stop_reason::end_turn}, {"MAX_TOKENS", stop_reason::max_tokens},
+                        {"SAFETY", stop_reason::other}, {std::nullopt, stop_reason::end_turn}}});
+  for (auto& p : providers) {
+    for (const auto& c : p.cases) {
+      auto body = json::parse(p.text_sample);
+      if (c.word) body[p.at] = *c.word;
+      else body[p.at.parent_pointer()].erase(p.at.back());
+      auto out = p.codec->parse(full_request(), reply(200, body.dump()));
+      ASSERT_TRUE(out.reply) << p.codec->name() << ": " << out.reply.error().message;
+      EXPECT_EQ(out.reply->stop_reason, c.expected) << p.codec->name() << " " << c.word.value_or("(absent)");
+      EXPECT_EQ(out.reply->raw_stop_reason, c.word.value_or("")) << p.codec->name();
+      EXPECT_GT(out.reply->usage.output_tokens, 0u) << p.codec->name();
+      EXPECT_FALSE(out.reply->model.empty()) << p.codec->name();
+    }
+  }
+}
+
 TEST(OpenaiCodec, ParsesToolCall) {
   auto codec = make_openai_codec({"", std::string(key), ""});
   auto out = codec->parse(full_request(), reply(200, s::openai_tool_call));
