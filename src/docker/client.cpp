@@ -124,6 +124,34 @@ asio::awaitable<core::result<void>> connect(std::shared_ptr<client::connection> 
   co_return core::result<void>{};
 }
 
+// Sends the request that opens a long-lived stream (exec attach, events) and reads the response
+// header, both within `timeout` (the watchdog closes the socket): the stream's own reads are not
+// bounded, so this exchange must be.
+struct header_exchange {
+  error_code ec;
+  bool timed_out = false;
+};
+template <class Request, class Parser>
+asio::awaitable<header_exchange> write_and_read_header(std::shared_ptr<client::connection> c, Request& req,
+                                                       Parser& parser, ms timeout) {
+  header_exchange out;
+  const asio::any_io_executor wd_ex = co_await asio::this_coro::executor;  // own statement: GCC 12
+  watchdog wd(wd_ex, timeout, [c] {
+    error_code ig;
+    c->sock.close(ig);
+  });
+  auto [wec, wn] = co_await bhttp::async_write(c->sock, req, tuple_awaitable);
+  (void)wn;
+  out.ec = wec;
+  if (!out.ec) {
+    auto [rec, rn] = co_await bhttp::async_read_header(c->sock, c->buf, parser, tuple_awaitable);
+    (void)rn;
+    out.ec = rec;
+  }
+  out.timed_out = wd.fired();
+  co_return out;
+}
+
 }  // namespace
 
 core::result<client_options> options_from_config(const core::config& cfg) {
@@ -531,32 +559,20 @@ asio::awaitable<core::result<exec_stream>> client::exec_start(std::string exec_i
   bhttp::response_parser<bhttp::string_body> parser;
   parser.header_limit(header_limit);
   parser.body_limit(64 * 1024);
-  error_code ec;
-  bool timed_out = false;
-  {
+  const auto [ec, timed_out] = co_await write_and_read_header(c, req, parser, opts_.call_timeout);
+  const unsigned status = ec || timed_out ? 0 : parser.get().result_int();
+  if (status != 0 && status != 101 && status != 200) {
+    // The daemon's reason is in the (small, body_limit-bounded) body.
     const asio::any_io_executor wd_ex = co_await asio::this_coro::executor;  // own statement: GCC 12
     watchdog wd(wd_ex, opts_.call_timeout, [c] {
       error_code ig;
       c->sock.close(ig);
     });
-    auto [wec, wn] = co_await bhttp::async_write(c->sock, req, tuple_awaitable);
-    (void)wn;
-    ec = wec;
-    if (!ec) {
-      auto [rec, rn] = co_await bhttp::async_read_header(c->sock, c->buf, parser, tuple_awaitable);
-      (void)rn;
-      ec = rec;
-    }
-    const unsigned status = ec ? 0 : parser.get().result_int();
-    if (!ec && status != 101 && status != 200) {
-      auto [bec, bn] = co_await bhttp::async_read(c->sock, c->buf, parser, tuple_awaitable);
-      (void)bn;
-      (void)bec;
-      timed_out = wd.fired();
-      shared_->errors->inc();
-      co_return fail("docker: exec start: " + std::to_string(status) + " " + daemon_message(parser.get().body()));
-    }
-    timed_out = wd.fired();
+    auto [bec, bn] = co_await bhttp::async_read(c->sock, c->buf, parser, tuple_awaitable);
+    (void)bn;
+    (void)bec;
+    shared_->errors->inc();
+    co_return fail("docker: exec start: " + std::to_string(status) + " " + daemon_message(parser.get().body()));
   }
   if (timed_out) {
     shared_->timeouts->inc();
@@ -699,24 +715,7 @@ asio::awaitable<core::result<event_stream>> client::events(std::map<std::string,
   bhttp::request<bhttp::empty_body> req{bhttp::verb::get,
                                         versioned(*v, "/events?filters=" + label_filters(labels, {{"type", {"container"}}})), 11};
   common_headers(req, false);
-  error_code ec;
-  bool timed_out = false;
-  {
-    const asio::any_io_executor wd_ex = co_await asio::this_coro::executor;  // own statement: GCC 12
-    watchdog wd(wd_ex, opts_.call_timeout, [c] {
-      error_code ig;
-      c->sock.close(ig);
-    });
-    auto [wec, wn] = co_await bhttp::async_write(c->sock, req, tuple_awaitable);
-    (void)wn;
-    ec = wec;
-    if (!ec) {
-      auto [rec, rn] = co_await bhttp::async_read_header(c->sock, c->buf, p->parser, tuple_awaitable);
-      (void)rn;
-      ec = rec;
-    }
-    timed_out = wd.fired();
-  }
+  const auto [ec, timed_out] = co_await write_and_read_header(c, req, p->parser, opts_.call_timeout);
   if (timed_out) co_return fail("docker: /events timed out after " + std::to_string(opts_.call_timeout.count()) + " ms");
   if (ec) co_return fail("docker: /events: " + ec.message());
   if (p->parser.get().result_int() != 200) {
