@@ -10,7 +10,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
@@ -24,7 +23,6 @@ namespace berth::engineio {
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-using namespace asio::experimental::awaitable_operators;
 
 namespace {
 // Per-thread buffers: reads land in one and are decoded, outbound frames are assembled in
@@ -500,22 +498,35 @@ asio::awaitable<void> session::ws_close() {
   if (!writing_) fsm_.append_ws_frames(bye);
   append_ws_close(bye, fsm_.reason() == close_reason::parse_error ? ws_close_code::protocol_error
                                                                    : ws_close_code::normal);
-  timer_.expires_after(std::chrono::seconds(1));
-  co_await (asio::async_write(*ws_, asio::buffer(bye), use_tuple) || timer_.async_wait(use_tuple));
+  // Each step below is bounded by a 1 s deadline whose handler cancels the socket's operations,
+  // not by awaitable operators (`write || timer`): with Asio 1.81's io_uring backend, cancelling
+  // the losing branch of such a parallel group crashed under load (a dangling cancellation handler).
+  arm_close_deadline();
+  co_await asio::async_write(*ws_, asio::buffer(bye), use_tuple);
   // Read and drop what the peer is still sending (e.g. the rest of an oversized frame) before
   // closing: closing with unread data makes the kernel send a reset instead of our close frame.
   ws_->shutdown(tcp::socket::shutdown_send, ec);
-  timer_.expires_after(std::chrono::seconds(1));
+  arm_close_deadline();
   for (int i = 0; i < 256; ++i) {
-    auto which = co_await (ws_->async_wait(tcp::socket::wait_read, use_tuple) || timer_.async_wait(use_tuple));
-    if (which.index() == 1 || std::get<0>(which) != std::tuple<boost::system::error_code>{}) break;
+    auto [wec] = co_await ws_->async_wait(tcp::socket::wait_read, use_tuple);
+    if (wec) break;  // the deadline (operation_aborted) or an error
     recv_now(*ws_, asio::buffer(read_scratch()), ec);  // 0 bytes is eof: an error here
     if (ec && !would_block(ec)) break;
   }
+  timer_.cancel();
   ws_->close(ec);
   finished_ = true;
   server_.remove(id());
   if (auto h = std::move(handler_)) h->on_close(fsm_.reason());
+}
+
+void session::arm_close_deadline() {
+  timer_.expires_after(std::chrono::seconds(1));  // replaces (cancels) a deadline armed before
+  timer_.async_wait([ws = ws_](boost::system::error_code ec) {
+    if (ec) return;
+    boost::system::error_code cec;
+    ws->cancel(cec);
+  });
 }
 
 // ---------------------------------------------------------------- server
