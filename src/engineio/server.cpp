@@ -1,13 +1,15 @@
 #include "berth/engineio/server.hpp"
 
+#include <sys/socket.h>
+
 #include <array>
+#include <cerrno>
 #include <cstring>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
@@ -21,7 +23,6 @@ namespace berth::engineio {
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-using namespace asio::experimental::awaitable_operators;
 
 namespace {
 // Per-thread buffers: reads land in one and are decoded, outbound frames are assembled in
@@ -56,6 +57,29 @@ void log_spawn_error(std::exception_ptr e) {
 
 bool would_block(const boost::system::error_code& ec) {
   return ec == asio::error::would_block || ec == asio::error::try_again;
+}
+
+// Non-blocking send and receive on a socket left in blocking mode. A socket in Asio's
+// non-blocking mode makes the io_uring backend run each async read as a poll plus a recv
+// syscall; left blocking, the read is one recvmsg in the ring. Writes and the read that tops up
+// a full buffer are still tried at once, without waiting (MSG_DONTWAIT).
+std::size_t send_now(tcp::socket& sock, asio::const_buffer b, boost::system::error_code& ec) {
+  const auto n = ::send(sock.native_handle(), b.data(), b.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n < 0) {
+    ec.assign(errno, boost::system::system_category());
+    return 0;
+  }
+  ec.clear();
+  return static_cast<std::size_t>(n);
+}
+std::size_t recv_now(tcp::socket& sock, asio::mutable_buffer b, boost::system::error_code& ec) {
+  const auto n = ::recv(sock.native_handle(), b.data(), b.size(), MSG_DONTWAIT);
+  if (n < 0) {
+    ec.assign(errno, boost::system::system_category());
+    return 0;
+  }
+  ec = n == 0 && b.size() > 0 ? boost::system::error_code(asio::error::eof) : boost::system::error_code();
+  return static_cast<std::size_t>(n);
 }
 }  // namespace
 
@@ -119,13 +143,14 @@ void session::flush() {
   }
   fsm_.append_ws_frames(out);
   if (out.empty()) return;
-  // The socket is non-blocking: most writes complete here, without an async operation.
+  // Most writes complete here, without an async operation. (With io_uring, sending through the
+  // ring instead measured slower: each send then also costs a completion and a buffer per session.)
   boost::system::error_code ec;
-  const auto n = ws_->write_some(asio::buffer(out), ec);
+  const auto n = send_now(*ws_, asio::buffer(out), ec);
   if (ec && !would_block(ec)) {
     fsm_.close(close_reason::transport_close);
   } else if (n < out.size()) {
-    wbuf_.assign(out, ec ? 0 : n, std::string::npos);
+    wbuf_.assign(out, n, std::string::npos);
     writing_ = true;
     asio::async_write(*ws_, asio::buffer(wbuf_), [self = shared_from_this()](boost::system::error_code wec, std::size_t) {
       self->on_written(wec);
@@ -189,8 +214,6 @@ asio::awaitable<void> session::start(std::shared_ptr<session> s, std::shared_ptr
                                      std::shared_ptr<std::string> initial) {
   if (ws) {
     s->ws_ = ws;
-    boost::system::error_code ec;
-    ws->non_blocking(true, ec);
     s->fsm_.send(packet{packet_type::open, session_fsm::handshake_json(s->id(), false, s->server_.opts_.session), false});
   } else {
     s->driver_ = true;
@@ -327,7 +350,6 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
   initial_bytes.reset();
   websocket_decoder decoder(server_.opts_.session.max_payload);
   boost::system::error_code ec;
-  sock->non_blocking(true, ec);
   std::string_view chunk = initial;
   // The pending read owns only this small buffer (typical messages fit); a full one means more
   // may be waiting, read at once into the per-thread buffer. A read, unlike async_wait, lets
@@ -348,7 +370,7 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
       } else {
         auto& buf = read_scratch();
         std::memcpy(buf.data(), small.data(), n);
-        const auto more = sock->read_some(asio::buffer(buf.data() + n, buf.size() - n), ec);
+        const auto more = recv_now(*sock, asio::buffer(buf.data() + n, buf.size() - n), ec);
         chunk = std::string_view(buf.data(), n + (ec ? 0 : more));  // an error shows again on the next read
       }
     }
@@ -394,7 +416,7 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
                 // Eight bytes on a fresh socket: the kernel takes them at once.
                 std::string frame;
                 append_ws_frame(frame, ws_opcode::text, "3probe");
-                const auto n = sock->write_some(asio::buffer(frame), ec);
+                const auto n = send_now(*sock, asio::buffer(frame), ec);
                 if (ec || n != frame.size()) {
                   close_probe();
                   fsm_.upgrade_failed();
@@ -476,22 +498,35 @@ asio::awaitable<void> session::ws_close() {
   if (!writing_) fsm_.append_ws_frames(bye);
   append_ws_close(bye, fsm_.reason() == close_reason::parse_error ? ws_close_code::protocol_error
                                                                    : ws_close_code::normal);
-  timer_.expires_after(std::chrono::seconds(1));
-  co_await (asio::async_write(*ws_, asio::buffer(bye), use_tuple) || timer_.async_wait(use_tuple));
+  // Each step below is bounded by a 1 s deadline whose handler cancels the socket's operations,
+  // not by awaitable operators (`write || timer`): with Asio 1.81's io_uring backend, cancelling
+  // the losing branch of such a parallel group crashed under load (a dangling cancellation handler).
+  arm_close_deadline();
+  co_await asio::async_write(*ws_, asio::buffer(bye), use_tuple);
   // Read and drop what the peer is still sending (e.g. the rest of an oversized frame) before
   // closing: closing with unread data makes the kernel send a reset instead of our close frame.
   ws_->shutdown(tcp::socket::shutdown_send, ec);
-  timer_.expires_after(std::chrono::seconds(1));
+  arm_close_deadline();
   for (int i = 0; i < 256; ++i) {
-    auto which = co_await (ws_->async_wait(tcp::socket::wait_read, use_tuple) || timer_.async_wait(use_tuple));
-    if (which.index() == 1 || std::get<0>(which) != std::tuple<boost::system::error_code>{}) break;
-    ws_->read_some(asio::buffer(read_scratch()), ec);
+    auto [wec] = co_await ws_->async_wait(tcp::socket::wait_read, use_tuple);
+    if (wec) break;  // the deadline (operation_aborted) or an error
+    recv_now(*ws_, asio::buffer(read_scratch()), ec);  // 0 bytes is eof: an error here
     if (ec && !would_block(ec)) break;
   }
+  timer_.cancel();
   ws_->close(ec);
   finished_ = true;
   server_.remove(id());
   if (auto h = std::move(handler_)) h->on_close(fsm_.reason());
+}
+
+void session::arm_close_deadline() {
+  timer_.expires_after(std::chrono::seconds(1));  // replaces (cancels) a deadline armed before
+  timer_.async_wait([ws = ws_](boost::system::error_code ec) {
+    if (ec) return;
+    boost::system::error_code cec;
+    ws->cancel(cec);
+  });
 }
 
 // ---------------------------------------------------------------- server

@@ -117,12 +117,20 @@ class connection : public engineio::session_handler {
     args.erase(args.begin());
     socket::ack_fn ack;
     if (p.id) {
-      ack = [weak = std::weak_ptr<socket>(sock), id = *p.id, nsp = p.nsp, used = std::make_shared<bool>(false)](json reply) {
-        auto s = weak.lock();
-        if (!s || *used) return;  // an ack is sent at most once
-        *used = true;
+      // One allocation per acked event: the closure holds only a shared_ptr to this state, which
+      // fits std::function's local storage (and the "at most once" flag is shared by its copies).
+      struct ack_state {
+        std::weak_ptr<socket> weak;
+        std::uint64_t id;
+        std::string nsp;
+        bool used = false;
+      };
+      ack = [st = std::make_shared<ack_state>(ack_state{sock, *p.id, std::move(p.nsp), false})](json reply) {
+        auto s = st->weak.lock();
+        if (!s || st->used) return;  // an ack is sent at most once
+        st->used = true;
         if (!reply.is_array()) reply = json::array({std::move(reply)});
-        packet a{packet_type::ack, nsp, id, std::move(reply)};
+        packet a{packet_type::ack, st->nsp, st->id, std::move(reply)};
         if (s->strand_.running_in_this_thread())
           s->send_packet(std::move(a));
         else

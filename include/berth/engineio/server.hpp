@@ -81,6 +81,7 @@ class session : public std::enable_shared_from_this<session> {
   void arm_timer();
   void on_heartbeat();
   void close_probe();
+  void arm_close_deadline();
 
   server& server_;
   strand_type strand_;
