@@ -46,14 +46,7 @@ namespace {
   return v;
 }
 
-void log_spawn_error(std::exception_ptr e) {
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    core::logger("engineio")->error("session task failed: {}", ex.what());
-  }
-}
+constexpr core::log_task_failure log_failure{"engineio"};
 
 bool would_block(const boost::system::error_code& ec) {
   return ec == asio::error::would_block || ec == asio::error::try_again;
@@ -221,9 +214,9 @@ asio::awaitable<void> session::start(std::shared_ptr<session> s, std::shared_ptr
   s->handler_ = s->server_.factory_(s);
   if (ws) {
     s->wake();  // the open packet, and the first heartbeat deadline
-    asio::co_spawn(s->strand_, s->ws_read_loop(ws, initial, false), log_spawn_error);
+    asio::co_spawn(s->strand_, s->ws_read_loop(ws, initial, false), log_failure);
   } else {
-    asio::co_spawn(s->strand_, s->run(), log_spawn_error);
+    asio::co_spawn(s->strand_, s->run(), log_failure);
   }
   co_return;
 }
@@ -244,7 +237,7 @@ asio::awaitable<void> session::start_probe(std::shared_ptr<session> s, std::shar
   s->fsm_.upgrade_started(clock::now());
   s->probe_ = sock;
   s->wake();  // the driver now also watches the upgrade deadline
-  asio::co_spawn(s->strand_, s->ws_read_loop(sock, initial, true), log_spawn_error);
+  asio::co_spawn(s->strand_, s->ws_read_loop(sock, initial, true), log_failure);
 }
 
 // Drives a polling session: heartbeat, releasing GETs, the close packet owed to a polling
