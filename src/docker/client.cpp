@@ -126,14 +126,15 @@ asio::awaitable<core::result<void>> connect(std::shared_ptr<client::connection> 
 
 // Sends the request that opens a long-lived stream (exec attach, events) and reads the response
 // header, both within `timeout` (the watchdog closes the socket): the stream's own reads are not
-// bounded, so this exchange must be.
+// bounded, so this exchange must be. With read_refusal_body, a status other than 101/200 also has
+// its (body_limit-bounded) body read within the same deadline: the daemon's reason is there.
 struct header_exchange {
   error_code ec;
   bool timed_out = false;
 };
 template <class Request, class Parser>
 asio::awaitable<header_exchange> write_and_read_header(std::shared_ptr<client::connection> c, Request& req,
-                                                       Parser& parser, ms timeout) {
+                                                       Parser& parser, ms timeout, bool read_refusal_body) {
   header_exchange out;
   const asio::any_io_executor wd_ex = co_await asio::this_coro::executor;  // own statement: GCC 12
   watchdog wd(wd_ex, timeout, [c] {
@@ -147,6 +148,11 @@ asio::awaitable<header_exchange> write_and_read_header(std::shared_ptr<client::c
     auto [rec, rn] = co_await bhttp::async_read_header(c->sock, c->buf, parser, tuple_awaitable);
     (void)rn;
     out.ec = rec;
+  }
+  if (!out.ec && read_refusal_body && parser.get().result_int() != 101 && parser.get().result_int() != 200) {
+    auto [bec, bn] = co_await bhttp::async_read(c->sock, c->buf, parser, tuple_awaitable);
+    (void)bec;  // the status already says it failed; the body only explains why
+    (void)bn;
   }
   out.timed_out = wd.fired();
   co_return out;
@@ -559,18 +565,9 @@ asio::awaitable<core::result<exec_stream>> client::exec_start(std::string exec_i
   bhttp::response_parser<bhttp::string_body> parser;
   parser.header_limit(header_limit);
   parser.body_limit(64 * 1024);
-  const auto [ec, timed_out] = co_await write_and_read_header(c, req, parser, opts_.call_timeout);
-  const unsigned status = ec || timed_out ? 0 : parser.get().result_int();
+  const auto [ec, timed_out] = co_await write_and_read_header(c, req, parser, opts_.call_timeout, true);
+  const unsigned status = ec ? 0 : parser.get().result_int();
   if (status != 0 && status != 101 && status != 200) {
-    // The daemon's reason is in the (small, body_limit-bounded) body.
-    const asio::any_io_executor wd_ex = co_await asio::this_coro::executor;  // own statement: GCC 12
-    watchdog wd(wd_ex, opts_.call_timeout, [c] {
-      error_code ig;
-      c->sock.close(ig);
-    });
-    auto [bec, bn] = co_await bhttp::async_read(c->sock, c->buf, parser, tuple_awaitable);
-    (void)bn;
-    (void)bec;
     shared_->errors->inc();
     co_return fail("docker: exec start: " + std::to_string(status) + " " + daemon_message(parser.get().body()));
   }
@@ -715,7 +712,7 @@ asio::awaitable<core::result<event_stream>> client::events(std::map<std::string,
   bhttp::request<bhttp::empty_body> req{bhttp::verb::get,
                                         versioned(*v, "/events?filters=" + label_filters(labels, {{"type", {"container"}}})), 11};
   common_headers(req, false);
-  const auto [ec, timed_out] = co_await write_and_read_header(c, req, p->parser, opts_.call_timeout);
+  const auto [ec, timed_out] = co_await write_and_read_header(c, req, p->parser, opts_.call_timeout, false);
   if (timed_out) co_return fail("docker: /events timed out after " + std::to_string(opts_.call_timeout.count()) + " ms");
   if (ec) co_return fail("docker: /events: " + ec.message());
   if (p->parser.get().result_int() != 200) {

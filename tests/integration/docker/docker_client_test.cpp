@@ -178,6 +178,23 @@ TEST_F(DockerClient, ExecInMissingContainerFails) {
   EXPECT_NE(r.error().message.find("No such container"), std::string::npos) << r.error().message;
 }
 
+TEST_F(DockerClient, ExecStartRefusedCarriesTheDaemonsReason) {
+  // An exec created while the container ran, started after it stopped: the daemon has dropped
+  // the exec and refuses the attach with a status and a reason in the body; the error carries both.
+  auto id = run(create_started(*client_, spec()));
+  ASSERT_TRUE(id) << id.error().message;
+  docker::exec_spec es;
+  es.cmd = {"true"};
+  auto ex = run(client_->exec_create(*id, es));
+  ASSERT_TRUE(ex) << ex.error().message;
+  ASSERT_TRUE(run(client_->kill_container(*id)));
+  ASSERT_TRUE(run(client_->wait_container(*id, 20s)));
+  auto st = run(client_->exec_start(*ex));
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.error().message.find("docker: exec start: 404"), std::string::npos) << st.error().message;
+  EXPECT_NE(st.error().message.find("No such exec instance"), std::string::npos) << st.error().message;
+}
+
 asio::awaitable<core::result<docker::docker_event>> wait_die(docker::client& c, std::map<std::string, std::string> labels,
                                                             docker::container_spec s) {
   auto es = co_await c.events(labels);
