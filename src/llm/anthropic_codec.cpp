@@ -9,9 +9,13 @@ namespace {
 using nlohmann::json;
 using namespace detail;
 
-class anthropic_codec final : public provider_codec {
+constexpr reply_words words{.stop_field = "stop_reason", .tool_use = "tool_use", .max_tokens = "max_tokens",
+                            .end_turn = {"end_turn", "stop_sequence"}, .usage = "usage",
+                            .input_tokens = "input_tokens", .output_tokens = "output_tokens", .model = "model"};
+
+class anthropic_codec final : public json_codec {
  public:
-  explicit anthropic_codec(codec_settings s) : provider_codec(std::move(s)) {}
+  explicit anthropic_codec(codec_settings s) : json_codec(std::move(s)) {}
   std::string_view name() const noexcept override { return "anthropic"; }
 
   core::result<http_call> build(const llm_request& req) const override {
@@ -67,19 +71,13 @@ class anthropic_codec final : public provider_codec {
         tools.push_back({{"name", t.name}, {"description", t.description}, {"input_schema", t.input_schema}});
       body["tools"] = std::move(tools);
     }
-    http_call call;
-    call.url = join_url(settings_.base_url, "v1/messages");
-    call.headers.push_back({"content-type", "application/json", false});
+    http_call call = json_post(join_url(settings_.base_url, "v1/messages"), body);
     call.headers.push_back({"anthropic-version", "2023-06-01", false});
     call.headers.push_back({"x-api-key", settings_.api_key, true});
-    call.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
     return call;
   }
 
-  parse_outcome parse(const llm_request& req, const http_reply& rep) const override {
-    if (rep.status < 200 || rep.status > 299) return http_failure(name(), rep, settings_.api_key);
-    auto j = parse_json(rep.body);
-    if (j.is_discarded() || !j.is_object()) return malformed(name(), "body is not a JSON object", settings_.api_key);
+  parse_outcome parse_object(const llm_request& req, const http_reply& rep, const json& j) const override {
     if (j.value("type", "") == "error") {
       http_reply as_error = rep;
       as_error.status = 502;
@@ -106,18 +104,14 @@ class anthropic_codec final : public provider_codec {
       }
       // Other block types (thinking, redacted_thinking, server tools) carry nothing we relay.
     }
-    finish_reply(out, j, j, "stop_reason",
-                 {.tool_use = "tool_use", .max_tokens = "max_tokens", .end_turn = {"end_turn", "stop_sequence"},
-                  .usage = "usage", .input_tokens = "input_tokens", .output_tokens = "output_tokens", .model = "model"});
+    finish_reply(out, j, j, words);
     return accept(name(), req, std::move(out));
   }
 };
 }  // namespace
 
 std::unique_ptr<provider_codec> make_anthropic_codec(codec_settings s) {
-  if (s.base_url.empty()) s.base_url = "https://api.anthropic.com";
-  if (s.default_model.empty()) s.default_model = std::string(default_anthropic_model);
-  return std::make_unique<anthropic_codec>(std::move(s));
+  return detail::make_codec<anthropic_codec>(std::move(s), "https://api.anthropic.com", default_anthropic_model);
 }
 
 }  // namespace berth::llm

@@ -119,8 +119,8 @@ std::optional<std::chrono::milliseconds> body_retry_delay(const nlohmann::json& 
 }  // namespace
 
 void finish_reply(llm_reply& out, const nlohmann::json& j, const nlohmann::json& stop_holder,
-                  std::string_view stop_field, const reply_words& words) {
-  const std::string field(stop_field);
+                  const reply_words& words) {
+  const std::string field(words.stop_field);
   out.raw_stop_reason = stop_holder.contains(field) ? text_of(stop_holder[field]) : "";
   const std::string_view raw = out.raw_stop_reason;
   auto ends_turn = [&] {
@@ -186,6 +186,21 @@ parse_outcome accept(std::string_view provider, const llm_request& req, llm_repl
               false, std::nullopt};
   }
   return {std::move(reply), false, std::nullopt};
+}
+
+parse_outcome json_codec::parse(const llm_request& req, const http_reply& rep) const {
+  if (rep.status < 200 || rep.status > 299) return http_failure(name(), rep, settings_.api_key);
+  const auto j = parse_json(rep.body);
+  if (j.is_discarded() || !j.is_object()) return malformed(name(), "body is not a JSON object", settings_.api_key);
+  return parse_object(req, rep, j);
+}
+
+http_call json_codec::json_post(std::string url, const nlohmann::json& body) {
+  http_call call;
+  call.url = std::move(url);
+  call.headers.push_back({"content-type", "application/json", false});
+  call.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return call;
 }
 
 }  // namespace detail

@@ -1,6 +1,7 @@
 #pragma once
 // Helpers shared by the provider codecs (private to berth_llm_core).
-#include <initializer_list>
+#include <array>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -33,16 +34,39 @@ std::string text_of(const nlohmann::json& j);
 
 // A provider's words for how a reply ended and where it reports usage and model.
 struct reply_words {
-  std::string_view tool_use;                          // empty: only the presence of tool calls tells
+  std::string_view stop_field;                  // in the object passed to finish_reply as stop_holder
+  std::string_view tool_use;                    // empty: only the presence of tool calls tells
   std::string_view max_tokens;
-  std::initializer_list<std::string_view> end_turn;   // an absent reason also ends the turn
+  std::array<std::string_view, 2> end_turn{};   // an absent (empty) reason also ends the turn
   std::string_view usage, input_tokens, output_tokens;
   std::string_view model;
 };
 
 // Fills out.raw_stop_reason, stop_reason, usage and model from the reply `j`; the stop reason is
-// `stop_holder[stop_field]` (a choice or candidate object for some providers).
+// `stop_holder[words.stop_field]` (a choice or candidate object for some providers).
 void finish_reply(llm_reply& out, const nlohmann::json& j, const nlohmann::json& stop_holder,
-                  std::string_view stop_field, const reply_words& words);
+                  const reply_words& words);
+
+// Base of the JSON provider codecs. A non-2xx reply, or a body that is not a JSON object, is
+// classified here alike for every provider; parse_object reads the rest.
+class json_codec : public provider_codec {
+ public:
+  parse_outcome parse(const llm_request& req, const http_reply& rep) const final;
+
+ protected:
+  using provider_codec::provider_codec;
+  virtual parse_outcome parse_object(const llm_request& req, const http_reply& rep,
+                                     const nlohmann::json& j) const = 0;
+  // A POST of `body` as JSON to `url`; the caller adds its auth header.
+  static http_call json_post(std::string url, const nlohmann::json& body);
+};
+
+// A `Codec` for the provider's public endpoint and model where the settings leave them empty.
+template <class Codec>
+std::unique_ptr<provider_codec> make_codec(codec_settings s, std::string_view base_url, std::string_view model) {
+  if (s.base_url.empty()) s.base_url = base_url;
+  if (s.default_model.empty()) s.default_model = model;
+  return std::make_unique<Codec>(std::move(s));
+}
 
 }  // namespace berth::llm::detail

@@ -45,9 +45,14 @@ bool valid_model_name(std::string_view m) {
   });
 }
 
-class gemini_codec final : public provider_codec {
+// No tool-use stop word: a reply that calls functions still ends with STOP.
+constexpr reply_words words{.stop_field = "finishReason", .tool_use = "", .max_tokens = "MAX_TOKENS",
+                            .end_turn = {"STOP"}, .usage = "usageMetadata", .input_tokens = "promptTokenCount",
+                            .output_tokens = "candidatesTokenCount", .model = "modelVersion"};
+
+class gemini_codec final : public json_codec {
  public:
-  explicit gemini_codec(codec_settings s) : provider_codec(std::move(s)) {}
+  explicit gemini_codec(codec_settings s) : json_codec(std::move(s)) {}
   std::string_view name() const noexcept override { return "gemini"; }
 
   core::result<http_call> build(const llm_request& req) const override {
@@ -112,18 +117,12 @@ class gemini_codec final : public provider_codec {
       }
       body["tools"] = json::array({{{"functionDeclarations", std::move(decls)}}});
     }
-    http_call call;
-    call.url = join_url(settings_.base_url, "v1beta/models/" + model + ":generateContent");
-    call.headers.push_back({"content-type", "application/json", false});
+    http_call call = json_post(join_url(settings_.base_url, "v1beta/models/" + model + ":generateContent"), body);
     call.headers.push_back({"x-goog-api-key", settings_.api_key, true});
-    call.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
     return call;
   }
 
-  parse_outcome parse(const llm_request& req, const http_reply& rep) const override {
-    if (rep.status < 200 || rep.status > 299) return http_failure(name(), rep, settings_.api_key);
-    auto j = parse_json(rep.body);
-    if (j.is_discarded() || !j.is_object()) return malformed(name(), "body is not a JSON object", settings_.api_key);
+  parse_outcome parse_object(const llm_request& req, const http_reply&, const json& j) const override {
     if (!j.contains("candidates") || !j["candidates"].is_array() || j["candidates"].empty()) {
       if (j.contains("promptFeedback") && j["promptFeedback"].is_object() && j["promptFeedback"].contains("blockReason"))
         return {core::make_error(core::errc::llm_error,
@@ -163,18 +162,14 @@ class gemini_codec final : public provider_codec {
         }
       }
     }
-    finish_reply(out, j, cand, "finishReason",
-                 {.tool_use = "", .max_tokens = "MAX_TOKENS", .end_turn = {"STOP"}, .usage = "usageMetadata",
-                  .input_tokens = "promptTokenCount", .output_tokens = "candidatesTokenCount", .model = "modelVersion"});
+    finish_reply(out, j, cand, words);
     return accept(name(), req, std::move(out));
   }
 };
 }  // namespace
 
 std::unique_ptr<provider_codec> make_gemini_codec(codec_settings s) {
-  if (s.base_url.empty()) s.base_url = "https://generativelanguage.googleapis.com";
-  if (s.default_model.empty()) s.default_model = std::string(default_gemini_model);
-  return std::make_unique<gemini_codec>(std::move(s));
+  return detail::make_codec<gemini_codec>(std::move(s), "https://generativelanguage.googleapis.com", default_gemini_model);
 }
 
 }  // namespace berth::llm

@@ -16,9 +16,13 @@ bool wants_max_completion_tokens(std::string_view model) {
   return false;
 }
 
-class openai_codec final : public provider_codec {
+constexpr reply_words words{.stop_field = "finish_reason", .tool_use = "tool_calls", .max_tokens = "length",
+                            .end_turn = {"stop"}, .usage = "usage", .input_tokens = "prompt_tokens",
+                            .output_tokens = "completion_tokens", .model = "model"};
+
+class openai_codec final : public json_codec {
  public:
-  explicit openai_codec(codec_settings s) : provider_codec(std::move(s)) {}
+  explicit openai_codec(codec_settings s) : json_codec(std::move(s)) {}
   std::string_view name() const noexcept override { return "openai"; }
 
   core::result<http_call> build(const llm_request& req) const override {
@@ -62,18 +66,12 @@ class openai_codec final : public provider_codec {
                          {"function", {{"name", t.name}, {"description", t.description}, {"parameters", t.input_schema}}}});
       body["tools"] = std::move(tools);
     }
-    http_call call;
-    call.url = join_url(settings_.base_url, "chat/completions");
-    call.headers.push_back({"content-type", "application/json", false});
+    http_call call = json_post(join_url(settings_.base_url, "chat/completions"), body);
     if (!settings_.api_key.empty()) call.headers.push_back({"authorization", "Bearer " + settings_.api_key, true});
-    call.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
     return call;
   }
 
-  parse_outcome parse(const llm_request& req, const http_reply& rep) const override {
-    if (rep.status < 200 || rep.status > 299) return http_failure(name(), rep, settings_.api_key);
-    auto j = parse_json(rep.body);
-    if (j.is_discarded() || !j.is_object()) return malformed(name(), "body is not a JSON object", settings_.api_key);
+  parse_outcome parse_object(const llm_request& req, const http_reply& rep, const json& j) const override {
     // Some compatible servers answer 200 with an error object.
     if (j.contains("error") && !j["error"].is_null()) {
       http_reply as_error = rep;
@@ -121,18 +119,14 @@ class openai_codec final : public provider_codec {
         out.tool_calls.push_back(std::move(call));
       }
     }
-    finish_reply(out, j, choice, "finish_reason",
-                 {.tool_use = "tool_calls", .max_tokens = "length", .end_turn = {"stop"}, .usage = "usage",
-                  .input_tokens = "prompt_tokens", .output_tokens = "completion_tokens", .model = "model"});
+    finish_reply(out, j, choice, words);
     return accept(name(), req, std::move(out));
   }
 };
 }  // namespace
 
 std::unique_ptr<provider_codec> make_openai_codec(codec_settings s) {
-  if (s.base_url.empty()) s.base_url = "https://api.openai.com/v1";
-  if (s.default_model.empty()) s.default_model = std::string(default_openai_model);
-  return std::make_unique<openai_codec>(std::move(s));
+  return detail::make_codec<openai_codec>(std::move(s), "https://api.openai.com/v1", default_openai_model);
 }
 
 }  // namespace berth::llm

@@ -146,6 +146,52 @@ TEST(Codecs, StopWordsMapOntoTheSameReasons) {
   }
 }
 
+// What the three codecs share: the public endpoint and model when the settings leave them empty,
+// a JSON POST, and one classification of non-2xx replies and of bodies that are not JSON objects.
+TEST(Codecs, DefaultsJsonPostAndNonObjectBodies) {
+  struct provider_case {
+    std::unique_ptr<provider_codec> codec;
+    std::string base_url;
+    std::string_view model;
+    std::string url;
+    std::string_view text_sample;
+  };
+  std::vector<provider_case> providers;
+  providers.push_back({make_openai_codec({"", std::string(key), ""}), "https://api.openai.com/v1", default_openai_model,
+                       "https://api.openai.com/v1/chat/completions", s::openai_text});
+  providers.push_back({make_anthropic_codec({"", std::string(key), ""}), "https://api.anthropic.com",
+                       default_anthropic_model, "https://api.anthropic.com/v1/messages", s::anthropic_text});
+  providers.push_back({make_gemini_codec({"", std::string(key), ""}), "https://generativelanguage.googleapis.com",
+                       default_gemini_model,
+                       "https://generativelanguage.googleapis.com/v1beta/models/" + std::string(default_gemini_model) +
+                           ":generateContent",
+                       s::gemini_text});
+  for (auto& p : providers) {
+    const std::string name(p.codec->name());
+    EXPECT_EQ(p.codec->settings().base_url, p.base_url) << name;
+    EXPECT_EQ(p.codec->settings().default_model, p.model) << name;
+    auto call = p.codec->build(full_request());
+    ASSERT_TRUE(call) << name;
+    EXPECT_EQ(call->method, "POST") << name;
+    EXPECT_EQ(call->url, p.url) << name;
+    EXPECT_EQ(header(*call, "content-type"), "application/json") << name;
+    EXPECT_TRUE(json::parse(call->body, nullptr, false).is_object()) << name;
+
+    for (std::string_view body : {"[]", "7", "\"text\"", "null", ""}) {
+      auto out = p.codec->parse(full_request(), reply(200, body));
+      ASSERT_FALSE(out.reply) << name << " " << body;
+      EXPECT_EQ(out.reply.error().code, core::errc::llm_error) << name;
+      EXPECT_EQ(out.reply.error().message, name + ": malformed reply: body is not a JSON object");
+      EXPECT_FALSE(out.retryable) << name;
+    }
+    // The status is checked before the body: a well-formed answer with a 503 is still a failure.
+    auto out = p.codec->parse(full_request(), reply(503, p.text_sample));
+    ASSERT_FALSE(out.reply) << name;
+    EXPECT_EQ(out.reply.error().code, core::errc::llm_unavailable) << name;
+    EXPECT_TRUE(out.retryable) << name;
+  }
+}
+
 TEST(OpenaiCodec, ParsesToolCall) {
   auto codec = make_openai_codec({"", std::string(key), ""});
   auto out = codec->parse(full_request(), reply(200, s::openai_tool_call));
