@@ -17,6 +17,7 @@
 
 #include "berth/core/logging.hpp"
 #include "berth/core/random.hpp"
+#include "readiness_hub.hpp"
 
 namespace berth::engineio {
 
@@ -52,10 +53,7 @@ bool would_block(const boost::system::error_code& ec) {
   return ec == asio::error::would_block || ec == asio::error::try_again;
 }
 
-// Non-blocking send and receive on a socket left in blocking mode. A socket in Asio's
-// non-blocking mode makes the io_uring backend run each async read as a poll plus a recv
-// syscall; left blocking, the read is one recvmsg in the ring. Writes and the read that tops up
-// a full buffer are still tried at once, without waiting (MSG_DONTWAIT).
+// One send or recv that never waits (MSG_DONTWAIT), whatever mode Asio has put the socket in.
 std::size_t send_now(tcp::socket& sock, asio::const_buffer b, boost::system::error_code& ec) {
   const auto n = ::send(sock.native_handle(), b.data(), b.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   if (n < 0) {
@@ -120,6 +118,7 @@ void session::wake() {
     if (!writing_ || !owed) {
       boost::system::error_code ec;
       ws_->cancel(ec);
+      if (ws_readable_) ws_readable_->cancel();
     }
     return;
   }
@@ -136,8 +135,7 @@ void session::flush() {
   }
   fsm_.append_ws_frames(out);
   if (out.empty()) return;
-  // Most writes complete here, without an async operation. (With io_uring, sending through the
-  // ring instead measured slower: each send then also costs a completion and a buffer per session.)
+  // Most writes complete here, without an async operation.
   boost::system::error_code ec;
   const auto n = send_now(*ws_, asio::buffer(out), ec);
   if (ec && !would_block(ec)) {
@@ -187,6 +185,8 @@ void session::on_heartbeat() {
 }
 
 void session::close_probe() {
+  if (probe_readable_) probe_readable_->cancel();  // the probe's reader is parked, not in a socket operation
+  probe_readable_.reset();
   if (!probe_) return;
   boost::system::error_code ec;
   probe_->shutdown(tcp::socket::shutdown_both, ec);
@@ -344,28 +344,42 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
   websocket_decoder decoder(server_.opts_.session.max_payload);
   boost::system::error_code ec;
   std::string_view chunk = initial;
-  // The pending read owns only this small buffer (typical messages fit); a full one means more
-  // may be waiting, read at once into the per-thread buffer. A read, unlike async_wait, lets
-  // Asio skip the epoll_ctl(MOD) syscall it issues for every non-speculative operation.
-  std::array<char, 128> small;
+  // Parked readers own no buffer and no Asio operation: the hub wakes us when the socket has
+  // data, then one recv into the per-thread buffer takes what is there.
+  if (probe && sock != probe_) co_return;  // the probe was closed before this reader started
+  auto readable = server_.hub_->watch(sock->native_handle(), strand_);
+  if (!readable) {
+    core::logger("engineio")->warn("sid={} websocket dropped: epoll registration failed: {}", id(), std::strerror(errno));
+    if (!probe) co_await ws_close();
+    else if (sock == probe_) {
+      close_probe();
+      fsm_.upgrade_failed();
+      wake();
+    }
+    co_return;
+  }
+  (probe ? probe_readable_ : ws_readable_) = readable;
   for (;;) {
     if (!probe && fsm_.closed()) break;
     if (chunk.empty()) {
-      auto [rec, n] = co_await sock->async_read_some(asio::buffer(small), use_tuple);
-      if (rec) {
-        // wake() cancels the read to have us close; anything else ends the transport.
-        if (rec == asio::error::operation_aborted && !probe && !fsm_.closed()) continue;
-        core::logger("engineio")->debug("sid={} websocket read ended: {}", id(), rec.message());
+      if (!readable->maybe_readable()) {
+        auto [wec] = co_await readable->async_wait(use_tuple);
+        // wake() cancels the wait to have us close; close_probe() to end a probe.
+        if (wec && (probe ? sock != probe_ : fsm_.closed())) break;
+        continue;
+      }
+      readable->set_maybe_readable(false);
+      auto& buf = read_scratch();
+      const auto n = recv_now(*sock, asio::buffer(buf), ec);
+      if (ec) {
+        if (would_block(ec)) continue;
+        core::logger("engineio")->debug("sid={} websocket read ended: {}", id(), ec.message());
         break;
       }
-      if (n < small.size()) {
-        chunk = std::string_view(small.data(), n);
-      } else {
-        auto& buf = read_scratch();
-        std::memcpy(buf.data(), small.data(), n);
-        const auto more = recv_now(*sock, asio::buffer(buf.data() + n, buf.size() - n), ec);
-        chunk = std::string_view(buf.data(), n + (ec ? 0 : more));  // an error shows again on the next read
-      }
+      // A full buffer may have left more behind; a short read drained the socket, and the next
+      // arrival is a new readiness event.
+      if (n == buf.size()) readable->set_maybe_readable(true);
+      chunk = std::string_view(buf.data(), n);
     }
     // Everything below runs without suspending: the per-thread vectors stay ours.
     auto& messages = message_scratch();
@@ -421,6 +435,7 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
               case session_fsm::probe_result::upgraded:
                 server_.upgrades_.inc();
                 ws_ = std::move(probe_);
+                ws_readable_ = std::move(probe_readable_);
                 probe = false;
                 wake();  // run() hands over: flushes what polling had queued, over the websocket now
                 break;
@@ -446,14 +461,14 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
     if (delivered.capacity() > 16) delivered = std::vector<packet>();
     if (abandon) {
       deferring_ = false;
-      co_return;
+      break;
     }
     if (code != ws_close_code::none) {
       server_.protocol_errors_.inc();
       core::logger("engineio")->debug("sid={} websocket protocol error {}", id(), static_cast<int>(code));
       if (probe) {
         close_probe();
-        co_return;
+        break;
       }
       fsm_.close(close_reason::transport_error);
       append_ws_close(ws_control_, code);
@@ -461,6 +476,7 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
     deferring_ = false;
     wake();
   }
+  server_.hub_->unwatch(*readable);
   if (probe) {
     if (sock == probe_) close_probe();
     co_return;
@@ -491,9 +507,8 @@ asio::awaitable<void> session::ws_close() {
   if (!writing_) fsm_.append_ws_frames(bye);
   append_ws_close(bye, fsm_.reason() == close_reason::parse_error ? ws_close_code::protocol_error
                                                                    : ws_close_code::normal);
-  // Each step below is bounded by a 1 s deadline whose handler cancels the socket's operations,
-  // not by awaitable operators (`write || timer`): with Asio 1.81's io_uring backend, cancelling
-  // the losing branch of such a parallel group crashed under load (a dangling cancellation handler).
+  // Each step below is bounded by a 1 s deadline whose handler cancels the socket's operations
+  // (one timer for the whole sequence, rather than a parallel group per step).
   arm_close_deadline();
   co_await asio::async_write(*ws_, asio::buffer(bye), use_tuple);
   // Read and drop what the peer is still sending (e.g. the rest of an oversized frame) before
@@ -529,6 +544,7 @@ server::server(asio::io_context& ioc, server_options opts, core::metrics& metric
       opts_(std::move(opts)),
       metrics_(metrics),
       factory_(std::move(factory)),
+      hub_(std::make_unique<detail::readiness_hub>(ioc)),
       opened_(metrics.get_counter("berth_engineio_sessions_opened_total", "Engine.IO sessions opened")),
       bad_requests_(metrics.get_counter("berth_engineio_bad_requests_total", "Engine.IO requests answered 4xx")),
       protocol_errors_(metrics.get_counter("berth_engineio_protocol_errors_total",

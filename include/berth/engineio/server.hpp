@@ -23,6 +23,10 @@
 namespace berth::engineio {
 
 namespace asio = boost::asio;
+namespace detail {
+class read_signal;
+class readiness_hub;
+}  // namespace detail
 using strand_type = asio::strand<asio::io_context::executor_type>;
 
 struct handshake_info {
@@ -91,6 +95,8 @@ class session : public std::enable_shared_from_this<session> {
   asio::steady_timer* poll_waiter_ = nullptr;
   std::shared_ptr<asio::ip::tcp::socket> ws_;     // the websocket transport, once active
   std::shared_ptr<asio::ip::tcp::socket> probe_;  // a websocket probing an upgrade
+  std::shared_ptr<detail::read_signal> ws_readable_;     // ws_'s reader waits on it
+  std::shared_ptr<detail::read_signal> probe_readable_;  // probe_'s reader waits on it
   std::string ws_control_;                        // pong/close frames owed to the peer
   std::string wbuf_;                              // unwritten rest while an async write is in flight
   std::unique_ptr<session_handler> handler_;
@@ -141,6 +147,7 @@ class server {
   server_options opts_;
   core::metrics& metrics_;
   handler_factory factory_;
+  std::unique_ptr<detail::readiness_hub> hub_;  // read readiness of every websocket
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<session>> sessions_;
   core::counter& opened_;
