@@ -104,10 +104,14 @@ TEST_F(hub_fixture, ASlotGivenBackNeverHearsOfItsOldSocket) {
   hub_.unwatch(*old_signal);
   auto second = connect_pair();
   auto new_signal = watch(second.server);  // takes the slot just given back, one generation on
-  // The old socket is still registered (it is open): its event carries the old generation.
+  auto marker = connect_pair();
+  auto marker_signal = watch(marker.server);
+  // The old socket is still registered (it is open): its event carries the old generation. It
+  // is written first, so once the marker's event is delivered, the old one has been too.
   asio::write(first.client, asio::buffer("old", 3));
-  asio::write(second.client, asio::buffer("new", 3));
-  ASSERT_TRUE(run_until([&] { return new_signal->maybe_readable(); }));
+  asio::write(marker.client, asio::buffer("mark", 4));
+  ASSERT_TRUE(run_until([&] { return marker_signal->maybe_readable(); }));
+  EXPECT_FALSE(new_signal->maybe_readable()) << "the slot's new owner was woken by the old socket";
   EXPECT_FALSE(old_signal->maybe_readable()) << "an unwatched signal was told of its socket";
 }
 
