@@ -1,7 +1,6 @@
 #include "readiness_hub.hpp"
 
 #include <sys/epoll.h>
-#include <unistd.h>
 
 #include <array>
 #include <cerrno>

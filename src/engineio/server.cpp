@@ -184,6 +184,13 @@ void session::on_heartbeat() {
   fsm_.shrink();  // idle between pings: drop the outbound queue's storage
 }
 
+// The probe broke before the upgrade completed: the session stays on polling.
+void session::fail_upgrade() {
+  close_probe();
+  fsm_.upgrade_failed();
+  wake();
+}
+
 void session::close_probe() {
   if (probe_readable_) probe_readable_->cancel();  // the probe's reader is parked, not in a socket operation
   probe_readable_.reset();
@@ -350,11 +357,10 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
   auto readable = server_.hub_->watch(sock->native_handle(), strand_);
   if (!readable) {
     core::logger("engineio")->warn("sid={} websocket dropped: epoll registration failed: {}", id(), std::strerror(errno));
-    if (!probe) co_await ws_close();
-    else if (sock == probe_) {
-      close_probe();
-      fsm_.upgrade_failed();
-      wake();
+    if (!probe) {
+      co_await ws_close();
+    } else if (sock == probe_) {
+      fail_upgrade();
     }
     co_return;
   }
@@ -425,9 +431,7 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
                 append_ws_frame(frame, ws_opcode::text, "3probe");
                 const auto n = send_now(*sock, asio::buffer(frame), ec);
                 if (ec || n != frame.size()) {
-                  close_probe();
-                  fsm_.upgrade_failed();
-                  wake();
+                  fail_upgrade();
                   abandon = true;
                 }
                 break;

@@ -85,6 +85,7 @@ class session : public std::enable_shared_from_this<session> {
   void arm_timer();
   void on_heartbeat();
   void close_probe();
+  void fail_upgrade();
   void arm_close_deadline();
 
   server& server_;
