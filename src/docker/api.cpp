@@ -1,4 +1,5 @@
 #include "berth/docker/api.hpp"
+#include "berth/core/json.hpp"
 
 #include <charconv>
 #include <cmath>
@@ -167,7 +168,7 @@ std::string versioned(const api_version& v, std::string_view path) {
 }
 
 core::result<version_info> parse_version(std::string_view body) {
-  const json j = json::parse(body, nullptr, false);
+  const json j = core::parse_json(body);
   if (j.is_discarded() || !j.is_object()) return fail("docker: /version answered non-JSON");
   version_info v{str_or(j, "ApiVersion"), str_or(j, "MinAPIVersion"), str_or(j, "Version"), str_or(j, "Os"),
                  str_or(j, "Arch")};
@@ -176,7 +177,7 @@ core::result<version_info> parse_version(std::string_view body) {
 }
 
 core::result<container_info> parse_inspect(std::string_view body) {
-  json j = json::parse(body, nullptr, false);
+  json j = core::parse_json(body);
   if (j.is_discarded() || !j.is_object()) return fail("docker: inspect answered non-JSON");
   container_info c;
   c.id = str_or(j, "Id");
@@ -197,7 +198,7 @@ core::result<container_info> parse_inspect(std::string_view body) {
 }
 
 core::result<std::vector<container_info>> parse_list(std::string_view body) {
-  const json j = json::parse(body, nullptr, false);
+  const json j = core::parse_json(body);
   if (j.is_discarded() || !j.is_array()) return fail("docker: container list answered non-JSON");
   std::vector<container_info> out;
   out.reserve(j.size());
@@ -220,7 +221,7 @@ core::result<std::vector<container_info>> parse_list(std::string_view body) {
 }
 
 core::result<std::string> parse_created_id(std::string_view body) {
-  const json j = json::parse(body, nullptr, false);
+  const json j = core::parse_json(body);
   if (j.is_discarded() || !j.is_object()) return fail("docker: create answered non-JSON");
   std::string id = str_or(j, "Id");
   if (id.empty()) return fail("docker: create answered without Id");
@@ -228,7 +229,7 @@ core::result<std::string> parse_created_id(std::string_view body) {
 }
 
 core::result<exec_info> parse_exec_inspect(std::string_view body) {
-  const json j = json::parse(body, nullptr, false);
+  const json j = core::parse_json(body);
   if (j.is_discarded() || !j.is_object()) return fail("docker: exec inspect answered non-JSON");
   exec_info e;
   if (auto r = j.find("Running"); r != j.end() && r->is_boolean()) e.running = r->get<bool>();
@@ -238,7 +239,7 @@ core::result<exec_info> parse_exec_inspect(std::string_view body) {
 }
 
 core::result<wait_result> parse_wait(std::string_view body) {
-  const json j = json::parse(body, nullptr, false);
+  const json j = core::parse_json(body);
   if (j.is_discarded() || !j.is_object()) return fail("docker: wait answered non-JSON");
   wait_result w;
   if (auto s = j.find("StatusCode"); s != j.end() && s->is_number_integer()) w.status_code = s->get<int>();
@@ -247,7 +248,7 @@ core::result<wait_result> parse_wait(std::string_view body) {
 }
 
 core::result<docker_event> parse_event(std::string_view line) {
-  const json j = json::parse(line, nullptr, false);
+  const json j = core::parse_json(line);
   if (j.is_discarded() || !j.is_object()) return fail("docker: unreadable event line");
   docker_event ev;
   ev.type = str_or(j, "Type");
@@ -262,7 +263,7 @@ core::result<docker_event> parse_event(std::string_view line) {
 }
 
 std::string daemon_message(std::string_view body) {
-  const json j = json::parse(body, nullptr, false);
+  const json j = core::parse_json(body);
   if (!j.is_discarded() && j.is_object()) {
     std::string m = str_or(j, "message");
     if (!m.empty()) return m.substr(0, 512);

@@ -1,4 +1,5 @@
 #include "berth/docker/client.hpp"
+#include "berth/core/json.hpp"
 
 #include <array>
 #include <deque>
@@ -354,7 +355,7 @@ asio::awaitable<core::result<nlohmann::json>> client::image_inspect(std::string 
   if (!r) co_return r.error();
   if (r->status == 404) co_return fail("docker: image '" + core::log_prefix(image, 128) + "' not found (build it with scripts/build-sandbox-image.sh)");
   if (r->status != 200) co_return fail("docker: image inspect: " + std::to_string(r->status) + " " + daemon_message(r->body));
-  auto j = nlohmann::json::parse(r->body, nullptr, false);
+  auto j = core::parse_json(r->body);
   if (j.is_discarded()) co_return fail("docker: image inspect answered non-JSON");
   // in_place: a json converts to almost anything, so the plain constructor is ambiguous.
   co_return core::result<nlohmann::json>(boost::system::in_place_value, std::move(j));

@@ -1,4 +1,5 @@
 #include "berth/gateway/history_mapping.hpp"
+#include "berth/core/json.hpp"
 
 namespace berth::gateway {
 
@@ -28,7 +29,7 @@ std::vector<llm::chat_message> from_history_entries(const std::vector<session::h
     if (e.role == "user") {
       out.push_back(llm::chat_message::user(e.content));
     } else if (e.role == "assistant" && e.call_id) {
-      auto args = json::parse(e.content, nullptr, false);
+      auto args = core::parse_json(e.content);
       llm::tool_call call{*e.call_id, e.name.value_or(""), args.is_object() ? args : json::object()};
       // Tool-call entries join the assistant message just before them (its text, or earlier calls).
       if (!out.empty() && out.back().role == llm::role::assistant)

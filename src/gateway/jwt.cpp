@@ -1,4 +1,5 @@
 #include "berth/gateway/jwt.hpp"
+#include "berth/core/json.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -42,12 +43,12 @@ core::result<jwt_claims> verify_jwt(std::string_view token, std::string_view sec
       !core::base64_decode(token.substr(dot1 + 1, dot2 - dot1 - 1), payload_raw) ||
       !core::base64_decode(token.substr(dot2 + 1), signature))
     return unauthorized("malformed token");
-  auto header = nlohmann::json::parse(header_raw, nullptr, false);
+  auto header = core::parse_json(header_raw);
   if (!header.is_object() || header.value("alg", "") != "HS256") return unauthorized("unsupported token algorithm");
   const auto expected = hmac_sha256(secret, token.substr(0, dot2));
   if (signature.size() != expected.size() || CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0)
     return unauthorized("invalid token signature");
-  auto payload = nlohmann::json::parse(payload_raw, nullptr, false);
+  auto payload = core::parse_json(payload_raw);
   if (!payload.is_object()) return unauthorized("malformed token payload");
   jwt_claims claims;
   auto sub = payload.find("sub");

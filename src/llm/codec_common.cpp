@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "berth/core/logging.hpp"
+#include "berth/core/json.hpp"
 
 namespace berth::llm {
 
@@ -85,8 +86,6 @@ std::string join_url(std::string_view base, std::string_view path) {
   return out;
 }
 
-nlohmann::json parse_json(std::string_view body) { return nlohmann::json::parse(body, nullptr, false); }
-
 std::uint64_t uint_field(const nlohmann::json& j, std::string_view key) {
   if (!j.is_object()) return 0;
   auto it = j.find(key);
@@ -145,7 +144,7 @@ parse_outcome http_failure(std::string_view provider, const http_reply& rep, std
   // {message,type,code}, Anthropic {"type":"error","error":{type,message}}; Ollama uses a string.
   std::string kind, text;
   std::optional<std::chrono::milliseconds> hint = retry_after_hint(rep);
-  auto j = parse_json(rep.body);
+  auto j = core::parse_json(rep.body);
   if (!j.is_discarded() && j.is_object() && j.contains("error")) {
     const auto& e = j["error"];
     if (e.is_string()) {
@@ -190,7 +189,7 @@ parse_outcome accept(std::string_view provider, const llm_request& req, llm_repl
 
 parse_outcome json_codec::parse(const llm_request& req, const http_reply& rep) const {
   if (rep.status < 200 || rep.status > 299) return http_failure(name(), rep, settings_.api_key);
-  const auto j = parse_json(rep.body);
+  const auto j = core::parse_json(rep.body);
   if (j.is_discarded() || !j.is_object()) return malformed(name(), "body is not a JSON object", settings_.api_key);
   return parse_object(req, rep, j);
 }

@@ -23,9 +23,6 @@ parse_outcome malformed(std::string_view provider, std::string_view what, std::s
 // Success, after checking every tool call names a tool the request offered.
 parse_outcome accept(std::string_view provider, const llm_request& req, llm_reply reply);
 
-// Parses an untrusted body without exceptions; discarded() on failure.
-nlohmann::json parse_json(std::string_view body);
-
 // Unsigned integer field, 0 when absent or not a number.
 std::uint64_t uint_field(const nlohmann::json& j, std::string_view key);
 

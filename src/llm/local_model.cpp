@@ -1,4 +1,5 @@
 #include "berth/llm/local_model.hpp"
+#include "berth/core/json.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -255,7 +256,7 @@ std::optional<intent> parse_explicit_call(std::string_view s, const std::string&
   if (lower(rest.substr(0, 5)) == "with ") rest = trim(rest.substr(5));
   json args = json::object();
   if (!rest.empty()) {
-    args = json::parse(rest, nullptr, false);
+    args = core::parse_json(rest);
     if (args.is_discarded() || !args.is_object()) return std::nullopt;
   }
   return intent{name, std::move(args), "I'll call " + name + "."};

@@ -2,6 +2,7 @@
 // POST {base}/chat/completions, Authorization: Bearer (omitted when no key is configured).
 #include "codec_common.hpp"
 
+#include "berth/core/json.hpp"
 #include "berth/core/logging.hpp"
 
 namespace berth::llm {
@@ -105,7 +106,7 @@ class openai_codec final : public json_codec {
         const json& a = c["function"].contains("arguments") ? c["function"]["arguments"] : json(nullptr);
         if (a.is_string()) {
           const auto& s = a.get_ref<const std::string&>();
-          call.args = s.empty() ? json::object() : parse_json(s);
+          call.args = s.empty() ? json::object() : core::parse_json(s);
           if (call.args.is_discarded())
             return malformed(name(), "arguments of tool '" + core::log_prefix(call.name) + "' are not valid JSON",
                              settings_.api_key);

@@ -1,4 +1,5 @@
 #include "berth/mcp/jsonrpc.hpp"
+#include "berth/core/json.hpp"
 
 namespace berth::mcp {
 
@@ -61,8 +62,11 @@ message invalid(int code, std::string reason, json id = nullptr) {
 }  // namespace
 
 message parse_message(std::string_view line) {
-  json j = json::parse(line, nullptr, false);
-  if (j.is_discarded()) return invalid(rpc_error::parse_error, "not valid JSON");
+  auto parsed = core::parse_json_checked(line);
+  if (parsed.error == core::json_error::too_deep)
+    return invalid(rpc_error::parse_error, "JSON nested deeper than " + std::to_string(core::max_json_depth) + " levels");
+  if (!parsed) return invalid(rpc_error::parse_error, "not valid JSON");
+  json j = std::move(parsed.value);
   if (j.is_array()) return invalid(rpc_error::invalid_request, "batches are not supported");
   if (!j.is_object()) return invalid(rpc_error::invalid_request, "message is not a JSON object");
   json id = nullptr;

@@ -2,6 +2,7 @@
 #include <cctype>
 
 #include "berth/mcp/client.hpp"
+#include "berth/core/json.hpp"
 
 namespace berth::mcp {
 
@@ -19,7 +20,7 @@ std::string lower_media_type(std::string_view content_type) {
 
 // A message's JSON re-encoded on one line (a payload may span lines in SSE or a pretty body).
 void append_json(std::string& out, std::string_view text) {
-  auto j = nlohmann::json::parse(text, nullptr, false);
+  auto j = core::parse_json(text);
   if (j.is_discarded()) {
     // Pass it through on one line: the client state machine reports it as a protocol error.
     std::string flat(text);

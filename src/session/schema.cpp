@@ -1,4 +1,5 @@
 #include "berth/session/schema.hpp"
+#include "berth/core/json.hpp"
 
 #include <openssl/sha.h>
 
@@ -100,7 +101,7 @@ std::string encode_history_entry(const history_entry& e) {
 }
 
 core::result<history_entry> decode_history_entry(std::string_view json) {
-  auto j = nlohmann::json::parse(json, nullptr, false);
+  auto j = core::parse_json(json);
   if (j.is_discarded() || !j.is_object()) return core::make_error(core::errc::internal, "history entry: not a JSON object");
   history_entry e;
   auto role = j.find("role");

@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "berth/core/json.hpp"
+
 namespace berth::socketio {
 namespace {
 
@@ -84,6 +86,7 @@ const char* to_string(decode_error e) noexcept {
     case decode_error::bad_namespace: return "invalid namespace";
     case decode_error::bad_ack_id: return "invalid ack id";
     case decode_error::bad_json: return "invalid JSON payload";
+    case decode_error::too_deep: return "JSON payload nested too deeply";
     case decode_error::bad_payload: return "invalid payload for packet type";
     case decode_error::bad_placeholder: return "invalid binary placeholder";
     case decode_error::unexpected_binary: return "unexpected binary attachment";
@@ -160,8 +163,10 @@ decoder::status decoder::feed_text(std::string_view msg) {
     packet_.id = id;
   }
   if (i < msg.size()) {
-    packet_.data = json::parse(msg.substr(i), nullptr, false);
-    if (packet_.data.is_discarded()) return fail(decode_error::bad_json);
+    auto parsed = core::parse_json_checked(msg.substr(i));
+    if (parsed.error == core::json_error::too_deep) return fail(decode_error::too_deep);
+    if (!parsed) return fail(decode_error::bad_json);
+    packet_.data = std::move(parsed.value);
   }
   if (!payload_valid(packet_.type, packet_.data)) return fail(decode_error::bad_payload);
   if (expected_ == 0) {

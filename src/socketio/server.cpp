@@ -6,6 +6,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "berth/core/json.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/core/random.hpp"
 
@@ -52,7 +53,15 @@ class connection : public engineio::session_handler {
   void on_message(engineio::packet&& p) override {
     auto st = p.binary ? decoder_.feed_binary(std::move(p.data)) : decoder_.feed_text(p.data);
     if (st == decoder::status::need_binary) return;
-    if (st == decoder::status::error) return fail(to_string(decoder_.error()), p.binary ? std::string_view{} : p.data);
+    if (st == decoder::status::error) {
+      if (decoder_.error() == decode_error::too_deep) {
+        // Hostile rather than buggy: worth a line at warn level, once per connection (it closes).
+        server_.json_too_deep_.inc();
+        core::logger("socketio")->warn("sid={} closed: event arguments nested deeper than {} levels ({} bytes)",
+                                       session_.id(), core::max_json_depth, p.data.size());
+      }
+      return fail(to_string(decoder_.error()), p.binary ? std::string_view{} : p.data);
+    }
     handle(decoder_.take());
   }
 
@@ -298,7 +307,9 @@ server::server(server_options opts, core::metrics& metrics)
       connect_rejected_(metrics.get_counter("berth_socketio_connect_rejected_total",
                                             "CONNECT refused by middleware (CONNECT_ERROR)")),
       connect_timeouts_(metrics.get_counter("berth_socketio_connect_timeouts_total",
-                                            "Connections closed without a CONNECT")) {
+                                            "Connections closed without a CONNECT")),
+      json_too_deep_(metrics.get_counter("berth_socketio_json_too_deep_total",
+                                         "Connections closed for a packet nested deeper than the JSON depth limit")) {
   metrics.add_gauge("berth_socketio_sockets", "Connected Socket.IO sockets",
                     [this] { return static_cast<double>(sockets_.load()); });
 }

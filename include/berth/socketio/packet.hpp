@@ -50,6 +50,7 @@ enum class decode_error {
   bad_namespace,
   bad_ack_id,
   bad_json,
+  too_deep,         // nested deeper than core::max_json_depth (refused before parsing)
   bad_payload,      // valid JSON of the wrong shape for the packet type
   bad_placeholder,  // placeholder num out of range or malformed
   unexpected_binary,

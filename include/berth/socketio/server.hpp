@@ -138,6 +138,7 @@ class server {
   core::counter& invalid_namespace_;
   core::counter& connect_rejected_;
   core::counter& connect_timeouts_;
+  core::counter& json_too_deep_;
 };
 
 }  // namespace berth::socketio

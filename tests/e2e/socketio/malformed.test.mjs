@@ -2,9 +2,11 @@
 // namespace): each bad input closes that connection, promptly, and another client is unaffected.
 // A well-formed control over the same raw client proves the client itself is not the problem.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { afterEach, describe, test } from 'node:test';
 import {
-  Clients, NSP_PREFIX, PING_INTERVAL_MS, RawClient, assertAlive, connected, makeClient, startServer,
+  Clients, NSP_PREFIX, PING_INTERVAL_MS, RawClient, RawPolling, assertAlive, connected, makeClient,
+  startServer, withTimeout,
 } from './lib.mjs';
 
 const server = await startServer();
@@ -18,7 +20,17 @@ afterEach(() => {
 const N = NSP_PREFIX;
 const CLOSE_WITHIN_MS = 2000; // pings are answered, so only the bad input can close the socket
 
+// Nested 100,000 deep (~600 KB, under the 1 MB limit): one such message used to kill the process.
+const DEEP_ARRAYS = '['.repeat(100000) + ']'.repeat(100000);
+const DEEP_OBJECTS = '{"a":'.repeat(100000) + '1' + '}'.repeat(100000);
+
 const CASES = [
+  ['EVENT whose arguments nest 100,000 arrays deep', (raw) => raw.send(`42${N}["message",${DEEP_ARRAYS}]`)],
+  ['EVENT whose arguments nest 100,000 objects deep', (raw) => raw.send(`42${N}["message",${DEEP_OBJECTS}]`)],
+  ['BINARY_EVENT whose arguments nest 100,000 deep', (raw) => {
+    raw.send(`451-${N}["message",{"_placeholder":true,"num":0},${DEEP_ARRAYS}]`);
+    raw.send(Buffer.from([1, 2, 3]));
+  }],
   ['unknown Socket.IO packet type "4abc"', (raw) => raw.send('4abc')],
   ['EVENT payload not an array "42{}"', (raw) => raw.send(`42${N}{}`)],
   ['EVENT with an empty array "42[]"', (raw) => raw.send(`42${N}[]`)],
@@ -58,6 +70,34 @@ describe('malformed input over websocket', () => {
     // Still open after a full ping cycle.
     await raw.pingCount(1, PING_INTERVAL_MS + 2000);
     assert.equal(raw.ws.readyState, 1);
+  });
+
+  // Before any namespace is joined, so before any auth middleware runs.
+  test('CONNECT whose auth nests 100,000 deep, before auth: closes that connection only', { timeout: 10000 }, async () => {
+    const bystander = await connected(clients.track(makeClient(server, 'websocket')), 'websocket');
+    const raw = new RawClient(server);
+    raws.push(raw);
+    await withTimeout(once(raw.ws, 'open'), 3000, 'websocket open');
+    await raw.next((f) => typeof f === 'string' && f.startsWith('0'), 3000, 'Engine.IO open packet');
+    raw.send(`40{"token":${DEEP_OBJECTS}}`);
+    await raw.closedWithin(CLOSE_WITHIN_MS, 'the server to close after a deep CONNECT');
+    await assertAlive(bystander, 'bystander after a deep CONNECT');
+  });
+
+  test('polling POST of an event nested 100,000 deep: closes that session only', { timeout: 10000 }, async () => {
+    const bystander = await connected(clients.track(makeClient(server, 'polling')), 'polling');
+    const raw = new RawPolling(server);
+    await raw.open();
+    try {
+      const res = await raw.post(`40{"token":${DEEP_ARRAYS}}`);
+      assert.ok(res.status === 200 || res.status === 400, `POST answered ${res.status}`);
+      const end = await withTimeout(raw.polling, 5000, 'the session to close');
+      assert.ok(end.status === 400 || (end.text ?? '').split('\x1e').includes('1'),
+        `session closed (last GET: ${end.status} ${(end.text ?? end.error ?? '').slice(0, 40)})`);
+    } finally {
+      raw.stop();
+    }
+    await assertAlive(bystander, 'bystander after a deep polling POST');
   });
 
   for (const [name, send] of CASES) {

@@ -132,3 +132,16 @@ TEST(Encode, LinesEndInNewlineAndInvalidUtf8IsReplaced) {
   EXPECT_EQ(r["id"], "x");
   EXPECT_EQ(r["jsonrpc"], "2.0");
 }
+
+namespace berth::mcp {
+namespace {
+// A container's stdout is untrusted: a line nested 100,000 deep is a parse error, not a crash.
+TEST(jsonrpc, deeply_nested_lines_are_a_parse_error) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  auto m = parse_message(R"({"jsonrpc":"2.0","id":1,"result":)" + deep + "}");
+  EXPECT_EQ(m.kind, message_kind::invalid);
+  EXPECT_EQ(m.invalid_code, rpc_error::parse_error);
+  EXPECT_NE(m.invalid_reason.find("nested deeper than 64"), std::string::npos) << m.invalid_reason;
+}
+}  // namespace
+}  // namespace berth::mcp

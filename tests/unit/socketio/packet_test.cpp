@@ -90,6 +90,28 @@ TEST(socketio_packet, malformed_catalogue) {
   }
 }
 
+// One unauthenticated message used to crash the process: arguments nested 100,000 deep (~600 KB)
+// parsed, then overflowed the stack when copied or dumped. They are refused before parsing.
+TEST(socketio_packet, deeply_nested_arguments_are_refused_as_too_deep) {
+  std::string arrays = std::string(100000, '[') + std::string(100000, ']');
+  std::string objects;
+  for (int i = 0; i < 100000; ++i) objects += R"({"a":)";
+  objects += "1" + std::string(100000, '}');
+  for (const std::string& prefix : {std::string("2[\"message\","), std::string("51-[\"message\",")}) {
+    for (const auto* arg : {&arrays, &objects}) {
+      decoder d;
+      EXPECT_EQ(d.feed_text(prefix + *arg + "]"), decoder::status::error);
+      EXPECT_EQ(d.error(), decode_error::too_deep);
+    }
+  }
+  decoder connect;  // CONNECT's auth payload too, before any middleware runs
+  EXPECT_EQ(connect.feed_text("0" + objects), decoder::status::error);
+  EXPECT_EQ(connect.error(), decode_error::too_deep);
+  EXPECT_STREQ(to_string(decode_error::too_deep), "JSON payload nested too deeply");
+  decoder ok;  // nesting within the limit still decodes
+  EXPECT_EQ(ok.feed_text("2[\"m\"," + std::string(60, '[') + std::string(60, ']') + "]"), decoder::status::complete);
+}
+
 TEST(socketio_packet, placeholder_out_of_range_and_unexpected_binary) {
   decoder d;
   ASSERT_EQ(d.feed_text(R"(51-["m",{"_placeholder":true,"num":5}])"), decoder::status::need_binary);
