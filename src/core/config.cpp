@@ -111,6 +111,17 @@ setter one_of(std::string config::*field, std::vector<std::string> allowed) {
   };
 }
 
+setter byte_size(std::uint64_t config::*field, std::uint64_t min, std::uint64_t max, bool zero_is_off) {
+  return [=](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+    auto b = parse_bytes(v);
+    if (!b || ((*b != 0 || !zero_is_off) && *b < min) || *b > max)
+      return config_error{name, v, std::string(zero_is_off ? "0 (off) or " : "") + "bytes (suffix k, m or g) from " +
+                                       std::to_string(min) + " to " + std::to_string(max)};
+    c.*field = *b;
+    return std::nullopt;
+  };
+}
+
 setter boolean(bool config::*field) {
   return [=](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
     auto b = parse_bool(v);
@@ -186,7 +197,34 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"SESSION_IDLE_TIMEOUT_MS", millis(&config::session_idle_timeout, 1000, 30LL * 86'400'000)},
       {"ORPHAN_REAP_INTERVAL_MS", millis(&config::orphan_reap_interval, 1000, 86'400'000)},
       {"MAX_MESSAGE_BYTES", integer<std::size_t>(&config::max_message_bytes, 1, 100'000'000)},
-      {"AUTH_JWT_SECRET", text(&config::auth_jwt_secret)},
+      {"AUTH_JWT_SECRET",
+       [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+         // The error line names the length only: the secret itself is never printed.
+         if (v.size() < min_jwt_secret_bytes)
+           return config_error{name, "(hidden, " + std::to_string(v.size()) + " bytes)",
+                               "at least " + std::to_string(min_jwt_secret_bytes) + " bytes (e.g. openssl rand -hex 32)"};
+         c.auth_jwt_secret = v;
+         return std::nullopt;
+       }},
+      {"AUTH_JWT_AUDIENCE", text(&config::auth_jwt_audience)},
+      {"AUTH_JWT_ISSUER", text(&config::auth_jwt_issuer)},
+      {"TRUSTED_PROXIES",
+       [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+         std::string bad;
+         auto parsed = trusted_proxies::parse(v, &bad);
+         if (!parsed)
+           return config_error{name, v, "comma-separated addresses or CIDRs such as 172.16.0.0/12,10.0.0.5 (\"" + bad + "\" is not one)"};
+         c.proxies = std::move(*parsed);
+         return std::nullopt;
+       }},
+      {"MAX_CONNECTIONS_PER_ADDRESS", integer<std::size_t>(&config::max_connections_per_address, 0, 10'000'000)},
+      {"MAX_SESSIONS_PER_ADDRESS", integer<std::size_t>(&config::max_sessions_per_address, 0, 10'000'000)},
+      {"NEW_SESSIONS_PER_ADDRESS_PER_MINUTE", integer<std::uint32_t>(&config::new_sessions_per_address_per_minute, 0, 10'000'000)},
+      {"SOCKET_EVENTS_PER_SECOND", integer<std::uint32_t>(&config::socket_events_per_second, 0, 1'000'000)},
+      {"SOCKET_EVENT_BURST", integer<std::uint32_t>(&config::socket_event_burst, 1, 10'000'000)},
+      {"SOCKET_FLOOD_DISCONNECT_SECONDS", integer<std::uint32_t>(&config::socket_flood_disconnect_seconds, 0, 3600)},
+      {"MAX_CONNECTION_BUFFER_BYTES", byte_size(&config::max_connection_buffer_bytes, 1024, 1ull << 40, false)},
+      {"MAX_PROCESS_BUFFER_BYTES", byte_size(&config::max_process_buffer_bytes, 1024, 1ull << 44, true)},
       {"ALLOW_USER_API_KEY", boolean(&config::allow_user_api_key)},
       {"LLM_PROVIDER", one_of(&config::llm_provider, {"local", "gemini", "openai", "anthropic"})},
       {"LLM_MODEL", text(&config::llm_model)},
@@ -266,6 +304,14 @@ boost::system::result<config, config_error> parse_config(const env_map& vars) {
     char buf[256] = {};
     c.replica_id = ::gethostname(buf, sizeof buf - 1) == 0 && buf[0] ? buf : "berth";
   }
+  if ((!c.auth_jwt_audience.empty() || !c.auth_jwt_issuer.empty()) && c.auth_jwt_secret.empty())
+    return config_error{c.auth_jwt_audience.empty() ? "AUTH_JWT_ISSUER" : "AUTH_JWT_AUDIENCE",
+                        c.auth_jwt_audience.empty() ? c.auth_jwt_issuer : c.auth_jwt_audience,
+                        "only together with AUTH_JWT_SECRET (tokens are checked only when it is set)"};
+  if (c.max_connection_buffer_bytes < c.max_http_buffer_size)
+    return config_error{"MAX_CONNECTION_BUFFER_BYTES", std::to_string(c.max_connection_buffer_bytes),
+                        "at least MAX_HTTP_BUFFER_SIZE (" + std::to_string(c.max_http_buffer_size) +
+                            "): one connection must be able to hold one whole message"};
   if (c.pool_min_size > c.pool_max_size)
     return config_error{"POOL_MIN_SIZE", std::to_string(c.pool_min_size),
                         "at most POOL_MAX_SIZE (" + std::to_string(c.pool_max_size) + ")"};

@@ -10,6 +10,8 @@
 
 #include <boost/system/result.hpp>
 
+#include "berth/core/client_address.hpp"
+
 namespace berth::core {
 
 struct config {
@@ -48,8 +50,25 @@ struct config {
   // berth.managed, owner replica's heartbeat gone, referenced by no live session.
   std::chrono::milliseconds orphan_reap_interval{60000};
   std::size_t max_message_bytes = 100000;
-  std::string auth_jwt_secret;
+  std::string auth_jwt_secret;   // at least min_jwt_secret_bytes when set
+  std::string auth_jwt_audience;  // when set, a token's "aud" must name it
+  std::string auth_jwt_issuer;    // when set, a token's "iss" must equal it
   bool allow_user_api_key = false;
+  // abuse limits (docs/HARDENING.md); 0 turns a limit off
+  trusted_proxies proxies;  // TRUSTED_PROXIES: peers whose X-Forwarded-For is believed
+  std::size_t max_connections_per_address = 500;  // TCP connections open at once per peer (trusted proxies exempt)
+  std::size_t max_sessions_per_address = 500;     // Engine.IO sessions open at once per client address
+  std::uint32_t new_sessions_per_address_per_minute = 600;  // token bucket per client address
+  std::uint32_t socket_events_per_second = 20;    // token bucket per Socket.IO socket
+  std::uint32_t socket_event_burst = 100;
+  // A socket sending at least 10x its rate for this many consecutive seconds is disconnected.
+  std::uint32_t socket_flood_disconnect_seconds = 5;
+  // Bytes one connection may hold (partial inbound message + binary attachments + outbound
+  // queue); also the outbound queue's own bound. Worst case: this x MAX_CONNECTIONS, hence:
+  std::uint64_t max_connection_buffer_bytes = 8'000'000;
+  // Bytes all connections together may hold; past it new sessions get 503 and connections
+  // that want to buffer more inbound data are closed.
+  std::uint64_t max_process_buffer_bytes = 256ull * 1024 * 1024;
   // llm / agent
   std::string llm_provider = "local";
   std::string llm_model;
@@ -75,6 +94,9 @@ struct config {
   std::string diagnostics_namespace;  // e.g. "/diagnostics": echo/ack/binary handlers for e2e tests; empty = off
   std::chrono::milliseconds shutdown_grace{5000};
 };
+
+// Shortest AUTH_JWT_SECRET accepted (RFC 7518 3.2: an HS256 key of at least 256 bits).
+inline constexpr std::size_t min_jwt_secret_bytes = 32;
 
 // One line that names the variable, the value and what is allowed.
 struct config_error {

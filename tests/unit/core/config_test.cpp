@@ -95,3 +95,64 @@ TEST(config, known_variables_cover_the_architecture_list) {
                         "MAX_CONNECTIONS", "CORS_ORIGINS", "AUTH_JWT_SECRET", "LOG_LEVEL", "LOG_FORMAT", "THREADS"})
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
 }
+
+TEST(config, abuse_limit_defaults_and_values) {
+  auto d = parse_config({});
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->proxies.empty());  // X-Forwarded-For is believed from nobody by default
+  EXPECT_EQ(d->max_connections_per_address, 500u);
+  EXPECT_EQ(d->max_sessions_per_address, 500u);
+  EXPECT_EQ(d->new_sessions_per_address_per_minute, 600u);
+  EXPECT_EQ(d->socket_events_per_second, 20u);
+  EXPECT_EQ(d->socket_event_burst, 100u);
+  EXPECT_EQ(d->socket_flood_disconnect_seconds, 5u);
+  EXPECT_EQ(d->max_connection_buffer_bytes, 8'000'000u);
+  EXPECT_EQ(d->max_process_buffer_bytes, 256ull * 1024 * 1024);
+
+  auto c = parse_config({{"TRUSTED_PROXIES", "172.16.0.0/12, 10.0.0.5"},
+                         {"MAX_CONNECTIONS_PER_ADDRESS", "0"},
+                         {"NEW_SESSIONS_PER_ADDRESS_PER_MINUTE", "30"},
+                         {"SOCKET_EVENTS_PER_SECOND", "5"},
+                         {"MAX_CONNECTION_BUFFER_BYTES", "2m"},
+                         {"MAX_PROCESS_BUFFER_BYTES", "0"}});
+  ASSERT_TRUE(c) << c.error().to_string();
+  EXPECT_EQ(c->proxies.networks().size(), 2u);
+  EXPECT_EQ(c->max_connections_per_address, 0u);
+  EXPECT_EQ(c->new_sessions_per_address_per_minute, 30u);
+  EXPECT_EQ(c->socket_events_per_second, 5u);
+  EXPECT_EQ(c->max_connection_buffer_bytes, 2u * 1024 * 1024);
+  EXPECT_EQ(c->max_process_buffer_bytes, 0u);
+}
+
+TEST(config, abuse_limit_errors) {
+  auto bad_proxy = parse_config({{"TRUSTED_PROXIES", "10.0.0.0/8,nginx"}});
+  ASSERT_FALSE(bad_proxy);
+  EXPECT_EQ(bad_proxy.error().variable, "TRUSTED_PROXIES");
+  EXPECT_NE(bad_proxy.error().allowed.find("\"nginx\""), std::string::npos);
+  EXPECT_FALSE(parse_config({{"MAX_CONNECTION_BUFFER_BYTES", "0"}}));
+  EXPECT_FALSE(parse_config({{"MAX_PROCESS_BUFFER_BYTES", "12"}}));
+  // A connection must be able to hold one whole message.
+  auto small = parse_config({{"MAX_CONNECTION_BUFFER_BYTES", "100000"}, {"MAX_HTTP_BUFFER_SIZE", "200000"}});
+  ASSERT_FALSE(small);
+  EXPECT_EQ(small.error().variable, "MAX_CONNECTION_BUFFER_BYTES");
+}
+
+TEST(config, short_jwt_secret_is_refused_without_printing_it) {
+  auto c = parse_config({{"AUTH_JWT_SECRET", "correct horse battery staple"}});  // 28 bytes
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().variable, "AUTH_JWT_SECRET");
+  const auto line = c.error().to_string();
+  EXPECT_EQ(line.find("horse"), std::string::npos) << line;
+  EXPECT_NE(line.find("28 bytes"), std::string::npos) << line;
+  EXPECT_NE(line.find("at least 32 bytes"), std::string::npos) << line;
+  auto ok = parse_config({{"AUTH_JWT_SECRET", std::string(32, 'k')}, {"AUTH_JWT_AUDIENCE", "berth"}, {"AUTH_JWT_ISSUER", "https://idp.example"}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->auth_jwt_audience, "berth");
+  EXPECT_EQ(ok->auth_jwt_issuer, "https://idp.example");
+}
+
+TEST(config, jwt_audience_without_secret_is_a_mistake) {
+  auto c = parse_config({{"AUTH_JWT_AUDIENCE", "berth"}});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().variable, "AUTH_JWT_AUDIENCE");
+}
