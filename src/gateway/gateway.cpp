@@ -474,7 +474,7 @@ asio::awaitable<std::optional<socketio::connect_error>> gateway::authenticate(ga
   };
   std::optional<std::string> jwt_user;
   if (!cfg.auth_jwt_secret.empty()) {
-    auto claims = verify_jwt(auth_string("token").value_or(""), cfg.auth_jwt_secret, now_ms() / 1000);
+    auto claims = verify_jwt(auth_string("token").value_or(""), jwt_policy_of(cfg), now_ms() / 1000);
     if (!claims) co_return refuse(claims.error());
     jwt_user = claims->subject;
   }

@@ -1,12 +1,15 @@
 #include "berth/gateway/jwt.hpp"
-#include "berth/core/json.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <cstdint>
+#include <optional>
+
 #include <nlohmann/json.hpp>
 
+#include "berth/core/json.hpp"
 #include "berth/core/random.hpp"
 
 namespace berth::gateway {
@@ -22,6 +25,26 @@ std::string hmac_sha256(std::string_view key, std::string_view data) {
 
 core::error unauthorized(std::string reason) { return core::make_error(core::errc::unauthorized, std::move(reason)); }
 
+// A NumericDate ("exp", "nbf"): an integer or a finite number of seconds that fits in 64 bits
+// (a huge float must not reach a float-to-integer conversion, which would be undefined).
+std::optional<std::int64_t> numeric_date(const nlohmann::json& v) {
+  if (v.is_number_integer()) return v.is_number_unsigned() && v.get<std::uint64_t>() > INT64_MAX
+                                        ? std::optional<std::int64_t>(INT64_MAX)
+                                        : std::optional<std::int64_t>(v.get<std::int64_t>());
+  if (!v.is_number_float()) return std::nullopt;
+  const double d = v.get<double>();
+  if (!(d > -9.2e18 && d < 9.2e18)) return std::nullopt;
+  return static_cast<std::int64_t>(d);
+}
+
+bool audience_matches(const nlohmann::json& aud, std::string_view wanted) {
+  if (aud.is_string()) return aud.get_ref<const std::string&>() == wanted;
+  if (!aud.is_array()) return false;
+  for (const auto& a : aud)
+    if (a.is_string() && a.get_ref<const std::string&>() == wanted) return true;
+  return false;
+}
+
 }  // namespace
 
 std::string sign_jwt(std::string_view payload_json, std::string_view secret) {
@@ -30,8 +53,9 @@ std::string sign_jwt(std::string_view payload_json, std::string_view secret) {
   return input + "." + core::base64_encode(hmac_sha256(secret, input), true);
 }
 
-core::result<jwt_claims> verify_jwt(std::string_view token, std::string_view secret, std::int64_t now_seconds,
-                                    std::int64_t leeway_seconds) {
+core::result<jwt_claims> verify_jwt(std::string_view token, const jwt_policy& policy, std::int64_t now_seconds) {
+  const auto secret = policy.secret;
+  const auto leeway_seconds = policy.leeway_seconds;
   if (token.empty()) return unauthorized("missing token");
   if (token.size() > 8192) return unauthorized("token too long");
   const auto dot1 = token.find('.');
@@ -56,14 +80,26 @@ core::result<jwt_claims> verify_jwt(std::string_view token, std::string_view sec
       sub->get_ref<const std::string&>().size() > 256)
     return unauthorized("token has no subject");
   claims.subject = sub->get<std::string>();
-  if (auto exp = payload.find("exp"); exp != payload.end()) {
-    if (!exp->is_number()) return unauthorized("malformed token expiry");
-    claims.expires_at = exp->get<std::int64_t>();
-    if (now_seconds > claims.expires_at + leeway_seconds) return unauthorized("token expired");
+  auto exp_field = payload.find("exp");
+  if (exp_field == payload.end()) return unauthorized("token has no expiry");
+  auto exp = numeric_date(*exp_field);
+  if (!exp) return unauthorized("malformed token expiry");
+  claims.expires_at = *exp;
+  if (now_seconds - leeway_seconds > claims.expires_at) return unauthorized("token expired");
+  if (auto nbf_field = payload.find("nbf"); nbf_field != payload.end()) {
+    auto nbf = numeric_date(*nbf_field);
+    if (!nbf) return unauthorized("malformed token");
+    if (now_seconds + leeway_seconds < *nbf) return unauthorized("token not yet valid");
   }
-  if (auto nbf = payload.find("nbf"); nbf != payload.end()) {
-    if (!nbf->is_number()) return unauthorized("malformed token");
-    if (now_seconds + leeway_seconds < nbf->get<std::int64_t>()) return unauthorized("token not yet valid");
+  if (!policy.issuer.empty()) {
+    auto iss = payload.find("iss");
+    if (iss == payload.end() || !iss->is_string() || iss->get_ref<const std::string&>() != policy.issuer)
+      return unauthorized("token issuer not accepted");
+  }
+  if (!policy.audience.empty()) {
+    auto aud = payload.find("aud");
+    if (aud == payload.end() || !audience_matches(*aud, policy.audience))
+      return unauthorized("token audience not accepted");
   }
   return claims;
 }

@@ -83,12 +83,17 @@ core::result<session_record> decode_session_hash(std::string_view sid, const std
 
 core::result<void> authorize_resume(const session_record& rec, std::optional<std::string_view> authenticated_user,
                                     std::optional<std::string_view> resume_token) {
-  if (authenticated_user && !authenticated_user->empty() && *authenticated_user == rec.user) return {};
+  if (authenticated_user) {
+    // With authentication on, the session belongs to its subject and to nobody else: a leaked
+    // resume token must not hand it to another (authenticated) user.
+    if (!authenticated_user->empty() && *authenticated_user == rec.user) return {};
+    return core::make_error(core::errc::session_forbidden, "session belongs to another user");
+  }
   if (resume_token && !resume_token->empty() && !rec.resume_token_hash.empty() &&
       constant_time_equal(sha256_hex(*resume_token), rec.resume_token_hash))
     return {};
   return core::make_error(core::errc::session_forbidden,
-                          resume_token ? "resume token does not match this session" : "session belongs to another user");
+                          resume_token ? "resume token does not match this session" : "a resume token is required");
 }
 
 std::string encode_history_entry(const history_entry& e) {

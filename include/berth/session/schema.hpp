@@ -51,9 +51,10 @@ struct session_record {
 // From HGETALL's flat [field, value, ...] list; errc::internal when a field is missing/garbled.
 core::result<session_record> decode_session_hash(std::string_view sid, const std::vector<std::string>& flat);
 
-// PROTOCOL.md resume rule: the same *authenticated* user (only when auth is on: without auth the
-// "user" is the session id, known to anyone holding it), or a resume token whose SHA-256 matches.
-// Otherwise errc::session_forbidden.
+// PROTOCOL.md resume rule. With authentication on (`authenticated_user` set: the JWT subject),
+// only the same user may resume, and a resume token does not change that. Without it (the
+// "user" is then the session id, known to anyone holding it), a resume token whose SHA-256
+// matches. Otherwise errc::session_forbidden.
 core::result<void> authorize_resume(const session_record& rec, std::optional<std::string_view> authenticated_user,
                                     std::optional<std::string_view> resume_token);
 

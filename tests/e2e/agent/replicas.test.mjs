@@ -78,7 +78,7 @@ test("a session made on A resumes on B with the same container and history after
 });
 
 test("six concurrent requests from one user on two sockets to two replicas: exactly one TOO_MANY_REQUESTS", async () => {
-  const secret = "e2e-secret-" + process.pid;
+  const secret = "e2e-secret-of-at-least-32-bytes-" + process.pid;  // AUTH_JWT_SECRET needs >= 32 bytes
   const { a, b } = await pair({ AUTH_JWT_SECRET: secret });
   const token = jwt("carol", secret);
   // Without a token: UNAUTHORIZED.

@@ -66,7 +66,14 @@ TEST(session_schema, resume_rules) {
   rec.resume_token_hash = sha256_hex("tok");
   EXPECT_TRUE(authorize_resume(rec, "alice", std::nullopt));
   EXPECT_TRUE(authorize_resume(rec, std::nullopt, "tok"));
-  EXPECT_TRUE(authorize_resume(rec, "mallory", "tok"));  // the token is the owner's proof
+  // In JWT mode the session is bound to its subject: the owner's token in another user's hands
+  // (leaked, or copied from a shared machine) does not let that user in.
+  auto stolen = authorize_resume(rec, "mallory", "tok");
+  ASSERT_FALSE(stolen);
+  EXPECT_EQ(stolen.error().code, errc::session_forbidden);
+  EXPECT_EQ(stolen.error().message, "session belongs to another user");
+  EXPECT_TRUE(authorize_resume(rec, "alice", "tok"));
+  EXPECT_TRUE(authorize_resume(rec, "alice", "wrong"));  // the subject is the proof; the token is not needed
   auto forged = authorize_resume(rec, std::nullopt, "tok2");
   ASSERT_FALSE(forged);
   EXPECT_EQ(forged.error().code, errc::session_forbidden);
