@@ -117,10 +117,22 @@ struct app::impl {
                     {.host = cfg.host,
                      .port = cfg.port,
                      .max_connections = cfg.max_connections,
-                     .body_limit = cfg.max_http_buffer_size},
+                     .body_limit = cfg.max_http_buffer_size,
+                     .max_connections_per_address = cfg.max_connections_per_address,
+                     .unlimited_peers = cfg.proxies},
                     metrics),
-        io({.connect_timeout = cfg.connect_timeout}, metrics),
+        io(sio_options(cfg), metrics),
         eio(ioc, eio_options(cfg), metrics, io.handler_factory()) {}
+
+  static socketio::server_options sio_options(const core::config& cfg) {
+    socketio::server_options o;
+    o.connect_timeout = cfg.connect_timeout;
+    o.max_attachment_bytes = cfg.max_http_buffer_size;
+    o.events.per_second = cfg.socket_events_per_second;
+    o.events.burst = cfg.socket_event_burst;
+    o.events.flood_seconds = cfg.socket_flood_disconnect_seconds;
+    return o;
+  }
 
   static engineio::server_options eio_options(const core::config& cfg) {
     engineio::server_options o;
@@ -129,7 +141,13 @@ struct app::impl {
     o.session.ping_timeout = cfg.ping_timeout;
     o.session.upgrade_timeout = cfg.upgrade_timeout;
     o.session.max_payload = cfg.max_http_buffer_size;
+    o.session.max_outbound_bytes = cfg.max_connection_buffer_bytes;
+    o.session.max_buffered_bytes = cfg.max_connection_buffer_bytes;
     o.cors.allowed = cfg.cors_origins;
+    o.per_address.trusted_proxies = cfg.proxies;
+    o.per_address.max_sessions = cfg.max_sessions_per_address;
+    o.per_address.new_sessions_per_minute = cfg.new_sessions_per_address_per_minute;
+    o.max_process_buffered_bytes = cfg.max_process_buffer_bytes;
     return o;
   }
 

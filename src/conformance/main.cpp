@@ -11,6 +11,7 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "berth/conformance/handlers.hpp"
+#include "berth/core/config.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/engineio/server.hpp"
 #include "berth/socketio/server.hpp"
@@ -30,6 +31,39 @@ class echo_handler : public engineio::session_handler {
   engineio::session& session_;
 };
 
+// The abuse limits are off here (the official suites and the benchmarks open thousands of
+// sessions from one address) unless the environment sets them, with Berth's own variable names
+// and validation, so the socket.io e2e tests can exercise them against this server too.
+bool apply_limits_from_env(engineio::server_options& eio, socketio::server_options& sio, http::server_options& http_opts) {
+  static const char* const names[] = {"TRUSTED_PROXIES",          "MAX_CONNECTIONS_PER_ADDRESS",
+                                      "MAX_SESSIONS_PER_ADDRESS", "NEW_SESSIONS_PER_ADDRESS_PER_MINUTE",
+                                      "SOCKET_EVENTS_PER_SECOND", "SOCKET_EVENT_BURST",
+                                      "SOCKET_FLOOD_DISCONNECT_SECONDS", "MAX_CONNECTION_BUFFER_BYTES",
+                                      "MAX_PROCESS_BUFFER_BYTES"};
+  core::env_map set;
+  for (const char* n : names)
+    if (const char* v = std::getenv(n); v && *v) set[n] = v;
+  auto cfg = core::parse_config(set);
+  if (!cfg) {
+    std::cerr << cfg.error().to_string() << std::endl;
+    return false;
+  }
+  auto has = [&](const char* n) { return set.count(n) > 0; };
+  if (has("TRUSTED_PROXIES")) eio.per_address.trusted_proxies = http_opts.unlimited_peers = cfg->proxies;
+  if (has("MAX_CONNECTIONS_PER_ADDRESS")) http_opts.max_connections_per_address = cfg->max_connections_per_address;
+  if (has("MAX_SESSIONS_PER_ADDRESS")) eio.per_address.max_sessions = cfg->max_sessions_per_address;
+  if (has("NEW_SESSIONS_PER_ADDRESS_PER_MINUTE")) eio.per_address.new_sessions_per_minute = cfg->new_sessions_per_address_per_minute;
+  if (has("SOCKET_EVENTS_PER_SECOND")) {
+    sio.events.per_second = cfg->socket_events_per_second;
+    sio.events.burst = cfg->socket_event_burst;
+    sio.events.flood_seconds = cfg->socket_flood_disconnect_seconds;
+  }
+  if (has("MAX_CONNECTION_BUFFER_BYTES"))
+    eio.session.max_outbound_bytes = eio.session.max_buffered_bytes = cfg->max_connection_buffer_bytes;
+  if (has("MAX_PROCESS_BUFFER_BYTES")) eio.max_process_buffered_bytes = cfg->max_process_buffer_bytes;
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -42,9 +76,12 @@ int main(int argc, char** argv) {
   const int threads = threads_env ? std::max(1, std::atoi(threads_env)) : 1;
   boost::asio::io_context ioc{threads};
   core::metrics metrics;
-  http::server http(ioc, {.host = "127.0.0.1", .port = static_cast<std::uint16_t>(port), .body_limit = 1000000}, metrics);
-
+  http::server_options http_opts{.host = "127.0.0.1", .port = static_cast<std::uint16_t>(port), .body_limit = 1000000};
   engineio::server_options eio_opts;
+  socketio::server_options sio_opts{.connect_timeout = std::chrono::milliseconds(1000)};
+  if (!apply_limits_from_env(eio_opts, sio_opts, http_opts)) return 2;
+  http::server http(ioc, http_opts, metrics);
+
   // The official suites need 300/200; benchmarks may set production values through the env.
   auto env_ms = [](const char* name, int fallback) {
     const char* v = std::getenv(name);
@@ -57,7 +94,7 @@ int main(int argc, char** argv) {
   engineio::server raw(ioc, eio_opts, metrics, [](std::shared_ptr<engineio::session> s) {
     return std::make_unique<echo_handler>(std::move(s));
   });
-  socketio::server io({.connect_timeout = std::chrono::milliseconds(1000)}, metrics);
+  socketio::server io(sio_opts, metrics);
   conformance::register_echo_handlers(io.of("/"));
   io.of("/custom").on_connection([](std::shared_ptr<socketio::socket> s) { s->emit("auth", json::array({s->auth()})); });
   eio_opts.path = "/socket.io/";

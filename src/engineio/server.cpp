@@ -49,6 +49,34 @@ namespace {
 
 constexpr core::log_task_failure log_failure{"engineio"};
 
+// The websocket close code (and a short reason the client sees) for why the server closes.
+ws_close_code close_code_for(close_reason r) {
+  switch (r) {
+    case close_reason::parse_error: return ws_close_code::protocol_error;
+    case close_reason::buffer_overflow: return ws_close_code::too_big;
+    case close_reason::control_overflow:
+    case close_reason::policy_violation: return ws_close_code::policy_violation;
+    case close_reason::overloaded: return ws_close_code::try_again_later;
+    default: return ws_close_code::normal;
+  }
+}
+std::string_view close_text_for(close_reason r) {
+  switch (r) {
+    case close_reason::buffer_overflow:
+    case close_reason::control_overflow:
+    case close_reason::policy_violation:
+    case close_reason::overloaded: return to_string(r);
+    default: return {};
+  }
+}
+
+core::ip_address peer_address(http::connection_context& ctx) {
+  boost::system::error_code ec;
+  auto ep = ctx.stream.socket().remote_endpoint(ec);
+  if (ec) return {};
+  return core::parse_ip(ep.address().to_string()).value_or(core::ip_address{});
+}
+
 bool would_block(const boost::system::error_code& ec) {
   return ec == asio::error::would_block || ec == asio::error::try_again;
 }
@@ -83,6 +111,55 @@ session::session(server& srv, strand_type strand, transport_kind kind, handshake
       fsm_(srv.opts_.session, kind, clock::now()),
       timer_(strand_) {}
 
+session::~session() {
+  if (accounted_ != 0) server_.buffered_.fetch_sub(static_cast<std::int64_t>(accounted_), std::memory_order_relaxed);
+}
+
+std::size_t session::sync_accounting() {
+  const std::size_t inbound = inbound_buffered_ + (handler_ ? handler_->buffered_bytes() : 0);
+  const std::size_t total = inbound + fsm_.outbound_bytes() + wbuf_.size() + ws_control_.size();
+  if (total != accounted_) {
+    server_.buffered_.fetch_add(static_cast<std::int64_t>(total) - static_cast<std::int64_t>(accounted_),
+                                std::memory_order_relaxed);
+    accounted_ = total;
+  }
+  return inbound;
+}
+
+void session::enforce_buffer_limits() {
+  const std::size_t inbound = sync_accounting();
+  const bool inbound_grew = inbound > inbound_accounted_;
+  inbound_accounted_ = inbound;
+  if (fsm_.closed()) return;
+  const auto& opts = server_.opts_;
+  if (opts.session.max_buffered_bytes != 0 && accounted_ > opts.session.max_buffered_bytes) {
+    server_.buffer_overflows_.inc();
+    core::logger("engineio")->warn("sid={} closed: holds {} bytes ({} inbound), over MAX_CONNECTION_BUFFER_BYTES={}", id(),
+                                   accounted_, inbound, opts.session.max_buffered_bytes);
+    fsm_.close(close_reason::buffer_overflow);
+    return;
+  }
+  // Over the process budget, only growth that the client drives is refused (what the server
+  // queues for a client stays bounded by that client's own limit), and only past one read's
+  // worth: a small message that happens to straddle two reads is no reason to drop a client.
+  constexpr std::size_t inbound_grace = 64 * 1024;
+  if (inbound_grew && inbound > inbound_grace && opts.max_process_buffered_bytes != 0 &&
+      server_.buffered_bytes() > opts.max_process_buffered_bytes) {
+    server_.overload_closes_.inc();
+    server_.warn_throttled(server_.overload_log_,
+                           "sid=" + id() + " closed: the process buffers " + std::to_string(server_.buffered_bytes()) +
+                               " bytes, over MAX_PROCESS_BUFFER_BYTES=" + std::to_string(opts.max_process_buffered_bytes) +
+                               ", and this connection wanted to buffer more (" + std::to_string(inbound) + " inbound)");
+    fsm_.close(close_reason::overloaded);
+  }
+}
+
+bool session::queue_pong(std::string_view payload) {
+  if (ws_control_.size() + payload.size() + 2 > server_.opts_.session.max_control_bytes) return false;
+  append_ws_frame(ws_control_, ws_opcode::pong, payload);
+  return true;
+}
+
 void session::send(packet p) {
   if (strand_.running_in_this_thread()) return send_on_strand(std::move(p));
   asio::dispatch(strand_, [self = shared_from_this(), p = std::move(p)]() mutable { self->send_on_strand(std::move(p)); });
@@ -104,6 +181,8 @@ void session::close(close_reason reason) {
 }
 
 void session::wake() {
+  // Once per batch while the reader dispatches (it wakes us again at the end), not per packet.
+  if (!deferring_ && !finished_) enforce_buffer_limits();
   if (poll_waiter_ && fsm_.poll_ready()) poll_waiter_->cancel();
   if (driver_) {
     timer_.cancel();  // run() recomputes what to do
@@ -148,6 +227,7 @@ void session::flush() {
     });
   }
   if (out.capacity() > 256 * 1024) out = std::string();  // a large message: do not keep its buffer per thread
+  sync_accounting();
 }
 
 void session::on_written(boost::system::error_code ec) {
@@ -204,6 +284,10 @@ void session::close_probe() {
 void session::deliver(std::vector<packet>& delivered) {
   for (auto& p : delivered) {
     if (!handler_) break;
+    // Once the server closed the session (a violation, a flood), the rest of a batch (a polling
+    // POST may carry thousands of packets) is not processed; what the client sent before its
+    // own close packet still is.
+    if (fsm_.closed() && fsm_.reason() != close_reason::transport_close) break;
     handler_->on_message(std::move(p));
   }
   delivered.clear();
@@ -392,6 +476,7 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
     auto& delivered = delivered_scratch();
     messages.clear();
     auto code = decoder.feed(chunk, messages);
+    if (!probe) inbound_buffered_ = decoder.buffered_bytes();
     chunk = {};
     if (!initial.empty()) {
       initial.clear();
@@ -403,7 +488,17 @@ asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, s
       if (fsm_.closed() && !probe) break;
       switch (m.op) {
         case ws_opcode::ping:
-          append_ws_frame(ws_control_, ws_opcode::pong, m.data);
+          if (!queue_pong(m.data)) {
+            server_.control_overflows_.inc();
+            core::logger("engineio")->warn("sid={} closed: {} bytes of pongs owed and unread (the peer pings faster than it reads)",
+                                           id(), ws_control_.size());
+            if (probe) {
+              fail_upgrade();
+              abandon = true;
+              break;
+            }
+            fsm_.close(close_reason::control_overflow);
+          }
           wake();
           break;
         case ws_opcode::pong:
@@ -509,8 +604,7 @@ asio::awaitable<void> session::ws_close() {
   std::string bye = std::move(ws_control_);
   ws_control_ = std::string();
   if (!writing_) fsm_.append_ws_frames(bye);
-  append_ws_close(bye, fsm_.reason() == close_reason::parse_error ? ws_close_code::protocol_error
-                                                                   : ws_close_code::normal);
+  append_ws_close(bye, close_code_for(fsm_.reason()), close_text_for(fsm_.reason()));
   // Each step below is bounded by a 1 s deadline whose handler cancels the socket's operations
   // (one timer for the whole sequence, rather than a parallel group per step).
   arm_close_deadline();
@@ -556,9 +650,29 @@ server::server(asio::io_context& ioc, server_options opts, core::metrics& metric
       ping_timeouts_(metrics.get_counter("berth_engineio_ping_timeouts_total", "Engine.IO sessions closed by ping timeout")),
       overflows_(metrics.get_counter("berth_engineio_outbound_overflows_total",
                                      "Engine.IO sessions closed because the client did not read")),
-      upgrades_(metrics.get_counter("berth_engineio_upgrades_total", "Polling sessions upgraded to websocket")) {
+      upgrades_(metrics.get_counter("berth_engineio_upgrades_total", "Polling sessions upgraded to websocket")),
+      refused_address_rate_(metrics.get_counter("berth_engineio_sessions_refused_total",
+                                                "New sessions refused (429/503)", "reason=\"address_rate\"")),
+      refused_address_sessions_(metrics.get_counter("berth_engineio_sessions_refused_total",
+                                                    "New sessions refused (429/503)", "reason=\"address_sessions\"")),
+      refused_overloaded_(metrics.get_counter("berth_engineio_sessions_refused_total", "New sessions refused (429/503)",
+                                              "reason=\"overloaded\"")),
+      sid_address_mismatch_(metrics.get_counter("berth_engineio_sid_address_mismatch_total",
+                                                "Requests with a session id from another client address (403)")),
+      control_overflows_(metrics.get_counter("berth_engineio_control_overflows_total",
+                                             "Websocket sessions closed: pongs owed piled up unread")),
+      buffer_overflows_(metrics.get_counter("berth_engineio_buffer_overflows_total",
+                                            "Sessions closed for holding more than MAX_CONNECTION_BUFFER_BYTES")),
+      overload_closes_(metrics.get_counter("berth_engineio_overload_closes_total",
+                                           "Sessions closed for buffering more inbound bytes while the process was over MAX_PROCESS_BUFFER_BYTES")) {
+  if (opts_.per_address.new_sessions_per_minute > 0)
+    new_session_buckets_ = std::make_unique<core::keyed_token_buckets>(
+        opts_.per_address.new_sessions_per_minute / 60.0, opts_.per_address.new_sessions_per_minute,
+        opts_.per_address.max_tracked_addresses);
   metrics_.add_gauge("berth_engineio_sessions", "Open Engine.IO sessions",
                      [this] { return static_cast<double>(session_count()); }, "path=\"" + opts_.path + "\"");
+  metrics_.add_gauge("berth_engineio_buffered_bytes", "Bytes all Engine.IO sessions buffer (inbound and outbound)",
+                     [this] { return static_cast<double>(buffered_bytes()); }, "path=\"" + opts_.path + "\"");
 }
 
 server::~server() = default;
@@ -580,7 +694,89 @@ std::shared_ptr<session> server::find(const std::string& sid) const {
 
 void server::remove(const std::string& sid) {
   std::lock_guard lock(mutex_);
-  sessions_.erase(sid);
+  auto it = sessions_.find(sid);
+  if (it == sessions_.end()) return;
+  if (auto n = sessions_per_address_.find(it->second->info().address_key); n != sessions_per_address_.end())
+    if (--n->second == 0) sessions_per_address_.erase(n);
+  sessions_.erase(it);
+}
+
+void server::identify_client(const http::request& req, http::connection_context& ctx, handshake_info& info) const {
+  const auto peer = peer_address(ctx);
+  core::ip_address client = peer;
+  if (!opts_.per_address.trusted_proxies.empty()) {
+    std::vector<std::string_view> forwarded;
+    auto [first, last] = req.equal_range("X-Forwarded-For");
+    for (auto it = first; it != last && forwarded.size() < 16; ++it)
+      forwarded.emplace_back(it->value().data(), it->value().size());
+    client = core::resolve_client_address(peer, forwarded, opts_.per_address.trusted_proxies);
+  }
+  info.remote_address = client.to_string();
+  info.address_key = client.limit_key();
+}
+
+void server::warn_throttled(core::log_limiter& limiter, const std::string& line) {
+  std::uint64_t suppressed = 0;
+  if (!limiter.allow(suppressed)) return;
+  if (suppressed != 0)
+    core::logger("engineio")->warn("{} ({} similar lines suppressed)", line, suppressed);
+  else
+    core::logger("engineio")->warn("{}", line);
+}
+
+bool server::same_client(const session& s, const handshake_info& info, std::string_view what) {
+  if (s.info().address_key == info.address_key) return true;
+  sid_address_mismatch_.inc();
+  // The sid is a credential: a prefix names it well enough for the operator.
+  warn_throttled(address_log_, "sid=" + core::log_prefix(s.id(), 6) + "... " + std::string(what) + " from " +
+                                   info.remote_address + " refused: the session was opened from " +
+                                   s.info().remote_address);
+  return false;
+}
+
+std::optional<http::response> server::admit_new_session(http::request& req, const handshake_info& info) {
+  auto refuse = [&](unsigned status, const char* code, const std::string& message, std::chrono::milliseconds retry) {
+    auto res = http::json_response(status,
+                                   std::string(R"({"code":")") + code + R"(","message":")" + message +
+                                       R"(","retryAfterMs":)" + std::to_string(retry.count()) + "}",
+                                   req.version());
+    res.set(bhttp::field::retry_after, std::to_string((retry.count() + 999) / 1000));
+    add_cors(req, res);
+    return std::optional<http::response>(std::move(res));
+  };
+  if (opts_.max_process_buffered_bytes != 0 && buffered_bytes() > opts_.max_process_buffered_bytes) {
+    refused_overloaded_.inc();
+    warn_throttled(overload_log_, "new session from " + info.remote_address + " refused: the process buffers " +
+                                      std::to_string(buffered_bytes()) + " bytes, over MAX_PROCESS_BUFFER_BYTES=" +
+                                      std::to_string(opts_.max_process_buffered_bytes));
+    return refuse(503, "SERVER_OVERLOADED", "Server overloaded, try again later", std::chrono::seconds(1));
+  }
+  const auto& limits = opts_.per_address;
+  std::size_t open = 0;
+  std::optional<std::chrono::milliseconds> wait;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = sessions_per_address_.find(info.address_key); it != sessions_per_address_.end()) open = it->second;
+    if (limits.max_sessions != 0 && open >= limits.max_sessions) {
+      // refused below, outside the lock
+    } else if (new_session_buckets_ && !new_session_buckets_->try_take(info.address_key, core::rate_clock::now())) {
+      wait = new_session_buckets_->wait_time(info.address_key, core::rate_clock::now());
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (!wait) {
+    refused_address_sessions_.inc();
+    warn_throttled(address_log_, "new session from " + info.remote_address + " refused: " + std::to_string(open) +
+                                     " sessions open from this address (MAX_SESSIONS_PER_ADDRESS=" +
+                                     std::to_string(limits.max_sessions) + ")");
+    return refuse(429, "TOO_MANY_SESSIONS", "Too many open sessions from this address", std::chrono::seconds(5));
+  }
+  refused_address_rate_.inc();
+  warn_throttled(address_log_, "new session from " + info.remote_address +
+                                   " refused: over NEW_SESSIONS_PER_ADDRESS_PER_MINUTE=" +
+                                   std::to_string(static_cast<long long>(limits.new_sessions_per_minute)));
+  return refuse(429, "RATE_LIMITED", "Too many new sessions from this address", *wait);
 }
 
 void server::close_all(close_reason reason) {
@@ -598,6 +794,7 @@ std::shared_ptr<session> server::create(strand_type strand, transport_kind kind,
   {
     std::lock_guard lock(mutex_);
     sessions_.emplace(s->id(), s);
+    ++sessions_per_address_[s->info().address_key];
   }
   opened_.inc();
   return s;
@@ -629,10 +826,7 @@ asio::awaitable<std::optional<http::response>> server::handle(http::request& req
   info.query = http::parse_query(query_text);
   info.origin = std::string(req[bhttp::field::origin]);
   info.user_agent = std::string(req[bhttp::field::user_agent]);
-  boost::system::error_code ec;
-  auto ep = ctx.stream.socket().remote_endpoint(ec);
-  if (!ec) info.remote_address = ep.address().to_string();
-  if (auto fwd = req["x-forwarded-for"]; !fwd.empty()) info.remote_address = std::string(fwd.substr(0, fwd.find(',')));
+  identify_client(req, ctx, info);
 
   auto host = req[bhttp::field::host];
   if (!opts_.cors.allows(info.origin, std::string_view(host.data(), host.size()))) {
@@ -673,6 +867,7 @@ asio::awaitable<std::optional<http::response>> server::handle(http::request& req
   };
   if (sid.empty()) {
     if (req.method() != bhttp::verb::get) co_return error_response(req, 400, http_error::bad_handshake_method);
+    if (auto refused = admit_new_session(req, info)) co_return std::move(*refused);
     auto strand = asio::make_strand(ioc_);
     auto s = create(strand, transport_kind::polling, std::move(info));
     auto body = "0" + session_fsm::handshake_json(s->id(), true, opts_.session);
@@ -681,6 +876,9 @@ asio::awaitable<std::optional<http::response>> server::handle(http::request& req
   }
   auto s = find(sid);
   if (!s) co_return error_response(req, 400, http_error::unknown_sid);
+  // Until the upgrade the sid is the session's only credential: it is honoured only from the
+  // client address that opened the session.
+  if (!same_client(*s, info, "polling request")) co_return error_response(req, 403, http_error::forbidden);
   if (req.method() == bhttp::verb::get) {
     auto [status, body] = co_await asio::co_spawn(s->strand_, s->poll_get(), asio::use_awaitable);
     if (status == 200) co_return reply(200, std::move(body), "text/plain; charset=UTF-8");
@@ -711,6 +909,13 @@ asio::awaitable<std::optional<http::response>> server::handle_websocket(http::re
   auto key = req[bhttp::field::sec_websocket_key];
   if (key.empty() || req[bhttp::field::sec_websocket_version] != "13")
     co_return error_response(req, 400, http_error::bad_request);
+  if (existing) {
+    // An upgrade probe takes over the session's transport: only from the address that opened it
+    // (a stolen sid used elsewhere gets 403 and the session carries on undisturbed).
+    if (!same_client(*existing, info, "upgrade probe")) co_return error_response(req, 403, http_error::forbidden);
+  } else if (auto refused = admit_new_session(req, info)) {
+    co_return std::move(*refused);
+  }
   std::string accept = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
                        websocket_accept_key(std::string_view(key.data(), key.size())) + "\r\n\r\n";
   auto [wec, wn] = co_await asio::async_write(ctx.stream, asio::buffer(accept), use_tuple);

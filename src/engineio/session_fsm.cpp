@@ -14,6 +14,10 @@ const char* to_string(close_reason r) noexcept {
     case close_reason::server_close: return "server close";
     case close_reason::outbound_overflow: return "outbound overflow";
     case close_reason::server_shutdown: return "server shutdown";
+    case close_reason::buffer_overflow: return "buffer limit";
+    case close_reason::control_overflow: return "control frames not read";
+    case close_reason::overloaded: return "server overloaded";
+    case close_reason::policy_violation: return "policy violation";
   }
   return "unknown";
 }

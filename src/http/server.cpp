@@ -45,7 +45,9 @@ server::server(asio::io_context& ioc, server_options opts, core::metrics& metric
       slot_freed_(std::make_shared<asio::steady_timer>(accept_strand_)),
       paused_(metrics.get_counter("berth_http_accept_paused_total",
                                   "Times accepting paused because MAX_CONNECTIONS was reached")),
-      bad_requests_(metrics.get_counter("berth_http_bad_requests_total", "Malformed or oversized HTTP requests")) {
+      bad_requests_(metrics.get_counter("berth_http_bad_requests_total", "Malformed or oversized HTTP requests")),
+      refused_per_address_(metrics.get_counter("berth_http_connections_refused_total",
+                                               "TCP connections closed at accept: MAX_CONNECTIONS_PER_ADDRESS reached for their peer")) {
   metrics_.add_gauge("berth_http_connections", "Open TCP connections",
                      [this] { return static_cast<double>(open_.load()); });
 }
@@ -102,10 +104,16 @@ asio::awaitable<void> server::accept_loop() {
       co_await t.async_wait(as_tuple_awaitable);
       continue;
     }
+    auto peer_key = admit_peer(socket.remote_endpoint(ec));
+    if (!peer_key) {
+      socket.close(ec);  // no HTTP yet to answer with: the kernel's reset is the answer
+      continue;
+    }
     socket.set_option(tcp::no_delay(true), ec);
     ++open_;
     auto ex = socket.get_executor();
-    asio::co_spawn(ex, serve(std::move(socket)), [this, timer = slot_freed_](std::exception_ptr e) {
+    asio::co_spawn(ex, serve(std::move(socket)), [this, timer = slot_freed_, key = std::move(*peer_key)](std::exception_ptr e) {
+      if (!key.empty()) release_peer(key);
       if (open_.fetch_sub(1) >= opts_.max_connections) asio::post(accept_strand_, [timer] { timer->cancel(); });
       if (e) {
         try {
@@ -116,6 +124,36 @@ asio::awaitable<void> server::accept_loop() {
       }
     });
   }
+}
+
+std::optional<std::string> server::admit_peer(const tcp::endpoint& ep) {
+  if (opts_.max_connections_per_address == 0) return std::string();
+  const auto peer = core::parse_ip(ep.address().to_string());
+  if (!peer || opts_.unlimited_peers.contains(*peer)) return std::string();
+  auto key = peer->limit_key();
+  std::size_t open = 0;
+  {
+    std::lock_guard lock(peers_mutex_);
+    auto& n = per_peer_[key];
+    if (n < opts_.max_connections_per_address) {
+      ++n;
+      return key;
+    }
+    open = n;
+  }
+  refused_per_address_.inc();
+  std::uint64_t suppressed = 0;
+  if (refusal_log_.allow(suppressed))
+    core::logger("http")->warn("connection from {} refused: {} open from this address (MAX_CONNECTIONS_PER_ADDRESS={}){}",
+                               peer->to_string(), open, opts_.max_connections_per_address,
+                               suppressed ? " (" + std::to_string(suppressed) + " similar lines suppressed)" : "");
+  return std::nullopt;
+}
+
+void server::release_peer(const std::string& key) {
+  std::lock_guard lock(peers_mutex_);
+  auto it = per_peer_.find(key);
+  if (it != per_peer_.end() && --it->second == 0) per_peer_.erase(it);
 }
 
 asio::awaitable<response> server::dispatch(request& req, connection_context& ctx, bool& handled_raw) {

@@ -90,6 +90,7 @@ const char* to_string(decode_error e) noexcept {
     case decode_error::bad_payload: return "invalid payload for packet type";
     case decode_error::bad_placeholder: return "invalid binary placeholder";
     case decode_error::unexpected_binary: return "unexpected binary attachment";
+    case decode_error::attachments_too_large: return "binary attachments too large";
   }
   return "unknown";
 }
@@ -122,17 +123,21 @@ encoded_packet encode(const packet& p) {
 }
 
 decoder::status decoder::fail(decode_error e) {
+  reset();
   error_ = e;
-  expected_ = 0;
-  buffers_.clear();
   return status::error;
 }
 
-decoder::status decoder::feed_text(std::string_view msg) {
-  packet_ = packet{};
-  packet_.data = json(json::value_t::discarded);
-  buffers_.clear();
+void decoder::reset() noexcept {
   expected_ = 0;
+  buffers_ = {};  // gives the memory back: attachments can be large
+  buffered_ = 0;
+  packet_ = packet{};
+}
+
+decoder::status decoder::feed_text(std::string_view msg) {
+  reset();
+  packet_.data = json(json::value_t::discarded);
   error_ = decode_error::none;
   if (msg.empty() || msg[0] < '0' || msg[0] > '6') return fail(decode_error::bad_type);
   packet_.type = static_cast<packet_type>(msg[0] - '0');
@@ -178,10 +183,13 @@ decoder::status decoder::feed_text(std::string_view msg) {
 
 decoder::status decoder::feed_binary(std::string data) {
   if (expected_ == 0) return fail(decode_error::unexpected_binary);
+  if (data.size() > max_attachment_bytes_ - buffered_) return fail(decode_error::attachments_too_large);
+  buffered_ += data.size();
   buffers_.push_back(std::move(data));
   if (--expected_ > 0) return status::need_binary;
   if (!reconstruct(packet_.data, buffers_)) return fail(decode_error::bad_placeholder);
-  buffers_.clear();
+  buffers_ = {};
+  buffered_ = 0;
   return status::complete;
 }
 

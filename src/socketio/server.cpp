@@ -23,6 +23,10 @@ const char* disconnect_reason(engineio::close_reason r) {
     case engineio::close_reason::server_close: return "server namespace disconnect";
     case engineio::close_reason::server_shutdown: return "server shutting down";
     case engineio::close_reason::outbound_overflow: return "transport error";
+    case engineio::close_reason::buffer_overflow:
+    case engineio::close_reason::control_overflow:
+    case engineio::close_reason::overloaded:
+    case engineio::close_reason::policy_violation: return "forced close";
     default: return "transport close";
   }
 }
@@ -31,7 +35,8 @@ const char* disconnect_reason(engineio::close_reason r) {
 // One Engine.IO session's Socket.IO state: its decoder and the namespaces it joined.
 class connection : public engineio::session_handler {
  public:
-  connection(server& srv, std::shared_ptr<engineio::session> s) : server_(srv), session_(*s), weak_(s) {
+  connection(server& srv, std::shared_ptr<engineio::session> s)
+      : server_(srv), session_(*s), weak_(s), decoder_(srv.opts_.max_attachment_bytes) {
     connect_timer_ = std::make_unique<asio::steady_timer>(session_.strand(), srv.opts_.connect_timeout);
     connect_timer_->async_wait([alive = alive_, this](boost::system::error_code ec) {
       if (ec || !*alive || !sockets_.empty() || !connecting_.empty()) return;
@@ -51,19 +56,39 @@ class connection : public engineio::session_handler {
   }
 
   void on_message(engineio::packet&& p) override {
+    const std::size_t size = p.data.size();
     auto st = p.binary ? decoder_.feed_binary(std::move(p.data)) : decoder_.feed_text(p.data);
-    if (st == decoder::status::need_binary) return;
+    if (st == decoder::status::need_binary) {
+      if (!p.binary && !may_buffer_attachments()) {
+        // Decided at the text header, before a single attachment is buffered: attachments are
+        // only worth holding for a namespace this connection has joined.
+        server_.attachments_unjoined_.inc();
+        core::logger("socketio")->warn("sid={} closed: binary packet with {} attachments for namespace '{}', not joined",
+                                       session_.id(), decoder_.pending_attachments(), core::log_prefix(decoder_.pending().nsp));
+        decoder_.reset();
+        session_.close(engineio::close_reason::parse_error);
+      }
+      return;
+    }
     if (st == decoder::status::error) {
       if (decoder_.error() == decode_error::too_deep) {
         // Hostile rather than buggy: worth a line at warn level, once per connection (it closes).
         server_.json_too_deep_.inc();
         core::logger("socketio")->warn("sid={} closed: event arguments nested deeper than {} levels ({} bytes)",
-                                       session_.id(), core::max_json_depth, p.data.size());
+                                       session_.id(), core::max_json_depth, size);
+      } else if (decoder_.error() == decode_error::attachments_too_large) {
+        server_.attachments_too_large_.inc();
+        core::logger("socketio")->warn("sid={} closed: binary attachments of one packet over {} bytes", session_.id(),
+                                       server_.opts_.max_attachment_bytes);
+        session_.close(engineio::close_reason::buffer_overflow);
+        return;
       }
       return fail(to_string(decoder_.error()), p.binary ? std::string_view{} : p.data);
     }
     handle(decoder_.take());
   }
+
+  std::size_t buffered_bytes() const noexcept override { return decoder_.buffered_bytes(); }
 
   void on_close(engineio::close_reason r) override {
     auto reason = disconnect_reason(r);
@@ -83,6 +108,50 @@ class connection : public engineio::session_handler {
     server_.protocol_errors_.inc();
     core::logger("socketio")->debug("sid={} closed: {} '{}'", session_.id(), why, core::log_prefix(raw, 32));
     session_.close(engineio::close_reason::parse_error);
+  }
+
+  // A binary packet's attachments are buffered only for a joined namespace (and, as with their
+  // text-only counterparts, an ACK for one still connecting, which is then dropped).
+  bool may_buffer_attachments() const {
+    const auto& head = decoder_.pending();
+    if (sockets_.count(head.nsp)) return true;
+    return head.type == packet_type::binary_ack && connecting_.count(head.nsp);
+  }
+
+  // The socket's event budget; false when this event is refused (answered, hooked or dropped).
+  bool admit_event(const std::shared_ptr<socket>& sock, const std::string& event, socket::ack_fn& ack) {
+    auto& limit = *sock->limit_;
+    const auto now = core::rate_clock::now();
+    const auto& opts = server_.opts_.events;
+    if (limit.flood && limit.flood->record(now)) {
+      server_.flood_disconnects_.inc();
+      core::logger("socketio")->warn("sid={} closed: socket {} sent at least {} events per second for {} seconds",
+                                     session_.id(), sock->id(), opts.flood_factor * opts.per_second, opts.flood_seconds);
+      session_.close(engineio::close_reason::policy_violation);
+      return false;
+    }
+    if (limit.bucket.try_take(now)) {
+      limit.limited = false;
+      return true;
+    }
+    server_.rate_limited_.inc();
+    const auto retry = std::max(limit.bucket.wait_time(now), std::chrono::milliseconds(1));
+    if (!limit.limited) {  // one line per episode, not per refused event
+      limit.limited = true;
+      core::logger("socketio")->warn("sid={} socket {} over {} events per second (burst {}): events refused",
+                                     session_.id(), sock->id(), opts.per_second, opts.burst);
+    }
+    if (ack) {
+      ack(json::array({json{{"ok", false},
+                            {"code", "RATE_LIMITED"},
+                            {"message", "Too many events: slow down"},
+                            {"retryAfterMs", retry.count()}}}));
+    } else if (sock->namespace_handlers_ && sock->namespace_handlers_->on_rate_limited_) {
+      sock->namespace_handlers_->on_rate_limited_(sock, event, retry);
+    } else {
+      server_.rate_limited_dropped_.inc();
+    }
+    return false;
   }
 
   void handle(packet p) {
@@ -148,6 +217,7 @@ class connection : public engineio::session_handler {
     }
     std::string dumped;
     const std::string& event = name.is_string() ? name.get_ref<const std::string&>() : (dumped = name.dump());
+    if (sock->limit_ && !admit_event(sock, event, ack)) return;
     if (!sock->handlers_.empty()) {
       auto h = sock->handlers_.find(event);
       if (h != sock->handlers_.end()) return h->second(std::move(args), std::move(ack));
@@ -172,6 +242,11 @@ class connection : public engineio::session_handler {
     auto sock = std::make_shared<socket>(weak_, this, p.nsp, std::move(auth));
     namespace_* nsp = ns->second.get();
     sock->namespace_handlers_ = nsp;
+    if (const auto& ev = server_.opts_.events; ev.per_second > 0) {
+      const auto now = core::rate_clock::now();
+      sock->limit_ = std::make_unique<socket::event_limit>(socket::event_limit{core::token_bucket(ev.per_second, ev.burst, now), std::nullopt, false});
+      if (ev.flood_seconds > 0) sock->limit_->flood.emplace(ev.flood_factor * ev.per_second, ev.flood_seconds);
+    }
     connecting_.insert(p.nsp);
     if (nsp->middlewares_.empty()) return finish_connect(nsp, sock, std::nullopt);
     asio::co_spawn(
@@ -309,7 +384,19 @@ server::server(server_options opts, core::metrics& metrics)
       connect_timeouts_(metrics.get_counter("berth_socketio_connect_timeouts_total",
                                             "Connections closed without a CONNECT")),
       json_too_deep_(metrics.get_counter("berth_socketio_json_too_deep_total",
-                                         "Connections closed for a packet nested deeper than the JSON depth limit")) {
+                                         "Connections closed for a packet nested deeper than the JSON depth limit")),
+      attachments_unjoined_(metrics.get_counter("berth_socketio_attachment_violations_total",
+                                                "Connections closed for binary attachments they may not send",
+                                                "reason=\"namespace_not_joined\"")),
+      attachments_too_large_(metrics.get_counter("berth_socketio_attachment_violations_total",
+                                                 "Connections closed for binary attachments they may not send",
+                                                 "reason=\"too_large\"")),
+      rate_limited_(metrics.get_counter("berth_socketio_events_rate_limited_total",
+                                        "Client events refused by the per-socket event rate limit")),
+      rate_limited_dropped_(metrics.get_counter("berth_socketio_events_rate_limited_dropped_total",
+                                                "Refused events without ack and without a rate-limit hook (dropped)")),
+      flood_disconnects_(metrics.get_counter("berth_socketio_flood_disconnects_total",
+                                             "Connections closed for a sustained event flood")) {
   metrics.add_gauge("berth_socketio_sockets", "Connected Socket.IO sockets",
                     [this] { return static_cast<double>(sockets_.load()); });
 }

@@ -3,8 +3,11 @@
 // WebSocket connections (framed by websocket_codec), with one strand per session.
 // Lifetime: sessions are owned by the server's registry until closed; the server must outlive
 // its io_context's run(). Thread-safety: session::send/close may be called from any thread.
+#include <algorithm>
+#include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -14,7 +17,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include "berth/core/client_address.hpp"
 #include "berth/core/metrics.hpp"
+#include "berth/core/rate_limit.hpp"
 #include "berth/engineio/session_fsm.hpp"
 #include "berth/engineio/websocket_codec.hpp"
 #include "berth/http/request_info.hpp"
@@ -32,7 +37,8 @@ using strand_type = asio::strand<asio::io_context::executor_type>;
 struct handshake_info {
   std::string sid;
   http::query_map query;
-  std::string remote_address;
+  std::string remote_address;  // the client (X-Forwarded-For only from a trusted proxy)
+  std::string address_key;     // what per-address limits and the sid binding compare (IPv6: its /64)
   std::string origin;
   std::string user_agent;
 };
@@ -44,6 +50,9 @@ class session_handler {
   virtual ~session_handler() = default;
   virtual void on_message(packet&& p) = 0;
   virtual void on_close(close_reason reason) = 0;
+  // Inbound bytes the handler holds for this connection (e.g. binary attachments waiting for
+  // the rest of their packet); they count toward the connection's and the process's budgets.
+  virtual std::size_t buffered_bytes() const noexcept { return 0; }
 };
 
 class server;
@@ -51,6 +60,7 @@ class server;
 class session : public std::enable_shared_from_this<session> {
  public:
   session(server& srv, strand_type strand, transport_kind kind, handshake_info info);
+  ~session();
   const std::string& id() const noexcept { return info_->sid; }
   const handshake_info& info() const noexcept { return *info_; }
   // Shared so Socket.IO sockets can keep it without a copy per namespace.
@@ -87,6 +97,14 @@ class session : public std::enable_shared_from_this<session> {
   void close_probe();
   void fail_upgrade();
   void arm_close_deadline();
+  // Brings the server's buffered-bytes total up to date with this connection's and closes it
+  // when it holds more than max_buffered_bytes, or wants to hold more inbound bytes while the
+  // process is over its budget.
+  void enforce_buffer_limits();
+  // Updates this connection's share of the server's total; returns its inbound bytes.
+  std::size_t sync_accounting();
+  // A pong for a ping; false (and nothing queued) when the owed control frames are over the limit.
+  bool queue_pong(std::string_view payload);
 
   server& server_;
   strand_type strand_;
@@ -103,6 +121,9 @@ class session : public std::enable_shared_from_this<session> {
   std::unique_ptr<session_handler> handler_;
   asio::steady_timer* write_waiter_ = nullptr;    // the close sequence waiting for that write
   clock::time_point timer_at_;                    // when the armed heartbeat wait fires
+  std::size_t inbound_buffered_ = 0;  // the websocket decoder's partial frames and messages
+  std::size_t inbound_accounted_ = 0;  // inbound bytes (decoder + handler) at the last check
+  std::size_t accounted_ = 0;          // this connection's share of server::buffered_
   // One coroutine per websocket session: the reader. Writes go straight to the (non-blocking)
   // socket from wake(), with an async write only for what the kernel did not take; the
   // heartbeat is a plain timer wait. Polling sessions keep the run() driver until upgraded.
@@ -114,10 +135,22 @@ class session : public std::enable_shared_from_this<session> {
   bool finished_ = false;
 };
 
+// Limits per client address: the socket peer, or the X-Forwarded-For hop named by a trusted proxy.
+struct address_limits {
+  core::trusted_proxies trusted_proxies;
+  std::size_t max_sessions = 0;         // sessions open at once per address; 0: no limit
+  double new_sessions_per_minute = 0;   // token bucket per address, burst the same; 0: no limit
+  std::size_t max_tracked_addresses = 100000;  // rate-limiter map bound (least recently used forgotten)
+};
+
 struct server_options {
   std::string path = "/socket.io/";
   session_options session;
   http::cors_policy cors;
+  address_limits per_address;
+  // Bytes all sessions together may buffer; past it new sessions get 503 and sessions that want
+  // to buffer more inbound bytes are closed (overloaded). 0: no limit.
+  std::size_t max_process_buffered_bytes = 0;
 };
 
 class server {
@@ -132,6 +165,8 @@ class server {
   void close_all(close_reason reason = close_reason::server_shutdown);
   std::size_t session_count() const;
   const server_options& options() const noexcept { return opts_; }
+  // Bytes all sessions buffer right now (what max_process_buffered_bytes bounds).
+  std::size_t buffered_bytes() const noexcept { return static_cast<std::size_t>(std::max<std::int64_t>(0, buffered_.load())); }
 
  private:
   friend class session;
@@ -141,6 +176,13 @@ class server {
   std::shared_ptr<session> find(const std::string& sid) const;
   std::shared_ptr<session> create(strand_type strand, transport_kind kind, handshake_info info);
   void remove(const std::string& sid);
+  // The client address of a request (trusted-proxy rule); fills remote_address and address_key.
+  void identify_client(const http::request& req, http::connection_context& ctx, handshake_info& info) const;
+  // Whether a new session from this client may open now; the refusal answer otherwise.
+  std::optional<http::response> admit_new_session(http::request& req, const handshake_info& info);
+  // A request for an existing session must come from the address that opened it.
+  bool same_client(const session& s, const handshake_info& info, std::string_view what);
+  void warn_throttled(core::log_limiter& limiter, const std::string& line);
   http::response error_response(http::request& req, unsigned status, std::optional<http_error> e);
   void add_cors(http::request& req, http::response& res);
 
@@ -149,14 +191,26 @@ class server {
   core::metrics& metrics_;
   handler_factory factory_;
   std::unique_ptr<detail::readiness_hub> hub_;  // read readiness of every websocket
+  // Declared before sessions_: a session gives its share back when it is destroyed.
+  std::atomic<std::int64_t> buffered_{0};  // sum of every session's accounted_
+  core::log_limiter address_log_, overload_log_;
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<session>> sessions_;
+  std::unordered_map<std::string, std::size_t> sessions_per_address_;  // under mutex_
+  std::unique_ptr<core::keyed_token_buckets> new_session_buckets_;    // under mutex_; null: no rate limit
   core::counter& opened_;
   core::counter& bad_requests_;
   core::counter& protocol_errors_;
   core::counter& ping_timeouts_;
   core::counter& overflows_;
   core::counter& upgrades_;
+  core::counter& refused_address_rate_;
+  core::counter& refused_address_sessions_;
+  core::counter& refused_overloaded_;
+  core::counter& sid_address_mismatch_;
+  core::counter& control_overflows_;
+  core::counter& buffer_overflows_;
+  core::counter& overload_closes_;
 };
 
 }  // namespace berth::engineio

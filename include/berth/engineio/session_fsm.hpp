@@ -22,6 +22,12 @@ struct session_options {
   std::size_t max_payload = 1000000;
   // Outbound bytes queued for a slow client before the session is closed (watermark).
   std::size_t max_outbound_bytes = 8 * 1000000;
+  // Pong (and close) frames owed to a websocket peer while a write to it is stalled: a peer
+  // that pings faster than it reads is closed once they pass this.
+  std::size_t max_control_bytes = 16 * 1024;
+  // Everything one connection holds (a partial inbound message, binary attachments waiting
+  // for their packet, the outbound queue and the unwritten rest); 0: not checked as a whole.
+  std::size_t max_buffered_bytes = 0;
 };
 
 enum class transport_kind { polling, websocket };
@@ -35,6 +41,10 @@ enum class close_reason {
   server_close,      // the application closed it
   outbound_overflow, // the client does not read fast enough
   server_shutdown,
+  buffer_overflow,   // the connection held more than max_buffered_bytes (or a packet's attachments too many)
+  control_overflow,  // pongs owed piled up: the peer pings faster than it reads
+  overloaded,        // the process is over its buffer budget and this connection wanted more
+  policy_violation,  // the application closed it for abuse (e.g. a sustained event flood)
 };
 const char* to_string(close_reason r) noexcept;
 

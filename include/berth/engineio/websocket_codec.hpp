@@ -25,6 +25,7 @@ enum class ws_close_code : std::uint16_t {
   invalid_payload = 1007,
   policy_violation = 1008,
   too_big = 1009,
+  try_again_later = 1013,
 };
 
 class websocket_decoder {

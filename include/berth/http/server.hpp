@@ -6,7 +6,10 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
@@ -19,7 +22,9 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "berth/core/client_address.hpp"
 #include "berth/core/metrics.hpp"
+#include "berth/core/rate_limit.hpp"
 #include "berth/http/request_info.hpp"
 
 namespace berth::http {
@@ -44,6 +49,11 @@ struct server_options {
   std::size_t header_limit = 8 * 1024;
   std::size_t body_limit = 1000000;
   std::chrono::seconds idle_timeout{60};
+  // TCP connections open at once from one peer address (IPv6: one /64); 0: no limit. Peers in
+  // `unlimited_peers` (the trusted proxies: every client behind them shares their address) are
+  // exempt. A connection over the limit is closed as soon as it is accepted.
+  std::size_t max_connections_per_address = 0;
+  core::trusted_proxies unlimited_peers{};
 };
 
 class server {
@@ -72,6 +82,9 @@ class server {
 
  private:
   asio::awaitable<void> accept_loop();
+  // Counts the connection against its peer's limit; empty key: over the limit (refused).
+  std::optional<std::string> admit_peer(const tcp::endpoint& peer);
+  void release_peer(const std::string& key);
   asio::awaitable<void> serve(tcp::socket socket);
   asio::awaitable<response> dispatch(request& req, connection_context& ctx, bool& handled_raw);
 
@@ -95,6 +108,10 @@ class server {
   std::shared_ptr<asio::steady_timer> slot_freed_;  // wakes a paused accept loop
   core::counter& paused_;
   core::counter& bad_requests_;
+  core::counter& refused_per_address_;
+  std::mutex peers_mutex_;
+  std::unordered_map<std::string, std::size_t> per_peer_;  // open connections per limited peer
+  core::log_limiter refusal_log_;
 };
 
 // JSON error response {"error":..., "message":...} with the status.

@@ -54,12 +54,17 @@ enum class decode_error {
   bad_payload,      // valid JSON of the wrong shape for the packet type
   bad_placeholder,  // placeholder num out of range or malformed
   unexpected_binary,
+  attachments_too_large,  // a packet's binary attachments add up to more than the decoder's limit
 };
 const char* to_string(decode_error e) noexcept;
 
 // Incremental decoder: a text message, then (for binary packets) its attachments.
 class decoder {
  public:
+  // Attachments are buffered until the packet is whole; they may add up to this many bytes.
+  static constexpr std::size_t default_max_attachment_bytes = 1000000;
+  explicit decoder(std::size_t max_attachment_bytes = default_max_attachment_bytes)
+      : max_attachment_bytes_(max_attachment_bytes) {}
   enum class status { complete, need_binary, error };
   status feed_text(std::string_view msg);
   status feed_binary(std::string data);
@@ -67,11 +72,21 @@ class decoder {
   packet take() { return std::move(packet_); }
   decode_error error() const noexcept { return error_; }
   bool awaiting_binary() const noexcept { return expected_ > 0; }
+  // While awaiting_binary(): the packet's type, namespace and id, known from its text header,
+  // so the caller can refuse attachments for a namespace it has not joined before buffering them.
+  const packet& pending() const noexcept { return packet_; }
+  std::size_t pending_attachments() const noexcept { return expected_; }
+  // Attachment bytes held for the packet being assembled.
+  std::size_t buffered_bytes() const noexcept { return buffered_; }
+  // Drops a packet being assembled.
+  void reset() noexcept;
 
  private:
   status fail(decode_error e);
+  std::size_t max_attachment_bytes_;
   packet packet_;
   std::vector<std::string> buffers_;
+  std::size_t buffered_ = 0;
   std::size_t expected_ = 0;
   decode_error error_ = decode_error::none;
 };

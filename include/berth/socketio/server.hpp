@@ -14,6 +14,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "berth/core/metrics.hpp"
+#include "berth/core/rate_limit.hpp"
 #include "berth/engineio/server.hpp"
 #include "berth/socketio/packet.hpp"
 
@@ -74,6 +75,13 @@ class socket : public std::enable_shared_from_this<socket> {
   any_fn any_;
   std::vector<disconnect_fn> disconnect_handlers_;
   std::uint64_t next_ack_id_ = 0;
+  // Events per second (server_options::events); null when unlimited, so it costs 8 bytes then.
+  struct event_limit {
+    core::token_bucket bucket;
+    std::optional<core::flood_detector> flood;
+    bool limited = false;  // in a refusal episode (logged once per episode)
+  };
+  std::unique_ptr<event_limit> limit_;
   struct pending_ack {
     std::function<void(std::optional<json>)> done;
     std::shared_ptr<boost::asio::steady_timer> timer;
@@ -94,6 +102,11 @@ class namespace_ {
   // An event handler shared by every socket of the namespace: it gets the socket as an argument,
   // so no socket holds a copy (a per-socket map of handlers costs ~100 B per event per socket).
   using event_fn = std::function<void(const std::shared_ptr<socket>& sock, json args, socket::ack_fn ack)>;
+  // Told about an event refused by the rate limit that asked for no ack (one with an ack gets
+  // {ok:false, code:"RATE_LIMITED", message, retryAfterMs} as its answer). Without a hook such
+  // events are dropped and counted.
+  using rate_limited_fn =
+      std::function<void(const std::shared_ptr<socket>& sock, const std::string& event, std::chrono::milliseconds retry_after)>;
 
   explicit namespace_(std::string name) : name_(std::move(name)) {}
   const std::string& name() const noexcept { return name_; }
@@ -101,6 +114,7 @@ class namespace_ {
   void on_connection(std::function<void(std::shared_ptr<socket>)> fn) { on_connection_.push_back(std::move(fn)); }
   // Register before serving. A handler a socket registers itself (socket::on) takes precedence.
   void on(std::string event, event_fn fn) { handlers_.emplace_back(std::move(event), std::move(fn)); }
+  void on_rate_limited(rate_limited_fn fn) { on_rate_limited_ = std::move(fn); }
 
  private:
   friend class connection;
@@ -113,10 +127,25 @@ class namespace_ {
   std::vector<middleware> middlewares_;
   std::vector<std::function<void(std::shared_ptr<socket>)>> on_connection_;
   std::vector<std::pair<std::string, event_fn>> handlers_;  // a handful: a linear scan beats a map
+  rate_limited_fn on_rate_limited_;
+};
+
+// Events each socket may send (token bucket), and when a flood ends the connection.
+struct event_limits {
+  double per_second = 0;  // 0: no limit
+  double burst = 1;
+  // A socket sending at least flood_factor x per_second in each of flood_seconds consecutive
+  // seconds is not worth answering any more: its connection is closed. 0: never.
+  unsigned flood_seconds = 0;
+  double flood_factor = 10;
 };
 
 struct server_options {
   std::chrono::milliseconds connect_timeout{45000};
+  // Binary attachments of one packet, buffered until it is whole (the connection's only packet
+  // in assembly, so also the per-connection bound). Socket.IO's maxHttpBufferSize by default.
+  std::size_t max_attachment_bytes = decoder::default_max_attachment_bytes;
+  event_limits events{};
 };
 
 class server {
@@ -139,6 +168,11 @@ class server {
   core::counter& connect_rejected_;
   core::counter& connect_timeouts_;
   core::counter& json_too_deep_;
+  core::counter& attachments_unjoined_;
+  core::counter& attachments_too_large_;
+  core::counter& rate_limited_;
+  core::counter& rate_limited_dropped_;
+  core::counter& flood_disconnects_;
 };
 
 }  // namespace berth::socketio

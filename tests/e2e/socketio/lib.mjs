@@ -119,8 +119,10 @@ process.on('exit', () => {
 
 /** The server under test, started as its own process group so a kill reaches the whole command. */
 export class ServerProcess {
-  constructor(port) {
+  /** `env`: extra variables for this server only (e.g. the abuse limits a test exercises). */
+  constructor(port, env = {}) {
     this.port = port;
+    this.env = env;
     this.url = `http://${HOST}:${port}`;
     this.child = null;
     this.output = '';
@@ -133,6 +135,7 @@ export class ServerProcess {
       PING_TIMEOUT_MS: String(PING_TIMEOUT_MS),
       MAX_HTTP_BUFFER_SIZE: String(MAX_PAYLOAD),
       ...process.env,
+      ...this.env,
       PORT: String(this.port),
     };
     const child = spawn('/bin/sh', ['-c', `exec ${serverCommand()}`], {
@@ -189,8 +192,8 @@ export class ServerProcess {
 }
 
 /** Starts a server for the calling test file and stops it when the file's tests end. */
-export async function startServer() {
-  const server = new ServerProcess(await freePort());
+export async function startServer(env = {}) {
+  const server = new ServerProcess(await freePort(), env);
   after(() => server.stop());
   await server.start();
   return server;
@@ -447,4 +450,39 @@ export class RawPolling {
     if (i >= 0) return Promise.resolve(this.packets.splice(i, 1)[0]);
     return withTimeout(new Promise((resolve) => this.waiters.push({ match, resolve })), ms, what);
   }
+}
+
+/**
+ * One HTTP request with node:http (unlike fetch it can pick the source address: the tests play a
+ * second client from 127.0.0.2, another loopback address). Resolves with {status, headers, text}.
+ */
+export function rawHttp(server, { method = 'GET', path = SIO_PATH, query = '', headers = {}, body, localAddress } = {}, ms = 5000) {
+  const p = new Promise((resolve, reject) => {
+    const req = http.request({
+      host: HOST, port: server.port, method, path: `${path}?EIO=4&transport=polling${query}`, localAddress,
+      headers: { ...(body === undefined ? {} : { 'content-type': 'text/plain;charset=UTF-8' }), ...headers },
+      agent: false,
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+  return withTimeout(p, ms, `${method} ${query || 'handshake'}`);
+}
+
+/** Waits until `check()` is true, polling every `everyMs`, at most `ms`; rejects naming `what`. */
+export async function eventually(check, ms, what, everyMs = 20) {
+  const deadline = performance.now() + ms;
+  for (let i = 0; i < 100000; i++) {
+    if (await check()) return;
+    if (performance.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new TimeoutError(`timed out after ${ms} ms waiting for ${what}`);
 }

@@ -222,3 +222,10 @@ TEST(session_fsm, append_ws_frames_uses_extended_lengths) {
   EXPECT_EQ((static_cast<unsigned char>(out[2]) << 8) | static_cast<unsigned char>(out[3]), 201);
   EXPECT_EQ(out[4], '4');
 }
+
+TEST(session_fsm, new_close_reasons_have_names) {
+  EXPECT_STREQ(to_string(close_reason::buffer_overflow), "buffer limit");
+  EXPECT_STREQ(to_string(close_reason::control_overflow), "control frames not read");
+  EXPECT_STREQ(to_string(close_reason::overloaded), "server overloaded");
+  EXPECT_STREQ(to_string(close_reason::policy_violation), "policy violation");
+}

@@ -136,3 +136,40 @@ TEST(socketio_packet, every_prefix_of_a_valid_packet_never_crashes) {
     }
   }
 }
+
+TEST(socketio_packet, the_header_names_the_namespace_before_any_attachment_is_buffered) {
+  decoder d;
+  ASSERT_EQ(d.feed_text(R"(52-/admin,7["upload",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}])"),
+            decoder::status::need_binary);
+  EXPECT_EQ(d.pending().nsp, "/admin");
+  EXPECT_EQ(d.pending().type, packet_type::binary_event);
+  EXPECT_EQ(d.pending().id, 7u);
+  EXPECT_EQ(d.pending_attachments(), 2u);
+  EXPECT_EQ(d.buffered_bytes(), 0u);
+  ASSERT_EQ(d.feed_binary("abc"), decoder::status::need_binary);
+  EXPECT_EQ(d.buffered_bytes(), 3u);
+  d.reset();  // the caller refuses it: nothing is held any more
+  EXPECT_FALSE(d.awaiting_binary());
+  EXPECT_EQ(d.buffered_bytes(), 0u);
+  EXPECT_EQ(d.feed_binary("x"), decoder::status::error);
+  EXPECT_EQ(d.error(), decode_error::unexpected_binary);
+}
+
+TEST(socketio_packet, attachments_of_one_packet_are_bounded_in_bytes) {
+  decoder d(10);
+  ASSERT_EQ(d.feed_text(R"(53-["e",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1},{"_placeholder":true,"num":2}])"),
+            decoder::status::need_binary);
+  EXPECT_EQ(d.feed_binary(std::string(6, 'a')), decoder::status::need_binary);
+  EXPECT_EQ(d.feed_binary(std::string(4, 'b')), decoder::status::need_binary);  // exactly 10: fits
+  EXPECT_EQ(d.feed_binary("c"), decoder::status::error);
+  EXPECT_EQ(d.error(), decode_error::attachments_too_large);
+  EXPECT_EQ(d.buffered_bytes(), 0u);  // the refused packet's attachments are given back
+  // The bound is per packet: the next one starts from zero.
+  ASSERT_EQ(d.feed_text(R"(51-["e",{"_placeholder":true,"num":0}])"), decoder::status::need_binary);
+  EXPECT_EQ(d.feed_binary(std::string(10, 'd')), decoder::status::complete);
+  EXPECT_EQ(d.buffered_bytes(), 0u);
+  // One attachment alone over the bound.
+  ASSERT_EQ(d.feed_text(R"(51-["e",{"_placeholder":true,"num":0}])"), decoder::status::need_binary);
+  EXPECT_EQ(d.feed_binary(std::string(11, 'e')), decoder::status::error);
+  EXPECT_EQ(d.error(), decode_error::attachments_too_large);
+}
