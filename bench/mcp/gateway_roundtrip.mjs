@@ -16,7 +16,9 @@ const redis = await startRedis();
 let berth;
 const samples = [];
 try {
-  berth = await startBerth({ REDIS_URL: redis.url, LOG_LEVEL: "warn" });
+  // One socket sends two events per turn as fast as turns complete: over the per-socket event
+  // limit (SOCKET_EVENTS_PER_SECOND, 20 by default) this measures nothing but the limiter.
+  berth = await startBerth({ REDIS_URL: redis.url, LOG_LEVEL: "warn", SOCKET_EVENTS_PER_SECOND: "0" });
   const s = io(berth.url, { transports: ["websocket"], reconnection: false });
   await once(s, "system:ready", 60000);
   const stopAt = Date.now() + 120000;

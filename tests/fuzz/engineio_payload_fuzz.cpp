@@ -1,4 +1,5 @@
-// libFuzzer target: Engine.IO polling payloads and the session state machine's POST path.
+// libFuzzer target: Engine.IO polling payloads and the session state machine's POST path; the
+// first byte also sends the rest as one websocket frame (text or binary) through on_ws_frame.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -6,16 +7,25 @@
 #include "berth/engineio/packet.hpp"
 #include "berth/engineio/session_fsm.hpp"
 
+using namespace berth::engineio;
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view body(reinterpret_cast<const char*>(data), size);
-  if (auto packets = berth::engineio::decode_payload(body)) {
+  if (auto packets = decode_payload(body)) {
     // Whatever decodes must encode back to something that decodes to the same packets.
-    auto again = berth::engineio::decode_payload(berth::engineio::encode_payload(*packets));
+    auto again = decode_payload(encode_payload(*packets));
     if (!again || again->size() != packets->size()) __builtin_trap();
   }
-  berth::engineio::session_fsm fsm({}, berth::engineio::transport_kind::polling, {});
-  std::vector<berth::engineio::packet> delivered;
+  session_fsm fsm({}, transport_kind::polling, {});
+  std::vector<packet> delivered;
   fsm.on_post(body, delivered, {});
   fsm.take_polling_body();
+  if (size > 0) {
+    session_fsm ws({}, transport_kind::websocket, {});
+    delivered.clear();
+    ws.on_ws_frame(body.substr(1), data[0] & 1, delivered, {});
+    std::string out;
+    ws.append_ws_frames(out);
+  }
   return 0;
 }

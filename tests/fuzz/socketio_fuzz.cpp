@@ -1,4 +1,6 @@
 // libFuzzer target: Socket.IO packet decoder (text then binary attachments) and re-encoding.
+// Input: the text packet, then NUL, then attachment bytes (cut in 8-byte pieces). The decoder's
+// attachment bound is small here (64 bytes) so the refusal path is explored too.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -6,23 +8,28 @@
 
 #include "berth/socketio/packet.hpp"
 
+using berth::socketio::decoder;
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view in(reinterpret_cast<const char*>(data), size);
   auto nul = in.find('\0');
-  berth::socketio::decoder d;
+  decoder d(64);
   auto st = d.feed_text(in.substr(0, nul));
+  if (st == decoder::status::need_binary && (d.pending_attachments() == 0 || d.pending_attachments() > 256))
+    __builtin_trap();  // the header announces 1..256 attachments
   std::string_view rest = nul == std::string_view::npos ? std::string_view{} : in.substr(nul + 1);
-  while (st == berth::socketio::decoder::status::need_binary) {
+  while (st == decoder::status::need_binary) {
     auto cut = std::min<std::size_t>(rest.size(), 8);
     st = d.feed_binary(std::string(rest.substr(0, cut)));
     rest.remove_prefix(cut);
+    if (d.buffered_bytes() > 64) __builtin_trap();  // the bound holds
     if (cut == 0) break;
   }
-  if (st == berth::socketio::decoder::status::complete) {
+  if (st == decoder::status::complete) {
     auto p = d.take();
     auto enc = berth::socketio::encode(p);
-    berth::socketio::decoder again;
-    if (again.feed_text(enc.text) == berth::socketio::decoder::status::error) __builtin_trap();
+    decoder again;
+    if (again.feed_text(enc.text) == decoder::status::error) __builtin_trap();
   }
   return 0;
 }
