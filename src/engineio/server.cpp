@@ -111,11 +111,15 @@ session::session(server& srv, strand_type strand, transport_kind kind, handshake
       fsm_(srv.opts_.session, kind, clock::now()),
       timer_(strand_) {}
 
-session::~session() {
+// When the session ends: its share of the server's total goes back. (Not in a destructor: a
+// session can outlive its server at shutdown, in handlers the io_context still holds.)
+void session::release_accounting() {
   if (accounted_ != 0) server_.buffered_.fetch_sub(static_cast<std::int64_t>(accounted_), std::memory_order_relaxed);
+  accounted_ = 0;
 }
 
 std::size_t session::sync_accounting() {
+  if (finished_) return 0;
   const std::size_t inbound = inbound_buffered_ + (handler_ ? handler_->buffered_bytes() : 0);
   const std::size_t total = inbound + fsm_.outbound_bytes() + wbuf_.size() + ws_control_.size();
   if (total != accounted_) {
@@ -367,6 +371,7 @@ asio::awaitable<void> session::run() {
   if (poll_waiter_) poll_waiter_->cancel();
   close_probe();
   finished_ = true;
+  release_accounting();
   server_.remove(id());
   if (auto h = std::move(handler_)) h->on_close(fsm_.reason());
 }
@@ -622,6 +627,7 @@ asio::awaitable<void> session::ws_close() {
   timer_.cancel();
   ws_->close(ec);
   finished_ = true;
+  release_accounting();
   server_.remove(id());
   if (auto h = std::move(handler_)) h->on_close(fsm_.reason());
 }

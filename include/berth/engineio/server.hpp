@@ -60,7 +60,6 @@ class server;
 class session : public std::enable_shared_from_this<session> {
  public:
   session(server& srv, strand_type strand, transport_kind kind, handshake_info info);
-  ~session();
   const std::string& id() const noexcept { return info_->sid; }
   const handshake_info& info() const noexcept { return *info_; }
   // Shared so Socket.IO sockets can keep it without a copy per namespace.
@@ -103,6 +102,7 @@ class session : public std::enable_shared_from_this<session> {
   void enforce_buffer_limits();
   // Updates this connection's share of the server's total; returns its inbound bytes.
   std::size_t sync_accounting();
+  void release_accounting();
   // A pong for a ping; false (and nothing queued) when the owed control frames are over the limit.
   bool queue_pong(std::string_view payload);
 
@@ -191,8 +191,7 @@ class server {
   core::metrics& metrics_;
   handler_factory factory_;
   std::unique_ptr<detail::readiness_hub> hub_;  // read readiness of every websocket
-  // Declared before sessions_: a session gives its share back when it is destroyed.
-  std::atomic<std::int64_t> buffered_{0};  // sum of every session's accounted_
+  std::atomic<std::int64_t> buffered_{0};  // sum of every live session's accounted_
   core::log_limiter address_log_, overload_log_;
   mutable std::mutex mutex_;
   std::unordered_map<std::string, std::shared_ptr<session>> sessions_;
