@@ -68,7 +68,7 @@ core::result<jwt_claims> verify_jwt(std::string_view token, const jwt_policy& po
       !core::base64_decode(token.substr(dot2 + 1), signature))
     return unauthorized("malformed token");
   auto header = core::parse_json(header_raw);
-  if (!header.is_object() || header.value("alg", "") != "HS256") return unauthorized("unsupported token algorithm");
+  if (!header.is_object() || core::json_string(header, "alg") != "HS256") return unauthorized("unsupported token algorithm");
   const auto expected = hmac_sha256(secret, token.substr(0, dot2));
   if (signature.size() != expected.size() || CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) != 0)
     return unauthorized("invalid token signature");

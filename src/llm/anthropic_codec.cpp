@@ -2,6 +2,7 @@
 // content blocks text / tool_use / tool_result, strictly alternating roles.
 #include "codec_common.hpp"
 
+#include "berth/core/json.hpp"
 #include "berth/core/logging.hpp"
 
 namespace berth::llm {
@@ -78,7 +79,7 @@ class anthropic_codec final : public json_codec {
   }
 
   parse_outcome parse_object(const llm_request& req, const http_reply& rep, const json& j) const override {
-    if (j.value("type", "") == "error") {
+    if (core::json_string(j, "type") == "error") {
       http_reply as_error = rep;
       as_error.status = 502;
       auto out = http_failure(name(), as_error, settings_.api_key);

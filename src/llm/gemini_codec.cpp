@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "berth/core/json.hpp"
 #include "berth/core/logging.hpp"
 
 namespace berth::llm {
@@ -142,7 +143,7 @@ class gemini_codec final : public json_codec {
         std::size_t index = 0;
         for (const auto& p : content["parts"]) {
           if (!p.is_object()) return malformed(name(), "part is not an object", settings_.api_key);
-          if (p.value("thought", false)) continue;  // thinking summaries are not part of the answer
+          if (core::json_bool(p, "thought")) continue;  // thinking summaries are not part of the answer
           if (p.contains("text") && p["text"].is_string()) {
             out.text += p["text"].get<std::string>();
           } else if (p.contains("functionCall")) {

@@ -32,10 +32,40 @@ struct reply_deleter {
   void operator()(void* p) const noexcept { freeReplyObject(p); }
 };
 
+// hiredis's own reply functions with createArray bounded. A refused header makes hiredis fail
+// the read ("Out of memory"), which next() then reports precisely.
+void* bounded_create_array(const redisReadTask* task, int elements) {
+  auto* guard = static_cast<resp_reader::array_guard*>(task->privdata);
+  if (elements < 0 || static_cast<std::size_t>(elements) > guard->limit) {
+    guard->refused = elements;
+    return nullptr;
+  }
+  return guard->hiredis_fn->createArray(task, elements);
+}
+
+// The same table for every reader (hiredis's defaults are one static table of libhiredis).
+redisReplyObjectFunctions* bounded_functions(const redisReplyObjectFunctions* defaults) {
+  static redisReplyObjectFunctions fn = [defaults] {
+    auto f = *defaults;
+    f.createArray = bounded_create_array;
+    return f;
+  }();
+  return &fn;
+}
+
 }  // namespace
 
-resp_reader::resp_reader(std::size_t max_buffered) : r_(redisReaderCreate()), max_buffered_(max_buffered) {
+resp_reader::resp_reader(std::size_t max_buffered, std::size_t max_array_elements)
+    : max_buffered_(max_buffered), guard_{max_array_elements} {
+  create_reader();
+}
+
+void resp_reader::create_reader() {
+  r_ = redisReaderCreate();
   if (r_ == nullptr) throw std::bad_alloc();
+  guard_.hiredis_fn = r_->fn;
+  r_->fn = bounded_functions(r_->fn);
+  r_->privdata = &guard_;
 }
 
 resp_reader::~resp_reader() { redisReaderFree(r_); }
@@ -44,8 +74,9 @@ std::size_t resp_reader::buffered() const noexcept { return r_->len - r_->pos; }
 
 void resp_reader::reset() {
   redisReaderFree(r_);
-  r_ = redisReaderCreate();
-  if (r_ == nullptr) throw std::bad_alloc();
+  r_ = nullptr;
+  guard_.refused = -1;
+  create_reader();
   error_.clear();
 }
 
@@ -67,7 +98,9 @@ core::result<std::optional<reply>> resp_reader::next() {
   if (!error_.empty()) return core::make_error(core::errc::internal, error_);
   void* raw = nullptr;
   if (redisReaderGetReply(r_, &raw) != REDIS_OK) {
-    error_ = std::string("redis protocol: ") + r_->errstr;
+    error_ = guard_.refused != -1 ? "redis protocol: array of " + std::to_string(guard_.refused) +
+                                        " elements refused (at most " + std::to_string(guard_.limit) + ")"
+                                  : std::string("redis protocol: ") + r_->errstr;
     return core::make_error(core::errc::internal, error_);
   }
   if (raw == nullptr) return std::optional<reply>{};

@@ -70,6 +70,20 @@ inline nlohmann::json parse_json(std::string_view text, std::size_t max_depth = 
   return parse_json_checked(text, max_depth).value;
 }
 
+// A member of untrusted JSON read without exceptions: nlohmann's value(key, default) throws
+// type_error when the member exists with another type, which a peer can arrange at will.
+// `obj` may be anything; the fallback is returned unless it is an object with `key` of that type.
+inline std::string_view json_string(const nlohmann::json& obj, std::string_view key, std::string_view fallback = {}) {
+  if (!obj.is_object()) return fallback;
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_string() ? std::string_view(it->get_ref<const std::string&>()) : fallback;
+}
+inline bool json_bool(const nlohmann::json& obj, std::string_view key, bool fallback = false) {
+  if (!obj.is_object()) return fallback;
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_boolean() ? it->get<bool>() : fallback;
+}
+
 inline const char* to_string(json_error e) noexcept {
   switch (e) {
     case json_error::none: return "none";

@@ -58,5 +58,18 @@ TEST(json_depth, a_caller_may_allow_more) {
   EXPECT_EQ(parse_json_checked(nested(100), 99).error, json_error::too_deep);
 }
 
+TEST(json_fields, mistyped_members_fall_back_instead_of_throwing) {
+  const auto j = nlohmann::json::parse(R"({"s":"x","b":true,"n":1,"a":[1],"o":{}})");
+  EXPECT_EQ(json_string(j, "s"), "x");
+  EXPECT_EQ(json_string(j, "n", "fallback"), "fallback");  // value("n", "") would throw type_error
+  EXPECT_EQ(json_string(j, "a"), "");
+  EXPECT_EQ(json_string(j, "missing", "d"), "d");
+  EXPECT_EQ(json_string(nlohmann::json::array({1}), "s"), "");
+  EXPECT_TRUE(json_bool(j, "b"));
+  EXPECT_FALSE(json_bool(j, "s"));
+  EXPECT_TRUE(json_bool(j, "o", true));
+  EXPECT_FALSE(json_bool(nlohmann::json("str"), "b"));
+}
+
 }  // namespace
 }  // namespace berth::core

@@ -54,6 +54,18 @@ TEST(jwt, rejects_and_never_echoes_secrets) {
   }
 }
 
+TEST(jwt, a_header_whose_alg_is_not_a_string_is_refused_not_thrown) {
+  // Read before the signature is checked, so any client controls it.
+  for (const char* header : {R"({"alg":1})", R"({"alg":["HS256"]})", R"({"alg":null})"}) {
+    const std::string token = core::base64_encode(header, true) + "." +
+                              core::base64_encode(R"({"sub":"a","exp":2000})", true) + ".c2ln";
+    core::result<gateway::jwt_claims> r = core::make_error(core::errc::internal, "not run");
+    EXPECT_NO_THROW(r = gateway::verify_jwt(token, plain(), 1000)) << header;
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().message, "unsupported token algorithm") << header;
+  }
+}
+
 TEST(jwt, nbf_and_exp_honour_the_leeway) {
   auto t = gateway::sign_jwt(R"({"sub":"a","nbf":1000,"exp":2000.5})", secret);
   EXPECT_TRUE(gateway::verify_jwt(t, plain(), 971));   // 29 s early: clock skew

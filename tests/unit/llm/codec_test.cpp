@@ -361,6 +361,22 @@ TEST(AnthropicCodec, Garbage) {
   }
 }
 
+// Found by llm_anthropic_fuzz (bench/fuzz): a "type" member that is not a string made
+// json::value() throw type_error out of parse() instead of classifying the reply.
+TEST(AnthropicCodec, MistypedTypeMemberIsMalformedNotAnException) {
+  auto codec = make_anthropic_codec({"", std::string(key), ""});
+  const std::string_view body =
+      R"({"id":"msg_013","type":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","stop_sequence":null})";
+  parse_outcome out{core::make_error(core::errc::internal, "not run"), false, std::nullopt};
+  EXPECT_NO_THROW(out = codec->parse(full_request(), reply(200, body)));
+  ASSERT_FALSE(out.reply);
+  EXPECT_EQ(out.reply.error().code, core::errc::llm_error);
+  for (std::string_view typed : {R"({"type":1,"content":[]})", R"({"type":{"error":true},"content":[]})"}) {
+    EXPECT_NO_THROW(out = codec->parse(full_request(), reply(200, typed))) << typed;
+    EXPECT_TRUE(out.reply) << typed;  // an empty answer, not an error body
+  }
+}
+
 // ---------------- Gemini ----------------
 TEST(GeminiCodec, BuildsGenerateContentRequest) {
   auto codec = make_gemini_codec({"http://127.0.0.1:9", std::string(key), "gemini-test"});
@@ -441,6 +457,17 @@ TEST(GeminiCodec, ErrorBodiesAndRetryInfo) {
   out = codec->parse(full_request(), reply(200, s::gemini_blocked));
   EXPECT_EQ(out.reply.error().code, core::errc::llm_error);
   EXPECT_NE(out.reply.error().message.find("SAFETY"), std::string::npos);
+}
+
+// The same pattern as the fuzz-found Anthropic crash: "thought" that is not a boolean.
+TEST(GeminiCodec, MistypedThoughtMemberDoesNotThrow) {
+  auto codec = make_gemini_codec({"", std::string(key), ""});
+  const std::string_view body =
+      R"({"candidates":[{"content":{"parts":[{"thought":"yes","text":"kept"},{"thought":true,"text":"hidden"}]},"finishReason":"STOP"}]})";
+  parse_outcome out{core::make_error(core::errc::internal, "not run"), false, std::nullopt};
+  EXPECT_NO_THROW(out = codec->parse(full_request(), reply(200, body)));
+  ASSERT_TRUE(out.reply) << out.reply.error().message;
+  EXPECT_EQ(out.reply->text, "kept");
 }
 
 TEST(GeminiCodec, Garbage) {

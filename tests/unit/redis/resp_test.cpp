@@ -137,6 +137,42 @@ TEST(resp_reader, buffered_bytes_are_bounded) {
   EXPECT_NE(fed.error().message.find("larger than 64"), std::string::npos);
 }
 
+// Found by resp_fuzz (bench/fuzz): "*1221221223" made hiredis calloc the element table of 1.2
+// billion pointers (10 GB) before a single element arrived; the fuzzer timed out in memset.
+TEST(resp_reader, huge_array_headers_are_refused_before_allocating) {
+  for (const char* header : {"*1221221223\r\n", "*2147483647\r\n"}) {
+    resp_reader r;
+    ASSERT_TRUE(r.feed(header)) << header;
+    auto n = r.next();
+    ASSERT_FALSE(n.has_value()) << header;
+    EXPECT_NE(n.error().message.find("elements refused (at most 1048576)"), std::string::npos) << n.error().message;
+  }
+  // Beyond int or below -1 hiredis refuses the length itself, before asking for an array.
+  for (const char* header : {"*3000000000\r\n", "*-5\r\n"}) {
+    resp_reader r;
+    ASSERT_TRUE(r.feed(header)) << header;
+    auto n = r.next();
+    ASSERT_FALSE(n.has_value()) << header;
+    EXPECT_NE(n.error().message.find("redis protocol: "), std::string::npos) << n.error().message;
+  }
+  // Nested: the inner header is refused too; and the limit is the reader's.
+  resp_reader small(1024, 3);
+  ASSERT_TRUE(small.feed("*3\r\n:1\r\n:2\r\n:3\r\n*1\r\n*4\r\n"));
+  auto three = small.next();
+  ASSERT_TRUE(three && *three);
+  EXPECT_EQ((*three)->elements.size(), 3u);
+  auto refused = small.next();
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_NE(refused.error().message.find("array of 4 elements refused (at most 3)"), std::string::npos);
+  // reset() gives a working reader with the same limit.
+  small.reset();
+  ASSERT_TRUE(small.feed("*-1\r\n*0\r\n"));
+  auto nil = small.next();
+  ASSERT_TRUE(nil && *nil);  // "*-1" is the nil array, not a refused header
+  auto empty = small.next();
+  ASSERT_TRUE(empty && *empty);
+}
+
 TEST(resp_format, matches_hiredis_formatter) {
   std::vector<std::vector<std::string>> cases = {
       {"PING"},
