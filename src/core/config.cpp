@@ -164,6 +164,10 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"POOL_MAX_SIZE", integer<std::size_t>(&config::pool_max_size, 1, 10000)},
       {"POOL_IDLE_TIMEOUT_MS", millis(&config::pool_idle_timeout, 1000, 86'400'000)},
       {"ACQUIRE_TIMEOUT_MS", millis(&config::acquire_timeout, 1, 3'600'000)},
+      {"POOL_RECYCLE", boolean(&config::pool_recycle)},
+      {"POOL_MAX_USES", integer<std::size_t>(&config::pool_max_uses, 1, 1'000'000)},
+      {"POOL_MAX_AGE_MS", millis(&config::pool_max_age, 1000, 30LL * 86'400'000)},
+      {"MAX_CONTAINERS", integer<std::size_t>(&config::max_containers, 0, 1'000'000)},
       {"CONTAINER_MEMORY",
        [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
          auto b = parse_bytes(v);
@@ -184,6 +188,9 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"CONTAINER_NETWORK", text(&config::container_network, false)},
       {"MAX_REQUESTS_PER_USER", integer<std::size_t>(&config::max_requests_per_user, 1, 10000)},
       {"SESSION_IDLE_TIMEOUT_MS", millis(&config::session_idle_timeout, 1000, 30LL * 86'400'000)},
+      {"SESSION_DETACH_GRACE_MS", millis(&config::session_detach_grace, 0, 30LL * 86'400'000)},
+      {"WORKSPACE_SAVE_MAX_BYTES", integer<std::size_t>(&config::workspace_save_max_bytes, 1024, 64u * 1024u * 1024u)},
+      {"MAX_SESSIONS_PER_ADDRESS", integer<std::size_t>(&config::max_sessions_per_address, 0, 1'000'000)},
       {"ORPHAN_REAP_INTERVAL_MS", millis(&config::orphan_reap_interval, 1000, 86'400'000)},
       {"MAX_MESSAGE_BYTES", integer<std::size_t>(&config::max_message_bytes, 1, 100'000'000)},
       {"AUTH_JWT_SECRET", text(&config::auth_jwt_secret)},

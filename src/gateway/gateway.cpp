@@ -65,6 +65,7 @@ asio::awaitable<std::shared_ptr<pool::prepared_resource>> prepare_sandbox_mcp(do
                                                                               core::metrics& metrics) {
   auto session = std::make_shared<mcp_session>(asio::make_strand(docker.get_executor()), docker, container_id,
                                                std::move(command), metrics);
+  session->set_user(std::string(docker::sandbox_server_user));
   auto tools = co_await session->open(mcp_open_timeout);
   if (!tools) {
     core::logger("gateway")->warn("cid={} sandbox MCP server not prepared (it opens when the session starts): {}",

@@ -37,6 +37,13 @@ struct config {
   std::size_t pool_max_size = 100;
   std::chrono::milliseconds pool_idle_timeout{900000};
   std::chrono::milliseconds acquire_timeout{30000};
+  // A released container is scrubbed (berth/reset) and reused, at most pool_max_uses sessions and
+  // for at most pool_max_age; false: destroyed at release, as before recycling existed.
+  bool pool_recycle = true;
+  std::size_t pool_max_uses = 100;
+  std::chrono::milliseconds pool_max_age{3600000};
+  // Cluster-wide cap on sandbox containers (every replica's, counted in Redis); 0: no cap.
+  std::size_t max_containers = 1000;
   std::uint64_t container_memory_bytes = 512ull * 1024 * 1024;
   double container_cpus = 1.0;
   std::int64_t container_pids = 256;
@@ -44,6 +51,12 @@ struct config {
   // sessions and limits
   std::size_t max_requests_per_user = 5;
   std::chrono::milliseconds session_idle_timeout{900000};
+  // A session with no socket for this long hibernates: /workspace is saved in Redis (at most
+  // workspace_save_max_bytes of tar.gz) and its container goes back to the pool.
+  std::chrono::milliseconds session_detach_grace{30000};
+  std::size_t workspace_save_max_bytes = 2u * 1024u * 1024u;
+  // Without auth: live sessions one client address may hold (0: no cap).
+  std::size_t max_sessions_per_address = 100;
   // How often one replica (a Redis lock picks which) removes orphaned containers: labelled
   // berth.managed, owner replica's heartbeat gone, referenced by no live session.
   std::chrono::milliseconds orphan_reap_interval{60000};

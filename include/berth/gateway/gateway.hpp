@@ -43,7 +43,8 @@ struct gateway_deps {
   session::history_store& history;
   session::user_limiter& limiter;
   provider_factory make_provider;
-  std::vector<std::string> sandbox_command = {"/usr/local/bin/berth-sandbox", "mcp"};
+  // Root in the container with three capabilities; the user's commands and files as 1000:1000.
+  std::vector<std::string> sandbox_command = {"/usr/local/bin/berth-sandbox", "mcp", "--user", "1000:1000"};
   // Enabled servers of mcp-config.json (MCP_CONFIG_FILE), opened for every session after the sandbox.
   std::vector<mcp::server_config> extra_mcp_servers = {};
 };

@@ -275,7 +275,8 @@ TEST_F(ContainerPool, ExecInLeasedContainer) {
   ASSERT_TRUE(run(pool_->start()));
   auto lease = run(pool_->acquire());
   ASSERT_TRUE(lease);
-  auto r = run(client_->exec_run(lease->id(), {"sh", "-c", "cat > /workspace/in && wc -c < /workspace/in"}, "12345", 20s));
+  auto r = run(client_->exec_run(lease->id(), {"sh", "-c", "cat > /workspace/in && wc -c < /workspace/in"}, "12345", 20s,
+                                 std::string(docker::sandbox_user)));
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->out, "5\n");
   EXPECT_EQ(r->exit_code, 0);
