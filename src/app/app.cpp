@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -24,6 +25,7 @@
 #include "berth/pool/container_pool.hpp"
 #include "berth/redis/client.hpp"
 #include "berth/redis/url.hpp"
+#include "berth/session/container_registry.hpp"
 #include "berth/session/history.hpp"
 #include "berth/session/janitor.hpp"
 #include "berth/session/limiter.hpp"
@@ -106,6 +108,7 @@ struct app::impl {
   std::shared_ptr<session::replica_heartbeat> heartbeat;
   std::shared_ptr<session::janitor> janitor;
   std::shared_ptr<session::orphan_reaper> reaper;
+  std::shared_ptr<session::container_registry> containers;
   std::unique_ptr<gateway::gateway> gw;
   // Last Docker probe, refreshed by /health (Docker calls are too slow to make per metric scrape).
   std::mutex docker_mutex;
@@ -137,6 +140,26 @@ struct app::impl {
     return http::json_response(status, body.dump());
   }
 
+  // The pool counts its containers in Redis (MAX_CONTAINERS) and, at start-up, leaves running the
+  // containers of a previous run that live sessions still hold.
+  pool::pool_options pool_options() {
+    pool::pool_options o;
+    auto reg = containers;
+    o.budget.reserve = [reg](std::string r) { return reg->reserve(std::move(r)); };
+    o.budget.settle = [reg](std::string r, std::string c) { return reg->settle(std::move(r), std::move(c)); };
+    o.budget.remove = [reg](std::string c) { return reg->remove(std::move(c)); };
+    o.budget.refresh = [reg](std::vector<std::string> cs) { return reg->refresh(std::move(cs)); };
+    o.referenced_containers = [store = sessions.get()] { return referenced_set(*store); };
+    return o;
+  }
+  static asio::awaitable<core::result<std::set<std::string>>> referenced_set(session::session_store& store) {
+    auto refs = co_await store.referenced_containers();
+    if (!refs) co_return refs.error();
+    std::set<std::string> out;
+    for (const auto& [container, _] : *refs) out.insert(container);
+    co_return out;
+  }
+
   // Builds docker, pool, redis, session stores and the gateway from the config. Throws on a
   // start-up error (e.g. a bad REDIS_URL), which main reports in one line.
   void build_services() {
@@ -144,7 +167,6 @@ struct app::impl {
     auto docker_opts = docker::options_from_config(cfg);
     if (!docker_opts) throw std::runtime_error(docker_opts.error().message);
     docker = std::make_unique<docker::client>(ex, *docker_opts, metrics);
-    pool = std::make_unique<pool::container_pool>(ex, *docker, cfg, metrics);
     auto endpoint = redis::parse_redis_url(cfg.redis_url);
     if (!endpoint) throw std::runtime_error("REDIS_URL: " + endpoint.error().message);
     if (endpoint->transport == redis::redis_endpoint::kind::tcp) {
@@ -164,6 +186,10 @@ struct app::impl {
     sopts.replica_id = cfg.replica_id;
     sopts.idle_timeout = cfg.session_idle_timeout;
     sessions = std::make_unique<session::session_store>(redis, sopts, metrics);
+    session::container_registry_options copts;
+    copts.max_containers = cfg.max_containers;
+    containers = std::make_shared<session::container_registry>(redis, copts, metrics);
+    pool = std::make_unique<pool::container_pool>(ex, *docker, cfg, metrics, pool_options());
     session::history_options hopts;
     hopts.max_tokens = cfg.max_history_tokens;
     hopts.ttl = std::chrono::seconds(cfg.history_ttl_seconds);
@@ -222,12 +248,18 @@ struct app::impl {
     self->redis->stop();
   }
 
-  // Waits (bounded) for sessions to flush their close packets, then stops the services.
+  // Waits (bounded) for sessions to flush their close packets and to hibernate, then stops the
+  // services.
   static asio::awaitable<void> drain_and_stop(impl* s, asio::steady_timer* grace) {
     asio::steady_timer poll(s->ioc);
     for (int i = 0; i < 250 && s->eio.session_count() > 0; ++i) {
       poll.expires_after(std::chrono::milliseconds(20));
       co_await poll.async_wait(asio::use_awaitable);
+    }
+    if (s->gw) {
+      const auto left = co_await s->gw->hibernate_parked(s->cfg.shutdown_grace * 3 / 4);
+      if (left > 0)
+        core::logger("app")->warn("{} sessions did not hibernate in time: they keep their containers", left);
     }
     co_await stop_services(s);
     grace->cancel();
@@ -369,6 +401,7 @@ int app::run() {
     log->info("signal {}: shutting down", sig);
     s.stopping = true;
     s.http_server.stop();
+    if (s.gw) s.gw->drain();
     s.eio.close_all();
     // Bounded wait for sessions to flush their close packets, then stop.
     grace.expires_after(s.cfg.shutdown_grace);

@@ -276,6 +276,10 @@ boost::system::result<config, config_error> parse_config(const env_map& vars) {
   if (c.pool_min_size > c.pool_max_size)
     return config_error{"POOL_MIN_SIZE", std::to_string(c.pool_min_size),
                         "at most POOL_MAX_SIZE (" + std::to_string(c.pool_max_size) + ")"};
+  // A parked session must hibernate before the janitor may end it for being idle.
+  if (c.session_detach_grace >= c.session_idle_timeout)
+    return config_error{"SESSION_DETACH_GRACE_MS", std::to_string(c.session_detach_grace.count()),
+                        "less than SESSION_IDLE_TIMEOUT_MS (" + std::to_string(c.session_idle_timeout.count()) + ")"};
   return c;
 }
 

@@ -102,6 +102,12 @@ asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_router::call_tool(std:
   co_return core::make_error(core::errc::internal, "MCP server '" + server_name + "' is gone");
 }
 
+std::shared_ptr<mcp_session> mcp_router::sandbox() const {
+  for (const auto& s : servers_)
+    if (s.name == sandbox_server_name) return s.stdio;
+  return nullptr;
+}
+
 std::shared_ptr<mcp_session> mcp_router::take_sandbox() {
   for (auto& s : servers_)
     if (s.name == sandbox_server_name) return std::exchange(s.stdio, nullptr);

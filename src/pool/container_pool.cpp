@@ -75,22 +75,6 @@ nlohmann::json to_json(const pool_stats& s) {
                         {"recycling", s.recycling}};
 }
 
-std::optional<ms> retry_after_of(const core::error& e) {
-  if (e.code != core::errc::pool_exhausted) return std::nullopt;
-  constexpr std::string_view key = "(retryAfterMs=";
-  const auto pos = e.message.rfind(key);
-  if (pos == std::string::npos) return std::nullopt;
-  long long v = 0;
-  std::size_t i = pos + key.size();
-  bool any = false;
-  for (; i < e.message.size() && i < pos + key.size() + 12 && e.message[i] >= '0' && e.message[i] <= '9'; ++i) {
-    v = v * 10 + (e.message[i] - '0');
-    any = true;
-  }
-  if (!any || i >= e.message.size() || e.message[i] != ')') return std::nullopt;
-  return ms(v);
-}
-
 namespace detail {
 
 struct waiter_slot {
@@ -227,11 +211,31 @@ asio::awaitable<std::shared_ptr<prepared_resource>> prepare_for_idle(std::shared
   co_return out;
 }
 
+// A slot in the cluster's MAX_CONTAINERS before Docker is asked (Redis down: no slot, fail closed).
+asio::awaitable<core::result<void>> reserve_slot(std::shared_ptr<pool_state> self, std::string reservation) {
+  if (!self->opts.budget.reserve) co_return core::result<void>{};
+  auto granted = co_await self->opts.budget.reserve(std::move(reservation));
+  if (!granted) co_return core::make_error(core::errc::sandbox_unavailable, "container accounting unavailable: " +
+                                                                                granted.error().message);
+  if (!*granted) {
+    core::error e = core::make_error(core::errc::pool_exhausted, "the cluster holds MAX_CONTAINERS containers");
+    e.retry_after = self->opts.retry_after;
+    co_return e;
+  }
+  co_return core::result<void>{};
+}
+
 asio::awaitable<void> create_task(std::shared_ptr<pool_state> self, create_id cid) {
   docker::container_spec spec = self->spec;
   // Unique name: a 409 conflict (e.g. a half-finished earlier create) is retried with a new one.
   spec.name = "berth-" + self->opts.name + "-" + core::random_token(9);
-  core::result<std::string> out = co_await self->docker.create_container(spec);
+  const std::string reservation = "creating:" + self->cfg.replica_id + ":" + spec.name;
+  core::result<std::string> out = core::make_error(core::errc::internal, "not created");
+  if (auto slot = co_await reserve_slot(self, reservation); !slot) {
+    out = slot.error();
+  } else {
+    out = co_await self->docker.create_container(spec);
+  }
   if (out) {
     auto started = co_await self->docker.start_container(*out);
     if (!started) {
@@ -239,6 +243,11 @@ asio::awaitable<void> create_task(std::shared_ptr<pool_state> self, create_id ci
       (void)co_await self->docker.remove_container(*out, true);
       out = started.error();
     }
+  }
+  if (self->opts.budget.settle) {
+    // Named first: GCC 12 destroys a conditional's temporary twice inside a co_await expression.
+    std::string settled = out ? *out : std::string();
+    (void)co_await self->opts.budget.settle(reservation, std::move(settled));
   }
   if (out) {
     self->creates.inc();
@@ -259,6 +268,7 @@ asio::awaitable<void> destroy_task(std::shared_ptr<pool_state> self, std::string
   if (r) {
     self->destroyed.inc();
     self->log->debug("[ContainerPool] Removed container cid={} ({})", id.substr(0, 12), to_string(reason));
+    if (self->opts.budget.remove) (void)co_await self->opts.budget.remove(id);
   } else {
     self->destroy_failures.inc();
     self->log->warn("[ContainerPool] Removing container cid={} failed: {}", id.substr(0, 12),
@@ -404,6 +414,10 @@ asio::awaitable<void> checker(std::shared_ptr<pool_state> self) {
     self->check_timer.expires_after(self->opts.check_interval);
     co_await self->check_timer.async_wait(tuple_awaitable);
     if (self->stopped) break;
+    if (self->opts.budget.refresh) {
+      auto held = self->fsm.containers();
+      (void)co_await self->opts.budget.refresh(std::move(held));
+    }
     const auto before = self->fsm.idle_containers();
     if (before.empty()) continue;
     auto list = co_await self->docker.list_containers(self->labels, true);
@@ -466,13 +480,30 @@ asio::awaitable<core::result<void>> start_impl(std::shared_ptr<pool_state> self)
     std::map<std::string, std::string> mine = docker::pool_labels(self->cfg.replica_id, self->opts.name);
     for (const auto& [k, v] : self->opts.extra_labels) mine[k] = v;
     auto left = co_await self->docker.list_containers(mine, true);
+    std::set<std::string> keep;
+    if (left && !left->empty() && self->opts.referenced_containers) {
+      auto referenced = co_await self->opts.referenced_containers();
+      if (referenced) {
+        keep = std::move(*referenced);
+      } else {
+        // Not knowing which are still in use, remove none: the orphan reaper decides later.
+        log.warn("[ContainerPool] Sessions unreadable ({}): leaving {} containers of a previous run for the orphan reaper",
+                 core::log_prefix(referenced.error().message, 200), left->size());
+        left->clear();
+      }
+    }
     if (left && !left->empty()) {
-      std::size_t removed = 0;
+      std::size_t removed = 0, kept = 0;
       for (const auto& c : *left) {
+        if (keep.count(c.id) && c.running) {
+          ++kept;  // a live session's: its user resumes into it (adopt)
+          continue;
+        }
         if (auto r = co_await self->docker.remove_container(c.id, true); r) ++removed;
       }
       self->leftovers.inc(removed);
-      log.info("[ContainerPool] Removed {} containers left by a previous run", removed);
+      log.info("[ContainerPool] Removed {} containers left by a previous run; kept {} that live sessions hold", removed,
+               kept);
     }
   }
   if (lim.pooling) {
@@ -531,7 +562,8 @@ asio::awaitable<void> stop_impl(std::shared_ptr<pool_state> self) {
 }
 
 asio::awaitable<core::result<container_lease>> acquire_impl(std::shared_ptr<pool_state> self,
-                                                        std::function<void(std::size_t)> on_queued) {
+                                                        std::function<void(std::size_t)> on_queued,
+                                                        std::shared_ptr<acquire_ticket> ticket) {
   const auto t0 = clock_type::now();
   if (self->stopped) co_return core::make_error(core::errc::sandbox_unavailable, "the container pool is stopped");
   auto w = std::make_shared<waiter_slot>(self->strand);
@@ -539,6 +571,21 @@ asio::awaitable<core::result<container_lease>> acquire_impl(std::shared_ptr<pool
   const waiter_id id = self->next_waiter++;
   self->waiters.emplace(id, w);
   self->apply(self->fsm.acquire(t0, id));
+  if (ticket && !w->outcome) {
+    // The caller gave up: leave the queue (on the strand) and end the wait.
+    ticket->on_cancel([weak = std::weak_ptr<pool_state>(self), id] {
+      auto s = weak.lock();
+      if (!s) return;
+      asio::post(s->strand, [s, id] {
+        auto it = s->waiters.find(id);
+        if (it == s->waiters.end() || it->second->outcome) return;
+        s->apply(s->fsm.cancel(clock_type::now(), id));
+        it->second->outcome = core::result<std::string>(
+            core::make_error(core::errc::sandbox_unavailable, "the caller stopped waiting for a container"));
+        it->second->wake.cancel();
+      });
+    });
+  }
   // The FSM answers within acquire_timeout (ticker); the guard bounds the wait should it not.
   const auto guard = t0 + self->fsm.limits().acquire_timeout + std::chrono::seconds(5);
   while (!w->outcome) {
@@ -552,6 +599,7 @@ asio::awaitable<core::result<container_lease>> acquire_impl(std::shared_ptr<pool
     co_await w->wake.async_wait(tuple_awaitable);
   }
   self->waiters.erase(id);
+  if (ticket) ticket->clear();
   core::result<std::string> out = std::move(*w->outcome);
   if (out) {
     const double ms_taken = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
@@ -560,11 +608,9 @@ asio::awaitable<core::result<container_lease>> acquire_impl(std::shared_ptr<pool
     // The lease exists from here on: a caller that went away meanwhile still releases it.
     co_return container_lease(self, std::move(*out), std::move(w->prepared));
   }
-  if (out.error().code == core::errc::pool_exhausted) {
-    co_return core::make_error(core::errc::pool_exhausted,
-                               out.error().message + " (retryAfterMs=" + std::to_string(w->retry_after.count()) + ")");
-  }
-  co_return out.error();
+  core::error e = std::move(out.error());
+  if (e.code == core::errc::pool_exhausted && (!e.retry_after || w->retry_after.count() > 0)) e.retry_after = w->retry_after;
+  co_return e;
 }
 
 asio::awaitable<core::result<container_lease>> adopt_impl(std::shared_ptr<pool_state> self, std::string id_in) {
@@ -614,6 +660,40 @@ asio::awaitable<void> forget_task(std::shared_ptr<pool_state> self, std::string 
   co_return;
 }
 }  // namespace detail
+
+// ---- acquire_ticket ---------------------------------------------------------------------------
+
+void acquire_ticket::cancel() {
+  std::function<void()> f;
+  {
+    std::lock_guard lk(mutex_);
+    cancelled_ = true;
+    f = std::move(on_cancel_);
+    on_cancel_ = nullptr;
+  }
+  if (f) f();
+}
+
+bool acquire_ticket::cancelled() const {
+  std::lock_guard lk(mutex_);
+  return cancelled_;
+}
+
+void acquire_ticket::on_cancel(std::function<void()> f) {
+  {
+    std::lock_guard lk(mutex_);
+    if (!cancelled_) {
+      on_cancel_ = std::move(f);
+      return;
+    }
+  }
+  f();
+}
+
+void acquire_ticket::clear() {
+  std::lock_guard lk(mutex_);
+  on_cancel_ = nullptr;
+}
 
 // ---- container_lease ------------------------------------------------------------------------
 
@@ -721,8 +801,9 @@ asio::awaitable<void> container_pool::stop() {
   co_await asio::co_spawn(state_->strand, detail::stop_impl(state_), asio::use_awaitable);
 }
 
-asio::awaitable<core::result<container_lease>> container_pool::acquire(std::function<void(std::size_t)> on_queued) {
-  co_return co_await asio::co_spawn(state_->strand, detail::acquire_impl(state_, std::move(on_queued)),
+asio::awaitable<core::result<container_lease>> container_pool::acquire(std::function<void(std::size_t)> on_queued,
+                                                                        std::shared_ptr<acquire_ticket> ticket) {
+  co_return co_await asio::co_spawn(state_->strand, detail::acquire_impl(state_, std::move(on_queued), std::move(ticket)),
                                     asio::use_awaitable);
 }
 

@@ -362,6 +362,13 @@ std::vector<std::string> pool_fsm::idle_containers() const {
   return out;
 }
 
+std::vector<std::string> pool_fsm::containers() const {
+  std::vector<std::string> out = idle_containers();
+  out.insert(out.end(), active_.begin(), active_.end());
+  out.insert(out.end(), scrubbing_.begin(), scrubbing_.end());
+  return out;
+}
+
 bool pool_fsm::is_idle(const std::string& id) const {
   return std::any_of(idle_.begin(), idle_.end(), [&](const idle_entry& e) { return e.id == id; });
 }

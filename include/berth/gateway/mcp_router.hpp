@@ -50,6 +50,8 @@ class mcp_router : public std::enable_shared_from_this<mcp_router> {
   // Hands the sandbox server's session to the caller (the container goes back to the pool with it);
   // close() leaves it alone from then on. Calls routed to it fail afterwards.
   std::shared_ptr<mcp_session> take_sandbox();
+  // The sandbox server's session (its berth/* requests: workspace export and import).
+  std::shared_ptr<mcp_session> sandbox() const;
   void close();
   const mcp::tool_namespace& tools() const noexcept { return names_; }
 

@@ -22,8 +22,10 @@
 #include <cstddef>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +41,18 @@
 
 namespace berth::pool {
 
+// Cluster-wide accounting of containers (MAX_CONTAINERS), wired by the app to Redis
+// (session::container_registry). An empty member means no accounting.
+struct container_budget {
+  // A slot for one more container before Docker is asked; false: the cluster is full.
+  std::function<boost::asio::awaitable<core::result<bool>>(std::string reservation)> reserve;
+  // The reservation became `container` (empty: the create failed).
+  std::function<boost::asio::awaitable<core::result<void>>(std::string reservation, std::string container)> settle;
+  std::function<boost::asio::awaitable<core::result<void>>(std::string container)> remove;
+  // Every container the pool holds, every check_interval.
+  std::function<boost::asio::awaitable<core::result<void>>(std::vector<std::string> containers)> refresh;
+};
+
 struct pool_options {
   std::string name = "default";                       // berth.pool label
   std::size_t max_parallel_creates = 4;
@@ -51,6 +65,11 @@ struct pool_options {
   std::chrono::milliseconds destroy_timeout{10000};   // stop() waits at most this for removals
   std::map<std::string, std::string> extra_labels;    // e.g. {"berth.test","1"}
   std::vector<std::string> cmd;                       // empty: the image's CMD
+  container_budget budget;
+  // Containers that live sessions still reference: start() leaves them running when it removes
+  // what a previous run of this replica left (a restart with the same REPLICA_ID must not take
+  // its users' workspaces). Unset: every leftover is removed.
+  std::function<boost::asio::awaitable<core::result<std::set<std::string>>>()> referenced_containers;
 };
 
 struct pool_stats {
@@ -67,9 +86,6 @@ struct pool_stats {
 // {"idle","prepared","active","total","maxPoolSize","minPoolSize","creating","waiting","acquireMs":{p50,p95,p99},
 //  "scrubbing","recycled","recycleFailures","retired","scrubMs":{p50,p95,p99},"pooling","recycling"}
 nlohmann::json to_json(const pool_stats& s);
-
-// retryAfterMs carried by a POOL_EXHAUSTED error from acquire() (nullopt for other errors).
-std::optional<std::chrono::milliseconds> retry_after_of(const core::error& e);
 
 namespace detail {
 struct pool_state;
@@ -126,6 +142,22 @@ class container_lease {
   std::shared_ptr<prepared_resource> prepared_;
 };
 
+// Lets the caller of acquire() give up while it waits (its user left): the wait ends at once with
+// SANDBOX_UNAVAILABLE and its place in the queue goes to the next caller. Thread-safe.
+class acquire_ticket {
+ public:
+  void cancel();
+  bool cancelled() const;
+  // The pool's side: `f` runs on cancel() (at once when already cancelled); clear() drops it.
+  void on_cancel(std::function<void()> f);
+  void clear();
+
+ private:
+  mutable std::mutex mutex_;
+  bool cancelled_ = false;
+  std::function<void()> on_cancel_;
+};
+
 class container_pool {
  public:
   // The docker client must outlive the pool.
@@ -142,7 +174,7 @@ class container_pool {
   boost::asio::awaitable<void> stop();
 
   boost::asio::awaitable<core::result<container_lease>> acquire(
-      std::function<void(std::size_t position)> on_queued = {});
+      std::function<void(std::size_t position)> on_queued = {}, std::shared_ptr<acquire_ticket> ticket = nullptr);
   // Takes over a still-running container of a resumed session (inspect: running and berth-managed).
   boost::asio::awaitable<core::result<container_lease>> adopt(std::string container_id);
 

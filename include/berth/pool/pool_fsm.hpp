@@ -103,6 +103,8 @@ class pool_fsm {
   fsm_stats stats() const;
   const pool_limits& limits() const noexcept { return limits_; }
   std::vector<std::string> idle_containers() const;
+  // Idle, leased and being scrubbed: everything that exists and is ours.
+  std::vector<std::string> containers() const;
   bool is_idle(const std::string& id) const;
   bool is_active(const std::string& id) const { return active_.count(id) != 0; }
   bool is_scrubbing(const std::string& id) const { return scrubbing_.count(id) != 0; }

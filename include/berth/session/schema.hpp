@@ -19,6 +19,12 @@ struct key_schema {
   std::string session(std::string_view sid) const { return prefix + "session:" + std::string(sid); }
   std::string lock(std::string_view sid) const { return prefix + "session-lock:" + std::string(sid); }
   std::string history(std::string_view sid) const { return prefix + "history:" + std::string(sid); }
+  // string, the session's TTL: its /workspace as tar.gz while it hibernates (no container).
+  std::string workspace(std::string_view sid) const { return prefix + "workspace:" + std::string(sid); }
+  // zset, TTL: live sessions opened from one client address without auth (sid -> expiry ms).
+  std::string address(std::string_view addr) const { return prefix + "addr:" + std::string(addr); }
+  // zset, no TTL: every sandbox container of the cluster (id or reservation -> expiry ms).
+  std::string containers() const { return prefix + "containers"; }
   std::string inflight(std::string_view user) const { return prefix + "inflight:" + std::string(user); }
   std::string sessions() const { return prefix + "sessions"; }
   std::string replica(std::string_view id) const { return prefix + "replica:" + std::string(id); }
@@ -47,6 +53,11 @@ struct session_record {
   std::int64_t created_ms = 0;
   std::int64_t last_seen_ms = 0;
   std::string resume_token_hash;
+  // Where the workspace is while the session has no container: "" (in its container),
+  // "saved:<bytes>" (hibernated in the workspace key), "kept:<bytes>" (over the save cap: the
+  // container was kept instead, and the user is told on resume).
+  std::string workspace;
+  std::string address;  // client address counted against MAX_SESSIONS_PER_ADDRESS ("" with auth)
 };
 // From HGETALL's flat [field, value, ...] list; errc::internal when a field is missing/garbled.
 core::result<session_record> decode_session_hash(std::string_view sid, const std::vector<std::string>& flat);
@@ -86,6 +97,9 @@ extern const char* const unlock;
 extern const char* const append_history;
 extern const char* const acquire_lease;
 extern const char* const refresh_lease;
+extern const char* const hibernate;
+extern const char* const admit_address;
+extern const char* const reserve_container;
 }  // namespace scripts
 
 }  // namespace berth::session
