@@ -240,7 +240,12 @@ struct user_session : std::enable_shared_from_this<user_session> {
       auto permit = co_await gw.deps_.limiter.acquire(self->user);
       if (self->closed || !self->fsm) co_return;
       if (!permit) {
-        if (permit.error().code == core::errc::too_many_requests) gw.too_many_.inc();
+        if (permit.error().code == core::errc::too_many_requests) {
+          gw.too_many_.inc();
+          // The operator guide greps for this phrase (MAX_REQUESTS_PER_USER refusals).
+          core::logger("gateway")->warn("sid={} uid={} Too many concurrent requests: {}", self->sid,
+                                        core::log_prefix(self->user, 32), permit.error().message);
+        }
         co_return reject(permit.error(), true);
       }
       self->current_ack = std::move(ack);
