@@ -73,20 +73,24 @@ void append_json_escaped(std::string& out, std::string_view s) {
   }
 }
 
+std::unique_ptr<spdlog::formatter> make_json_formatter(std::string_view replica) {
+  std::string r;
+  append_json_escaped(r, replica);
+  std::string pattern_safe;  // '%' starts a flag in spdlog patterns
+  for (char c : r) pattern_safe += c == '%' ? std::string("%%") : std::string(1, c);
+  auto f = std::make_unique<spdlog::pattern_formatter>();
+  f->add_flag<json_message_flag>('*').set_pattern(
+      R"({"ts":"%Y-%m-%dT%H:%M:%S.%e","level":"%l","module":"%n","replica":")" + pattern_safe + R"(",%*})");
+  return f;
+}
+
 void init_logging(std::string_view level, std::string_view format, std::string_view replica) {
   auto& s = state();
   std::lock_guard lock(s.mutex);
   s.level = spdlog::level::from_str(std::string(level));
   if (!s.sink) s.sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   if (format == "json") {
-    std::string r;
-    append_json_escaped(r, replica);
-    std::string pattern_safe;  // '%' starts a flag in spdlog patterns
-    for (char c : r) pattern_safe += c == '%' ? std::string("%%") : std::string(1, c);
-    s.pattern = R"({"ts":"%Y-%m-%dT%H:%M:%S.%e","level":"%l","module":"%n","replica":")" + pattern_safe + R"(",%*})";
-    auto f = std::make_unique<spdlog::pattern_formatter>();
-    f->add_flag<json_message_flag>('*').set_pattern(s.pattern);
-    s.sink->set_formatter(std::move(f));
+    s.sink->set_formatter(make_json_formatter(replica));
   } else {
     s.sink->set_pattern(s.pattern);
   }
