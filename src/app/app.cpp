@@ -312,19 +312,40 @@ struct app::impl {
   // the heartbeat TTL belong to replicas that are gone: left out of the totals, listed under
   // `stale` (ids only) until a minute has passed, then deleted.
   asio::awaitable<json> cluster_status() {
-    auto r = co_await redis->command({"HGETALL", stats_key});
-    if (!r) co_return json{{"error", r.error().message}};
+    std::vector<std::string> get;
+    get.push_back("HGETALL");
+    get.push_back(stats_key);
+    auto r = co_await redis->command(std::move(get));
+    if (!r) co_return error_json(r.error().message);
     auto flat = redis::as_string_array(*r, "HGETALL replica-stats");
-    if (!flat) co_return json{{"error", flat.error().message}};
-    const auto now = session::system_now_ms();
-    json replicas = json::array(), stale = json::array();
+    if (!flat) co_return error_json(flat.error().message);
     std::vector<std::string> forget;
+    auto body = summarize_cluster(*flat, session::system_now_ms(), forget);
+    if (!forget.empty()) {
+      std::vector<std::string> del;
+      del.push_back("HDEL");
+      del.push_back(stats_key);
+      del.insert(del.end(), forget.begin(), forget.end());
+      (void)co_await redis->command(std::move(del));
+    }
+    co_return body;
+  }
+
+  static json error_json(const std::string& message) {
+    json e = json::object();
+    e["error"] = message;
+    return e;
+  }
+
+  // HGETALL's flat [id, status JSON, ...] -> {totals, replicas, stale}; ids to delete in `forget`.
+  static json summarize_cluster(const std::vector<std::string>& flat, std::int64_t now, std::vector<std::string>& forget) {
+    json replicas = json::array(), stale = json::array();
     json totals{{"idle", 0}, {"active", 0}, {"total", 0}, {"creating", 0}, {"waiting", 0},
                 {"maxPoolSize", 0}, {"minPoolSize", 0}, {"sessions", 0}, {"sockets", 0}};
     double worst_p95 = 0;
-    for (std::size_t i = 0; i + 1 < flat->size(); i += 2) {
-      const auto& id = (*flat)[i];
-      auto e = core::parse_json((*flat)[i + 1]);
+    for (std::size_t i = 0; i + 1 < flat.size(); i += 2) {
+      const auto& id = flat[i];
+      auto e = core::parse_json(flat[i + 1]);
       if (!e.is_object() || !e.contains("updatedMs") || !e["updatedMs"].is_number_integer()) {
         forget.push_back(id);  // a garbled entry is dropped (its replica rewrites it on its next beat)
         continue;
@@ -338,20 +359,20 @@ struct app::impl {
       e["replica"] = id;
       for (auto& [k, v] : totals.items())
         if (e.contains(k) && e[k].is_number()) v = v.get<std::int64_t>() + e[k].get<std::int64_t>();
-      if (e.contains("acquireMs") && e["acquireMs"].is_object() && e["acquireMs"]["p95"].is_number())
+      if (e.contains("acquireMs") && e["acquireMs"].is_object() && e["acquireMs"].contains("p95") &&
+          e["acquireMs"]["p95"].is_number())
         worst_p95 = std::max(worst_p95, e["acquireMs"]["p95"].get<double>());
       replicas.push_back(std::move(e));
-    }
-    if (!forget.empty()) {
-      std::vector<std::string> cmd{"HDEL", stats_key};
-      cmd.insert(cmd.end(), forget.begin(), forget.end());
-      (void)co_await redis->command(std::move(cmd));
     }
     std::sort(replicas.begin(), replicas.end(),
               [](const json& a, const json& b) { return a["replica"].get<std::string>() < b["replica"].get<std::string>(); });
     totals["replicas"] = replicas.size();
     totals["worstAcquireP95Ms"] = worst_p95;
-    co_return json{{"totals", totals}, {"replicas", replicas}, {"stale", stale}};
+    json out = json::object();
+    out["totals"] = std::move(totals);
+    out["replicas"] = std::move(replicas);
+    out["stale"] = std::move(stale);
+    return out;
   }
 
   // Per-replica figures Prometheus alerts on (docker/prometheus, monitoring/rules).
