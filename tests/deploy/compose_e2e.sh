@@ -226,7 +226,7 @@ bad() {  # bad NAME GREP ENV...: single berth container must exit and log a matc
 }
 bad "invalid pool setting" 'POOL_MIN_SIZE' POOL_MIN_SIZE=abc
 bad "wrong Redis URL" 'redis.*(fail|error|unreach|resolv|refused|down)' REDIS_URL=redis://no-such-redis:6379
-docker run -d --name berth-deploy-e2e-nosocket --label berth.test=1 -e REDIS_URL=redis://127.0.0.1:1 berth:latest >/dev/null 2>&1
+docker run -d --name berth-deploy-e2e-nosocket --label berth.test=1 -e REDIS_URL=redis://127.0.0.1:1 "${BERTH_IMAGE:-berth:latest}" >/dev/null 2>&1
 ns=0
 for _ in $(seq 1 60); do docker logs berth-deploy-e2e-nosocket 2>&1 | grep -i 'docker.sock\|docker socket' >/dev/null && { ns=1; break; }; sleep 1; done
 for _ in $(seq 1 60); do [ "$(docker inspect -f '{{.State.Running}}' berth-deploy-e2e-nosocket 2>/dev/null)" = true ] || break; sleep 1; done

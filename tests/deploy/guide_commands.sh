@@ -12,9 +12,10 @@
 #      `docker exec mcp-nginx cat /var/log/nginx/access.log | wc -l`, /stats/pool with the cluster,
 #      the troubleshooting commands (ps app, ps redis, restart redis, restart);
 #   D. rollback "From Horizontal Scaling" (scale down, single up): Redis data survives.
-# `-f` (follow) commands run under `timeout`. `docker compose` is a shell function that runs
-# Compose v2 when present and Debian's `docker-compose --compatibility` (v1) otherwise, adding
-# -T to `exec` when stdin is not a terminal (v1 does not detect that itself).
+# `-f` (follow) commands run under `timeout`. `docker` is a wrapper first on PATH (so `timeout
+# docker ...` uses it too): `docker compose ...` runs Compose v2 when present and Debian's
+# `docker-compose --compatibility` (v1) otherwise, adding -T to `exec` when stdin is not a
+# terminal (v1 does not detect that itself); anything else goes to the real docker.
 # Deviations, all in the environment, none in a command: LLM_PROVIDER=local (no real key here),
 # REDIS_IMAGE/NGINX_IMAGE = the offline images (no registry), small CONTAINER_MEMORY, and
 # COMPOSE_PROJECT_NAME=berth-guide-e2e so cleanup never touches another stack. The guide's
@@ -35,26 +36,32 @@ ok() { echo "ok: $*"; passed=$((passed + 1)); }
 fail() { echo "FAILED: $*"; failed=$((failed + 1)); }
 n=0
 
-docker() {
-  if [ "${1:-}" = compose ] && ! command docker compose version >/dev/null 2>&1; then
-    shift
-    local args=() sub="" a
-    for a in "$@"; do
-      args+=("$a")
-      if [ -z "$sub" ] && [ "$a" = exec ]; then sub=exec; [ -t 0 ] || args+=(-T); fi
-    done
-    command docker-compose --compatibility "${args[@]}"
-  else
-    command docker "$@"
-  fi
-}
-export -f docker
+shim=$(mktemp -d /tmp/berth-guide-shim.XXXXXX)
+real_docker=$(command -v docker)
+cat >"$shim/docker" <<EOF
+#!/usr/bin/env bash
+if [ "\${1:-}" = compose ] && ! "$real_docker" compose version >/dev/null 2>&1; then
+  shift
+  args=() sub=""
+  for a in "\$@"; do
+    args+=("\$a")
+    if [ -z "\$sub" ] && [ "\$a" = exec ]; then sub=exec; [ -t 0 ] || args+=(-T); fi
+  done
+  exec docker-compose --compatibility "\${args[@]}"
+fi
+exec "$real_docker" "\$@"
+EOF
+chmod +x "$shim/docker"
+export PATH="$shim:$PATH"
 
+# Start from the defaults: nothing a calling script exported (pool sizes, REDIS_MAXMEMORY, ...)
+# may leak into what the guide's commands show.
+for v in $(grep -oE '^(# )?[A-Z][A-Z0-9_]*=' .env.example | sed 's/^# //; s/=$//') REDIS_MAXMEMORY NGINX_PORT \
+         PROMETHEUS_PORT APP_REPLICAS; do [ "$v" = SANDBOX_IMAGE ] || unset "$v"; done
 export COMPOSE_PROJECT_NAME=berth-guide-e2e
 export REDIS_IMAGE=${REDIS_IMAGE:-berth/redis:offline} NGINX_IMAGE=${NGINX_IMAGE:-berth/nginx:offline}
 export LLM_PROVIDER=local CONTAINER_MEMORY=${CONTAINER_MEMORY:-128m} APP_MEMORY_LIMIT=${APP_MEMORY_LIMIT:-512m}
 export ORPHAN_REAP_INTERVAL_MS=5000 UPSTREAM_CHECK_INTERVAL=1
-unset PORT NGINX_PORT REDIS_URL HOST DOCKER_HOST 2>/dev/null || true
 [ -f .env ] && echo "note: ./.env exists; the variables below override it"
 
 # run NAME COMMAND: one guide command, output in $ART/NN.txt and in $out
@@ -110,6 +117,7 @@ cleanup() {
   done <"$replicas_file"
   [ -n "${ids// /}" ] && command docker rm -f $ids >/dev/null 2>&1
   [ "$prebuilt_staged" = 1 ] && rm -rf docker/prebuilt
+  rm -rf "$shim"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -158,8 +166,9 @@ node -e 'const p=JSON.parse(process.argv[1]); const ok=p.idle===10&&p.total===10
 expect "A9 Redis memory" "docker exec mcp-redis redis-cli INFO memory" '^maxmemory_policy:noeviction'
 grep -q '^maxmemory_human:2.00G' <<<"$out" && ok "Redis maxmemory 2 GB (the guide's figure)" || fail "maxmemory: $(grep maxmemory <<<"$out" | tr '\n' ' ')"
 expect "A10 Redis ping" "docker exec mcp-redis redis-cli ping" '^PONG$'
-( sleep 1.5; curl -s http://localhost:3000/stats/pool >/dev/null ) &
-expect "A11 Redis MONITOR (3 s)" "timeout 3 docker exec mcp-redis redis-cli MONITOR; true" '"HGETALL" "berth:replica-stats"'
+( for t in 2 2 2; do sleep $t; curl -s http://localhost:3000/stats/pool >/dev/null; done ) &
+# The heartbeat (every ~3 s) and /stats/pool both touch berth:replica-stats.
+expect "A11 Redis MONITOR (6 s)" "timeout 6 docker exec mcp-redis redis-cli MONITOR; true" '"(HGETALL|HSET)" "berth:replica-stats"'
 wait
 expect "A12 container memory" "docker stats --no-stream" 'mcp-redis'
 expect "A13 app logs (-f, 5 s)" "timeout 5 docker compose logs -f app; true" 'Berth listening on 0.0.0.0:3000'
