@@ -12,7 +12,7 @@
 #      `docker exec mcp-nginx cat /var/log/nginx/access.log | wc -l`, /stats/pool with the cluster,
 #      the troubleshooting commands (ps app, ps redis, restart redis, restart);
 #   D. rollback "From Horizontal Scaling" (scale down, single up): Redis data survives.
-# `-f` (follow) commands run under `timeout`. `docker` is a wrapper first on PATH (so `timeout
+# `-f` (follow) commands run under `timeout` (long enough for Compose v1 to start on a busy host). `docker` is a wrapper first on PATH (so `timeout
 # docker ...` uses it too): `docker compose ...` runs Compose v2 when present and Debian's
 # `docker-compose --compatibility` (v1) otherwise, adding -T to `exec` when stdin is not a
 # terminal (v1 does not detect that itself); anything else goes to the real docker.
@@ -171,7 +171,7 @@ expect "A10 Redis ping" "docker exec mcp-redis redis-cli ping" '^PONG$'
 expect "A11 Redis MONITOR (6 s)" "timeout 6 docker exec mcp-redis redis-cli MONITOR; true" '"(HGETALL|HSET)" "berth:replica-stats"'
 wait
 expect "A12 container memory" "docker stats --no-stream" 'mcp-redis'
-expect "A13 app logs (-f, 5 s)" "timeout 5 docker compose logs -f app; true" 'Berth listening on 0.0.0.0:3000'
+expect "A13 app logs (-f, 20 s)" "timeout 20 docker compose logs -f app; true" 'Berth listening on 0.0.0.0:3000'
 grep -q 'open files limit: ' <<<"$out" && ok "Berth logs its open-files limit ($(grep -om1 'open files limit: [^)]*)' <<<"$out"))" || fail "no open-files line"
 run "A14 user over the limit" "BERTH_URL=http://localhost:3000 timeout 120 node tests/deploy/too_many.mjs"
 [ "$rc" = 0 ] && ok "MAX_REQUESTS_PER_USER: $(grep acks <<<"$out")" || fail "too_many.mjs: $(tail -3 <<<"$out" | tr '\n' '|')"
@@ -209,11 +209,11 @@ napp=$(grep -Ec '_app_[0-9]+|-app-[0-9]+' <<<"$out")
 [ "$napp" = 4 ] && ok "ps shows 4 app instances" || fail "ps shows $napp app instances"
 expect "C4 nginx routes" "curl http://localhost:3000/health" '"status":"ok"'
 for _ in 1 2 3 4 5 6 7 8; do curl -s http://localhost:3000/health >/dev/null; done
-expect "C5 nginx logs (-f, 3 s)" "timeout 3 docker logs mcp-nginx -f; true" 'GET /health HTTP/1.1" 200'
+expect "C5 nginx logs (-f, 5 s)" "timeout 5 docker logs mcp-nginx -f; true" 'GET /health HTTP/1.1" 200'
 run "C5b no sid in nginx logs" "docker logs mcp-nginx 2>&1"
 grep -q 'sid=' <<<"$out" && fail "nginx log shows a sid" || ok "nginx log carries no sid or query string"
 wait_logs 120 'Initialized with 5 idle containers' 4 -f docker-compose.scale.yml || fail "4 replicas did not warm 5 each within 120 s"
-expect "C6 all app logs (-f, 8 s)" "timeout 8 docker compose -f docker-compose.scale.yml logs app -f; true" 'Initialized with 5 idle containers'
+expect "C6 all app logs (-f, 25 s)" "timeout 25 docker compose -f docker-compose.scale.yml logs app -f; true" 'Initialized with 5 idle containers'
 [ "$(grep -c 'Initialized with 5 idle containers' <<<"$out")" -ge 4 ] && ok "logs app -f shows all 4 replicas warming 5" || fail "warm lines: $(grep -c 'Initialized with 5' <<<"$out")"
 expect "C7 Redis stats" "docker exec mcp-redis redis-cli INFO stats" '^total_connections_received:'
 expect "C8 Redis memory" "docker exec mcp-redis redis-cli INFO memory" '^maxmemory_policy:noeviction'
