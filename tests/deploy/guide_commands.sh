@@ -42,12 +42,22 @@ cat >"$shim/docker" <<EOF
 #!/usr/bin/env bash
 if [ "\${1:-}" = compose ] && ! "$real_docker" compose version >/dev/null 2>&1; then
   shift
-  args=() sub=""
+  # v1 wants a subcommand's options before its arguments (\`logs -f app\`); v2 also takes
+  # \`logs app -f\`, as the guide writes it.
+  args=() sub="" opts=() pos=() prev=""
   for a in "\$@"; do
-    args+=("\$a")
-    if [ -z "\$sub" ] && [ "\$a" = exec ]; then sub=exec; [ -t 0 ] || args+=(-T); fi
+    if [ -z "\$sub" ]; then
+      args+=("\$a")
+      case "\$prev" in -f|--file|-p|--project-name|--profile|--env-file) prev=""; continue ;; esac
+      case "\$a" in
+        -f|--file|-p|--project-name|--profile|--env-file) prev=\$a ;;
+        -*) ;;
+        *) sub=\$a; [ "\$a" = exec ] && [ ! -t 0 ] && args+=(-T) ;;
+      esac
+    elif [ "\$sub" = logs ] && [ "\${a#-}" != "\$a" ]; then opts+=("\$a")
+    else pos+=("\$a"); fi
   done
-  exec docker-compose --compatibility "\${args[@]}"
+  exec docker-compose --compatibility "\${args[@]}" "\${opts[@]}" "\${pos[@]}"
 fi
 exec "$real_docker" "\$@"
 EOF
