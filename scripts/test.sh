@@ -107,6 +107,12 @@ step "e2e agent flow" e2e_agent
 step "browser (chromium)" e2e_browser
 step "deploy: nginx stickiness" bash tests/deploy/nginx_sticky.sh
 step "deploy: .env.example in sync" bash tests/deploy/check_config_sync.sh
+# Prometheus config, recording/alert rules and their unit tests (Debian's promtool).
+monitoring_rules() {
+  promtool check config monitoring/prometheus.yml && promtool check rules monitoring/rules/*.yml &&
+    promtool test rules monitoring/tests/*.yml
+}
+step "deploy: monitoring rules (promtool)" monitoring_rules
 # The compose stacks (scale: Redis, 4 replicas, nginx; single with the pool off), images built
 # offline around the binaries tested above. BERTH_DEPLOY_TESTS=0 skips it.
 compose_deployment() {

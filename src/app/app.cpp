@@ -1,7 +1,13 @@
 #include "berth/app/app.hpp"
 
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <set>
 #include <fstream>
@@ -30,7 +36,9 @@
 #include "berth/session/janitor.hpp"
 #include "berth/session/limiter.hpp"
 #include "berth/session/orphan_reaper.hpp"
+#include "berth/session/schema.hpp"
 #include "berth/session/store.hpp"
+#include "berth/core/json.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/core/metrics.hpp"
 #include "berth/engineio/server.hpp"
@@ -77,6 +85,58 @@ std::vector<mcp::server_config> load_mcp_config(const std::string& path) {
   return enabled;
 }
 
+// The file descriptor limit is the ceiling on connections: take the whole hard limit the
+// container (or service manager) grants instead of asking compose for a number the Docker daemon
+// may not allow ("error setting rlimit type 7").
+void raise_open_files_limit(std::size_t max_connections) {
+  auto log = core::logger("app");
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    log->warn("open files limit: getrlimit failed: {}", std::strerror(errno));
+    return;
+  }
+  const auto before = lim.rlim_cur;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+      log->warn("open files limit: raising soft {} to hard {} failed: {}", before, lim.rlim_max, std::strerror(errno));
+      lim.rlim_cur = before;
+    }
+  }
+  log->info("open files limit: {} (soft was {}, hard {})", lim.rlim_cur, before, lim.rlim_max);
+  // A few hundred descriptors go to Redis, Docker, sandbox streams and files.
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < max_connections + 256)
+    log->warn("open files limit {} is below MAX_CONNECTIONS ({}) + 256: connections beyond it are refused at accept",
+              lim.rlim_cur, max_connections);
+}
+
+// ROUTE_ADDRESS, else this host's first non-loopback IPv4 address (a container's address on its
+// network: what docker/nginx/watch-upstreams.sh resolves the service name to) and PORT.
+std::string route_address(const core::config& cfg) {
+  if (!cfg.route_address.empty()) return cfg.route_address;
+  std::string ip = "127.0.0.1";
+  char host[256] = {};
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  addrinfo* res = nullptr;
+  if (::gethostname(host, sizeof host - 1) == 0 && ::getaddrinfo(host, nullptr, &hints, &res) == 0) {
+    for (auto* a = res; a; a = a->ai_next) {
+      char buf[INET_ADDRSTRLEN] = {};
+      const auto* sin = reinterpret_cast<const sockaddr_in*>(a->ai_addr);
+      if (::inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf) && std::string_view(buf).rfind("127.", 0) != 0) {
+        ip = buf;
+        break;
+      }
+    }
+    ::freeaddrinfo(res);
+  }
+  return ip + ":" + std::to_string(cfg.port);
+}
+
+// The sid prefix nginx routes by: 8 hex of SHA-256("HOST:PORT"). A hash, not the address, so a
+// client learns nothing about the internal network; watch-upstreams.sh computes the same.
+std::string route_key(const std::string& address) { return session::sha256_hex(address).substr(0, 8); }
+
 std::string executable_dir() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -110,6 +170,8 @@ struct app::impl {
   std::shared_ptr<session::orphan_reaper> reaper;
   std::shared_ptr<session::container_registry> containers;
   std::unique_ptr<gateway::gateway> gw;
+  static constexpr std::chrono::milliseconds heartbeat_ttl{10000};
+  std::string stats_key;  // the `replica-stats` hash every replica publishes to
   // Last Docker probe, refreshed by /health (Docker calls are too slow to make per metric scrape).
   std::mutex docker_mutex;
   json docker_status = json{{"ok", false}, {"apiVersion", nullptr}};
@@ -128,6 +190,7 @@ struct app::impl {
   static engineio::server_options eio_options(const core::config& cfg) {
     engineio::server_options o;
     o.path = cfg.socketio_path;
+    o.sid_prefix = route_key(route_address(cfg));
     o.session.ping_interval = cfg.ping_interval;
     o.session.ping_timeout = cfg.ping_timeout;
     o.session.upgrade_timeout = cfg.upgrade_timeout;
@@ -209,8 +272,10 @@ struct app::impl {
     gdeps.extra_mcp_servers = load_mcp_config(cfg.mcp_config_path);
     gw = std::make_unique<gateway::gateway>(std::move(gdeps));
     gw->attach(io.of("/"));
-    heartbeat = session::replica_heartbeat::create(redis, sopts.keys, cfg.replica_id, std::chrono::milliseconds(10000),
-                                                   metrics);
+    heartbeat = session::replica_heartbeat::create(redis, sopts.keys, cfg.replica_id, heartbeat_ttl, metrics);
+    heartbeat->set_status([this] { return replica_status().dump(); });
+    stats_key = sopts.keys.replica_stats();
+    register_gauges();
     // Each replica refreshes its connected sessions every sweep, so the sweep must run well inside
     // the idle timeout: otherwise another replica's janitor can claim a session that is connected
     // (and busy) here between two refreshes.
@@ -265,6 +330,100 @@ struct app::impl {
     grace->cancel();
   }
 
+  // What this replica publishes with each heartbeat: the guide's pool fields and a few more.
+  json replica_status() {
+    auto body = pool::to_json(pool->stats());
+    body["replica"] = cfg.replica_id;
+    body["sessions"] = eio.session_count();
+    body["sockets"] = io.connected_sockets();
+    body["updatedMs"] = session::system_now_ms();
+    return body;
+  }
+
+  // The cluster as the replicas last published it (one HGETALL, no fan-out). Entries older than
+  // the heartbeat TTL belong to replicas that are gone: left out of the totals, listed under
+  // `stale` (ids only) until a minute has passed, then deleted.
+  asio::awaitable<json> cluster_status() {
+    std::vector<std::string> get;
+    get.push_back("HGETALL");
+    get.push_back(stats_key);
+    auto r = co_await redis->command(std::move(get));
+    if (!r) co_return error_json(r.error().message);
+    auto flat = redis::as_string_array(*r, "HGETALL replica-stats");
+    if (!flat) co_return error_json(flat.error().message);
+    std::vector<std::string> forget;
+    auto body = summarize_cluster(*flat, session::system_now_ms(), forget);
+    if (!forget.empty()) {
+      std::vector<std::string> del;
+      del.push_back("HDEL");
+      del.push_back(stats_key);
+      del.insert(del.end(), forget.begin(), forget.end());
+      (void)co_await redis->command(std::move(del));
+    }
+    co_return body;
+  }
+
+  static json error_json(const std::string& message) {
+    json e = json::object();
+    e["error"] = message;
+    return e;
+  }
+
+  // HGETALL's flat [id, status JSON, ...] -> {totals, replicas, stale}; ids to delete in `forget`.
+  static json summarize_cluster(const std::vector<std::string>& flat, std::int64_t now, std::vector<std::string>& forget) {
+    json replicas = json::array(), stale = json::array();
+    json totals{{"idle", 0}, {"active", 0}, {"total", 0}, {"creating", 0}, {"waiting", 0},
+                {"maxPoolSize", 0}, {"minPoolSize", 0}, {"sessions", 0}, {"sockets", 0}};
+    double worst_p95 = 0;
+    for (std::size_t i = 0; i + 1 < flat.size(); i += 2) {
+      const auto& id = flat[i];
+      auto e = core::parse_json(flat[i + 1]);
+      if (!e.is_object() || !e.contains("updatedMs") || !e["updatedMs"].is_number_integer()) {
+        forget.push_back(id);  // a garbled entry is dropped (its replica rewrites it on its next beat)
+        continue;
+      }
+      const auto age = now - e["updatedMs"].get<std::int64_t>();
+      if (age > heartbeat_ttl.count()) {
+        stale.push_back(id);
+        if (age > 60000) forget.push_back(id);
+        continue;
+      }
+      e["replica"] = id;
+      for (auto& [k, v] : totals.items())
+        if (e.contains(k) && e[k].is_number()) v = v.get<std::int64_t>() + e[k].get<std::int64_t>();
+      if (e.contains("acquireMs") && e["acquireMs"].is_object() && e["acquireMs"].contains("p95") &&
+          e["acquireMs"]["p95"].is_number())
+        worst_p95 = std::max(worst_p95, e["acquireMs"]["p95"].get<double>());
+      replicas.push_back(std::move(e));
+    }
+    std::sort(replicas.begin(), replicas.end(),
+              [](const json& a, const json& b) { return a["replica"].get<std::string>() < b["replica"].get<std::string>(); });
+    totals["replicas"] = replicas.size();
+    totals["worstAcquireP95Ms"] = worst_p95;
+    json out = json::object();
+    out["totals"] = std::move(totals);
+    out["replicas"] = std::move(replicas);
+    out["stale"] = std::move(stale);
+    return out;
+  }
+
+  // Per-replica figures Prometheus alerts on (docker/prometheus, monitoring/rules).
+  void register_gauges() {
+    metrics.add_gauge("berth_replica_info", "Always 1; the label names this replica", [] { return 1.0; },
+                      "replica=\"" + cfg.replica_id + "\"");
+    metrics.add_gauge("berth_pool_max_size", "POOL_MAX_SIZE of this replica (0 with pooling off)",
+                      [this] { return static_cast<double>(pool->stats().max_pool_size); });
+    metrics.add_gauge("berth_pool_min_size", "POOL_MIN_SIZE of this replica",
+                      [this] { return static_cast<double>(pool->stats().min_pool_size); });
+    for (const auto& [q, field] : {std::pair{"0.5", &pool::pool_stats::acquire_p50_ms},
+                                   std::pair{"0.95", &pool::pool_stats::acquire_p95_ms},
+                                   std::pair{"0.99", &pool::pool_stats::acquire_p99_ms}}) {
+      metrics.add_gauge("berth_pool_acquire_seconds", "Container acquisition time quantiles (recent acquires)",
+                        [this, f = field] { return pool->stats().*f / 1000.0; },
+                        std::string("quantile=\"") + q + "\"");
+    }
+  }
+
   asio::awaitable<json> health_body(bool& healthy) {
     const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
     const auto r = redis->health();
@@ -304,7 +463,11 @@ struct app::impl {
       co_return json_ok(body, healthy ? 200 : 503);
     });
     http_server.route("GET", "/stats/pool", [this](http::request&) -> asio::awaitable<http::response> {
-      co_return json_ok(pool::to_json(pool->stats()));
+      // The guide's fields for the replica that answers, then the cluster from Redis.
+      auto body = pool::to_json(pool->stats());
+      body["replica"] = cfg.replica_id;
+      body["cluster"] = co_await cluster_status();
+      co_return json_ok(body);
     });
     http_server.route("GET", "/metrics", [this](http::request&) -> asio::awaitable<http::response> {
       co_return http::text_response(200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
@@ -370,6 +533,9 @@ app::~app() = default;
 int app::run() {
   auto& s = *impl_;
   auto log = core::logger("app");
+  raise_open_files_limit(s.cfg.max_connections);
+  log->info("sticky routing: Engine.IO sids start with '{}' (route address {})", s.eio.options().sid_prefix,
+            route_address(s.cfg));
   s.load_static();
   try {
     s.build_services();

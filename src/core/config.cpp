@@ -132,6 +132,15 @@ const std::vector<std::pair<std::string, setter>>& setters() {
          return std::nullopt;
        }},
       {"REPLICA_ID", text(&config::replica_id, false)},
+      {"ROUTE_ADDRESS",
+       [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+         const auto colon = v.rfind(':');
+         const auto port = colon == std::string::npos ? std::optional<std::uint16_t>{}
+                                                      : parse_int<std::uint16_t>(std::string_view(v).substr(colon + 1));
+         if (colon == 0 || !port || *port == 0) return config_error{name, v, "HOST:PORT (the address the load balancer uses)"};
+         c.route_address = v;
+         return std::nullopt;
+       }},
       {"MAX_CONNECTIONS", integer<std::size_t>(&config::max_connections, 1, 10'000'000)},
       {"CORS_ORIGINS",
        [](config& c, const std::string&, const std::string& v) -> std::optional<config_error> {

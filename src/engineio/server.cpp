@@ -593,7 +593,7 @@ void server::close_all(close_reason reason) {
 }
 
 std::shared_ptr<session> server::create(strand_type strand, transport_kind kind, handshake_info info) {
-  info.sid = core::random_token(15);
+  info.sid = opts_.sid_prefix + core::random_token(15);
   auto s = std::make_shared<session>(*this, std::move(strand), kind, std::move(info));
   {
     std::lock_guard lock(mutex_);

@@ -210,8 +210,9 @@ asio::awaitable<void> user_session::handle(std::shared_ptr<user_session> self, i
   if (!permit) {
     if (permit.error().code == core::errc::too_many_requests) {
       svc.counters.too_many.inc();
-      log()->info("sid={} uid={} Too many concurrent requests (MAX_REQUESTS_PER_USER={})", self->sid(),
-                  self->user(), svc.cfg.max_requests_per_user);
+      // The operator guide greps for this phrase (MAX_REQUESTS_PER_USER refusals).
+      log()->warn("sid={} uid={} Too many concurrent requests: {}", self->sid(), core::log_prefix(self->user(), 32),
+                  permit.error().message);
     }
     co_return self->reject(permit.error(), ack);
   }

@@ -465,6 +465,9 @@ asio::awaitable<void> watcher(std::shared_ptr<pool_state> self) {
 asio::awaitable<core::result<void>> start_impl(std::shared_ptr<pool_state> self) {
   auto& log = *self->log;
   const auto& lim = self->fsm.limits();
+  // The operator guide's first line under `docker compose logs app | grep "ContainerPool"`: the
+  // logger's name puts "[ContainerPool]" on it.
+  if (lim.pooling) core::logger("ContainerPool")->info("[Phase 2] Container pooling enabled");
   log.info("[ContainerPool] Initializing with min={}, max={}", self->cfg.pool_min_size, self->cfg.pool_max_size);
   if (self->started) co_return core::make_error(core::errc::internal, "container pool started twice");
   self->started = true;
@@ -507,7 +510,6 @@ asio::awaitable<core::result<void>> start_impl(std::shared_ptr<pool_state> self)
     }
   }
   if (lim.pooling) {
-    log.info("[Phase 2] Container pooling enabled");
     log.info("[ContainerPool] Warming up {} containers...", lim.min_idle);
   } else {
     log.info("[Phase 2] Container pooling disabled: one container per acquire (ENABLE_CONTAINER_POOL=false)");

@@ -18,6 +18,9 @@ struct config {
   std::uint16_t port = 3000;
   std::string socketio_path = "/socket.io/";
   std::string replica_id;  // defaults to the hostname
+  // host:port under which the load balancer reaches this replica; a hash of it prefixes every
+  // Engine.IO sid (sticky routing). Empty: this host's IPv4 address and `port`.
+  std::string route_address;
   std::size_t max_connections = 50000;
   std::vector<std::string> cors_origins;  // empty: no CORS headers; "*" allows any
   // engine.io

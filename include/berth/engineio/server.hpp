@@ -116,6 +116,9 @@ class session : public std::enable_shared_from_this<session> {
 
 struct server_options {
   std::string path = "/socket.io/";
+  // Put in front of every sid this server issues (e.g. 8 hex of a hash of the replica's address):
+  // a load balancer maps `?sid=` back to the replica that holds the session (nginx/nginx.conf).
+  std::string sid_prefix;
   session_options session;
   http::cors_policy cors;
 };

@@ -31,6 +31,9 @@ struct key_schema {
   // zset, no TTL: replica id -> last heartbeat ms; every replica that ever beat here (the orphan
   // reaper only touches containers of these; it drops dead entries with no container left).
   std::string replicas() const { return prefix + "replicas"; }
+  // hash, no TTL: replica id -> its last published status JSON (pool figures, `updatedMs`),
+  // written with each heartbeat; readers skip stale entries (GET /stats/pool's cluster view).
+  std::string replica_stats() const { return prefix + "replica-stats"; }
   // string, PX = the reap interval: the replica holding it runs this interval's orphan round.
   std::string orphan_lock() const { return prefix + "orphan-reaper-lock"; }
 };

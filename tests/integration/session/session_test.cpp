@@ -433,6 +433,21 @@ TEST_F(session_fixture, janitor_reaps_idle_sessions_exactly_once_and_spares_conn
   EXPECT_FALSE(io_.run(sa.end_if_idle("s0", *clock_.now - 60000)).value());
 }
 
+TEST_F(session_fixture, heartbeat_publishes_the_replica_status_and_shutdown_removes_it) {
+  connect_all();
+  auto h = replica_heartbeat::create(a_, {}, "A", 5s, metrics_);
+  int calls = 0;
+  h->set_status([&calls] { return R"({"idle":3,"n":)" + std::to_string(++calls) + "}"; });
+  ASSERT_TRUE(io_.run(h->beat()));
+  EXPECT_EQ(raw({"HGET", "berth:replica-stats", "A"}), "$16\r\n{\"idle\":3,\"n\":1}\r\n");
+  ASSERT_TRUE(io_.run(h->beat()));
+  EXPECT_EQ(raw({"HGET", "berth:replica-stats", "A"}), "$16\r\n{\"idle\":3,\"n\":2}\r\n");
+  h->start();
+  h->stop();  // orderly shutdown: heartbeat key and status go together
+  EXPECT_TRUE(test::eventually([&] { return raw({"HEXISTS", "berth:replica-stats", "A"}) == ":0\r\n"; }));
+  EXPECT_EQ(raw({"EXISTS", "berth:replica:A"}), ":0\r\n");
+}
+
 TEST_F(session_fixture, replicas_heartbeat_and_container_references) {
   connect_all();
   auto ha = replica_heartbeat::create(a_, {}, "A", 5s, metrics_);

@@ -95,3 +95,15 @@ TEST(config, known_variables_cover_the_architecture_list) {
                         "MAX_CONNECTIONS", "CORS_ORIGINS", "AUTH_JWT_SECRET", "LOG_LEVEL", "LOG_FORMAT", "THREADS"})
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
 }
+
+TEST(config, route_address_is_host_colon_port) {
+  auto ok = parse_config({{"ROUTE_ADDRESS", "10.0.0.5:3000"}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->route_address, "10.0.0.5:3000");
+  EXPECT_TRUE(parse_config({{"ROUTE_ADDRESS", ""}}));  // empty: derived at start-up
+  for (const char* bad : {"10.0.0.5", ":3000", "host:", "host:0", "host:99999", "host:30x"}) {
+    auto r = parse_config({{"ROUTE_ADDRESS", bad}});
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().variable, "ROUTE_ADDRESS");
+  }
+}
