@@ -575,6 +575,7 @@ awaitable<void> redis_client::run_loop(std::shared_ptr<redis_client> self) {
     ++attempt;
     self->c_connect_failures_.inc();
     // Log the first failure and changes at warn, repeats at debug: no log flood while Redis is down.
+    if (failure.starts_with("redis ")) failure.erase(0, 6);  // the log line says "redis" already
     if (failure != last_error) {
       if (failure.find("AUTH") != std::string::npos || failure.find("NOAUTH") != std::string::npos ||
           failure.find("WRONGPASS") != std::string::npos)

@@ -33,8 +33,9 @@ struct redis_server_options {
   int databases = 16;
   std::string binary = "redis-server";
   std::chrono::milliseconds start_timeout{10000};
-  std::vector<std::string> extra_args;  // appended to the command line
-  std::string sentinel_conf;            // non-empty: run `redis-server <conf> --sentinel`
+  std::vector<std::string> extra_args{};  // appended to the command line
+  std::string sentinel_conf{};          // non-empty: run `<binary> <conf>` as a sentinel (binary
+                                        // redis-sentinel, or redis-server with --sentinel added)
 };
 
 class redis_server {
@@ -215,6 +216,7 @@ class redis_server {
         << dir_ << "/redis.log\n"
         << opts_.sentinel_conf << "\n";
     }
+    if (opts_.binary == "redis-sentinel") return {opts_.binary, conf};  // Debian's redis-sentinel package
     return {opts_.binary, conf, "--sentinel"};
   }
 

@@ -61,7 +61,7 @@ struct sentinel_options {
 
 struct client_options {
   redis_endpoint endpoint;
-  sentinel_options sentinel;
+  sentinel_options sentinel{};
   std::chrono::milliseconds connect_timeout{2000};   // TCP/unix connect + AUTH/SELECT/SCRIPT LOAD
   std::chrono::milliseconds command_timeout{2000};   // default per-command deadline
   std::chrono::milliseconds backoff_base{50};        // first reconnect delay, doubles per failure
