@@ -167,6 +167,8 @@ struct app::impl {
       ropts.sentinel.sentinels = std::move(*sentinels);
       ropts.sentinel.master_name = cfg.redis_sentinel_master;
       ropts.sentinel.password = cfg.redis_sentinel_password;
+      // A write is acknowledged once a replica has it: the failover then loses none of them.
+      ropts.wait_replicas = 1;
       // Sentinel names the host: REDIS_URL's host need not resolve (it is only a placeholder).
     } else if (!cfg.redis_sentinel_password.empty()) {
       throw std::runtime_error("REDIS_SENTINEL_PASSWORD is set but REDIS_SENTINELS is not");
