@@ -43,7 +43,7 @@ unsigned cluster_slot(std::string_view key) {
 TEST(session_schema, keys_of_one_session_share_a_cluster_slot) {
   EXPECT_EQ(crc16_xmodem("123456789"), 0x31C3);  // the spec's check value
   key_schema k;
-  for (std::string sid : {"abc", "s-1", "x_Y_9", std::string(64, 'z')}) {
+  for (const std::string& sid : std::vector<std::string>{"abc", "s-1", "x_Y_9", std::string(64, 'z')}) {
     const auto slot = cluster_slot(k.session(sid));
     EXPECT_EQ(cluster_slot(k.history(sid)), slot) << sid;
     EXPECT_EQ(cluster_slot(k.lock(sid)), slot) << sid;
