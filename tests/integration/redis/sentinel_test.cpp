@@ -39,7 +39,7 @@ test::redis_server_options sentinel_for(std::uint16_t master_port) {
   return o;
 }
 
-class sentinel_fixture : public ::testing::Test {
+class redis_sentinel : public ::testing::Test {
  protected:
   void SetUp() override {
     replica_ = std::make_unique<test::redis_server>(replica_of(master_->port()));
@@ -161,7 +161,7 @@ std::size_t missing_keys(test::io_runner& io, redis::redis_client& c, const std:
 
 }  // namespace
 
-TEST_F(sentinel_fixture, finds_the_master_through_the_sentinels_past_a_dead_one) {
+TEST_F(redis_sentinel, finds_the_master_through_the_sentinels_past_a_dead_one) {
   auto c = start(ha_options());
   ASSERT_TRUE(io_.run(c->wait_connected(10s)));
   EXPECT_TRUE(c->uses_sentinel());
@@ -175,7 +175,7 @@ TEST_F(sentinel_fixture, finds_the_master_through_the_sentinels_past_a_dead_one)
   EXPECT_NE(m.find("berth_redis_replicas{client=\"ha\"} 1"), std::string::npos);
 }
 
-TEST_F(sentinel_fixture, an_unknown_master_name_never_connects_and_says_why) {
+TEST_F(redis_sentinel, an_unknown_master_name_never_connects_and_says_why) {
   auto o = ha_options("wrongname");
   o.sentinel.master_name = "nosuchmaster";
   auto c = start(o);
@@ -187,7 +187,7 @@ TEST_F(sentinel_fixture, an_unknown_master_name_never_connects_and_says_why) {
   EXPECT_TRUE(r.error().message.starts_with("redis unavailable: not connected")) << r.error().message;
 }
 
-TEST_F(sentinel_fixture, follows_a_crashed_master_and_loses_no_acknowledged_write) {
+TEST_F(redis_sentinel, follows_a_crashed_master_and_loses_no_acknowledged_write) {
   auto c = start(ha_options());
   ASSERT_TRUE(io_.run(c->wait_connected(10s)));
   ASSERT_TRUE(test::eventually([&] { return c->attached_replicas() == 1; }, 5s));
@@ -221,7 +221,7 @@ TEST_F(sentinel_fixture, follows_a_crashed_master_and_loses_no_acknowledged_writ
   EXPECT_NE(m.find("berth_redis_master{client=\"ha\",addr=\"" + addr(*master_) + "\"} 0"), std::string::npos);
 }
 
-TEST_F(sentinel_fixture, follows_a_manual_failover_announced_by_switch_master) {
+TEST_F(redis_sentinel, follows_a_manual_failover_announced_by_switch_master) {
   auto c = start(ha_options());
   ASSERT_TRUE(io_.run(c->wait_connected(10s)));
   auto& switches = metrics_.get_counter("berth_redis_sentinel_switch_master_total", "", "client=\"ha\"");
@@ -249,7 +249,7 @@ TEST_F(sentinel_fixture, follows_a_manual_failover_announced_by_switch_master) {
   EXPECT_EQ(got->str, "1");
 }
 
-TEST_F(sentinel_fixture, the_limiter_neither_leaks_nor_double_grants_across_a_failover) {
+TEST_F(redis_sentinel, the_limiter_neither_leaks_nor_double_grants_across_a_failover) {
   auto c = start(ha_options());
   ASSERT_TRUE(io_.run(c->wait_connected(10s)));
   ASSERT_TRUE(test::eventually([&] { return c->attached_replicas() == 1; }, 5s));
