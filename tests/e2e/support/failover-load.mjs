@@ -47,7 +47,7 @@ export async function failoverUnderLoad({ io, urls, users = 8, kill, resumeUrl =
         const at = Date.now();
         const text = `note ${u.id}-${n}`;
         const r = await turn(u.socket, text);
-        if (r.ok) u.answered.push({ text, at: Date.now() });
+        if (r.ok) u.answered.push({ text, start: at, at: Date.now() });
         else {
           u.errors.push({ code: r.code, at });
           await sleep(100); // a client that retries, not one that spins
@@ -57,7 +57,9 @@ export async function failoverUnderLoad({ io, urls, users = 8, kill, resumeUrl =
     await sleep(loadMs);
     const killedAt = Date.now();
     await kill();
-    const recovered = (u) => u.answered.some((x) => x.at > killedAt);
+    // Recovered: a turn *started* after the kill was answered (one in flight at the kill may be
+    // answered without touching Redis again).
+    const recovered = (u) => u.answered.some((x) => x.start > killedAt);
     while (Date.now() < killedAt + recoverWithinMs && !all.every(recovered)) await sleep(100);
     const recoveredAll = all.every(recovered);
     await sleep(1000);
@@ -88,7 +90,7 @@ export async function failoverUnderLoad({ io, urls, users = 8, kill, resumeUrl =
       }
     }
     const recoverMs = all.filter(recovered)
-      .map((u) => Math.min(...u.answered.filter((x) => x.at > killedAt).map((x) => x.at)) - killedAt)
+      .map((u) => Math.min(...u.answered.filter((x) => x.start > killedAt).map((x) => x.at)) - killedAt)
       .sort((x, y) => x - y);
     const errors = all.flatMap((u) => u.errors);
     const errorCodes = {};
