@@ -175,6 +175,26 @@ TEST_F(redis_sentinel, finds_the_master_through_the_sentinels_past_a_dead_one) {
   EXPECT_NE(m.find("berth_redis_replicas{client=\"ha\"} 1"), std::string::npos);
 }
 
+TEST_F(redis_sentinel, a_readonly_reply_fails_like_an_outage_and_drops_the_connection) {
+  // A client that reaches a replica (a demoted master, or a stale address): the write is refused
+  // with READONLY. It must come back as a transport error (nothing applied, nothing to undo) and
+  // the connection must be dropped so the master is looked up again.
+  redis::client_options o;
+  o.endpoint = redis::parse_redis_url("redis://127.0.0.1:" + std::to_string(replica_->port())).value();
+  o.name = "stale";
+  auto c = start(o);
+  ASSERT_TRUE(io_.run(c->wait_connected(10s)));
+  const auto connects = c->connect_count();
+  auto r = io_.run(c->command({"SET", "x", "1"}));
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().message.starts_with("redis unavailable: node is not a usable master: READONLY"))
+      << r.error().message;
+  EXPECT_TRUE(redis::is_transport_error(r.error()));
+  EXPECT_FALSE(redis::may_have_been_applied(r.error()));
+  EXPECT_EQ(metrics_.get_counter("berth_redis_errors_total", "", "client=\"stale\",reason=\"failover_reply\"").value(), 1u);
+  EXPECT_TRUE(test::eventually([&] { return c->connect_count() > connects; }, 5s));  // reconnected
+}
+
 TEST_F(redis_sentinel, an_unknown_master_name_never_connects_and_says_why) {
   auto o = ha_options("wrongname");
   o.sentinel.master_name = "nosuchmaster";
