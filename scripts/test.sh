@@ -119,6 +119,8 @@ compose_deployment() {
   BERTH_PREBUILT_DIR="$BUILD" bash tests/deploy/compose_e2e.sh
 }
 [ "${BERTH_DEPLOY_TESTS:-1}" = "1" ] && step "compose deployment" compose_deployment
+# The scale stack's `sentinel` profile: the Redis master killed under load (~2 min, images above).
+[ "${BERTH_DEPLOY_TESTS:-1}" = "1" ] && step "compose: Redis failover (sentinel)" env BERTH_E2E_SKIP_BUILD=1 bash tests/deploy/sentinel_e2e.sh
 
 leftover=$(docker ps -aq --filter label=berth.test=1 2>/dev/null | wc -l)
 if [ "$leftover" -gt 0 ]; then

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -35,6 +36,7 @@
 #include "berth/session/history.hpp"
 #include "berth/session/janitor.hpp"
 #include "berth/session/limiter.hpp"
+#include "berth/session/migrate.hpp"
 #include "berth/session/orphan_reaper.hpp"
 #include "berth/session/schema.hpp"
 #include "berth/session/store.hpp"
@@ -158,6 +160,9 @@ struct app::impl {
   // Set when the pool's start-up finished; start_ok if it warmed up. A pool that started degraded
   // (Docker away) becomes ready once it holds a warm container again.
   std::atomic<bool> pool_started{false}, pool_start_ok{false};
+  // Set once Redis holds only hash-tagged keys (session/migrate.hpp): not ready before, or a
+  // resume could miss a session still under its old name.
+  std::atomic<bool> keys_migrated{false};
   // Dependencies (built in build_services(): they need a valid config, checked there).
   std::unique_ptr<docker::client> docker;
   std::unique_ptr<pool::container_pool> pool;
@@ -232,7 +237,27 @@ struct app::impl {
     docker = std::make_unique<docker::client>(ex, *docker_opts, metrics);
     auto endpoint = redis::parse_redis_url(cfg.redis_url);
     if (!endpoint) throw std::runtime_error("REDIS_URL: " + endpoint.error().message);
-    if (endpoint->transport == redis::redis_endpoint::kind::tcp) {
+    redis::client_options ropts;
+    if (!cfg.redis_password.empty()) {
+      // One place for the password: two that disagree would be a guess (never echo either).
+      if (!endpoint->password.empty())
+        throw std::runtime_error("REDIS_PASSWORD is set and REDIS_URL carries a password too: keep one");
+      endpoint->password = cfg.redis_password;
+    }
+    if (!cfg.redis_sentinels.empty()) {
+      auto sentinels = redis::parse_sentinel_list(cfg.redis_sentinels);
+      if (!sentinels) throw std::runtime_error("REDIS_SENTINELS: " + sentinels.error().message);
+      if (endpoint->transport != redis::redis_endpoint::kind::tcp)
+        throw std::runtime_error("REDIS_SENTINELS needs a redis:// REDIS_URL (its host is replaced by the master's)");
+      ropts.sentinel.sentinels = std::move(*sentinels);
+      ropts.sentinel.master_name = cfg.redis_sentinel_master;
+      ropts.sentinel.password = cfg.redis_sentinel_password;
+      // A write is acknowledged once a replica has it: the failover then loses none of them.
+      ropts.wait_replicas = 1;
+      // Sentinel names the host: REDIS_URL's host need not resolve (it is only a placeholder).
+    } else if (!cfg.redis_sentinel_password.empty()) {
+      throw std::runtime_error("REDIS_SENTINEL_PASSWORD is set but REDIS_SENTINELS is not");
+    } else if (endpoint->transport == redis::redis_endpoint::kind::tcp) {
       // A name that does not exist is a configuration error (fail fast); anything else, such as
       // Redis not up yet, is an outage the client rides out with backoff.
       boost::system::error_code ec;
@@ -242,7 +267,6 @@ struct app::impl {
         throw std::runtime_error("REDIS_URL: Redis host '" + endpoint->host + "' does not resolve (" +
                                  endpoint->redacted() + ")");
     }
-    redis::client_options ropts;
     ropts.endpoint = *endpoint;
     redis = redis::redis_client::create(ex, ropts, metrics);
     session::session_options sopts;
@@ -294,8 +318,31 @@ struct app::impl {
       throw std::runtime_error("LLM_PROVIDER=" + cfg.llm_provider + ": " + p.error().message);
   }
 
+  // Renames keys of the untagged schema once Redis is reachable; retried every second until done.
+  static asio::awaitable<void> migrate_keys(impl* self) {
+    auto& failures = self->metrics.get_counter("berth_redis_key_migration_failures_total",
+                                               "start-up key migrations that failed (retried every second)");
+    asio::steady_timer retry(self->ioc);
+    bool logged = false;
+    while (!self->stopping) {
+      if (co_await self->redis->wait_connected(std::chrono::seconds(5))) {
+        auto r = co_await session::migrate_legacy_keys(self->redis, self->sessions->options().keys);
+        if (r) {
+          self->keys_migrated = true;
+          co_return;
+        }
+        failures.inc();
+        if (!logged) core::logger("app")->warn("redis key migration failed: {} (retrying)", r.error().message);
+        logged = true;
+      }
+      retry.expires_after(std::chrono::seconds(1));
+      co_await retry.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+
   static asio::awaitable<void> start_services(impl* self) {
     self->redis->start();
+    asio::co_spawn(self->ioc, migrate_keys(self), asio::detached);
     self->heartbeat->start();
     self->janitor->start();
     self->reaper->start();  // first round now (start-up), then every ORPHAN_REAP_INTERVAL_MS
@@ -438,7 +485,8 @@ struct app::impl {
     co_return json{{"status", healthy ? "ok" : "degraded"},
                    {"replica", cfg.replica_id},
                    {"uptimeS", uptime.count()},
-                   {"redis", {{"ok", r.ok}, {"latencyMs", r.latency_ms}}},
+                   {"redis", {{"ok", r.ok}, {"latencyMs", r.latency_ms}, {"master", redis->master_address()},
+                              {"sentinel", redis->uses_sentinel()}, {"failovers", redis->failover_count()}}},
                    {"docker", docker_json},
                    {"pool", pool::to_json(stats)},
                    {"connections", http_server.open_connections()},
@@ -453,7 +501,8 @@ struct app::impl {
       bool healthy = false;
       auto body = co_await health_body(healthy);
       const auto stats = pool->stats();
-      healthy = healthy && pool_started.load() && (pool_start_ok.load() || !stats.pooling || stats.idle > 0);
+      healthy = healthy && keys_migrated.load() && pool_started.load() &&
+                (pool_start_ok.load() || !stats.pooling || stats.idle > 0);
       body["status"] = healthy ? "ready" : "not ready";
       co_return json_ok(body, healthy ? 200 : 503);
     });

@@ -154,11 +154,17 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"MAX_HTTP_BUFFER_SIZE", integer<std::size_t>(&config::max_http_buffer_size, 1024, 100'000'000)},
       {"REDIS_URL",
        [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+         // The value may carry a password: never echo it.
          if (v.rfind("redis://", 0) != 0 && v.rfind("unix://", 0) != 0)
-           return config_error{name, v, "redis://[:password@]host[:port][/db] or unix:///path.sock"};
+           return config_error{name, v.find('@') == std::string::npos ? v : "(hidden: it contains a password)",
+                               "redis://[:password@]host[:port][/db] or unix:///path.sock"};
          c.redis_url = v;
          return std::nullopt;
        }},
+      {"REDIS_SENTINELS", text(&config::redis_sentinels)},
+      {"REDIS_SENTINEL_MASTER", text(&config::redis_sentinel_master, false)},
+      {"REDIS_SENTINEL_PASSWORD", text(&config::redis_sentinel_password)},
+      {"REDIS_PASSWORD", text(&config::redis_password)},
       {"DOCKER_HOST",
        [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
          if (v.rfind("unix://", 0) != 0 || v.size() <= 7)

@@ -8,6 +8,26 @@
 
 namespace berth::session {
 
+std::optional<std::string> key_schema::legacy_to_current(std::string_view key) const {
+  if (!key.starts_with(prefix)) return std::nullopt;
+  key.remove_prefix(prefix.size());
+  struct kind {
+    std::string_view name;
+    std::string (key_schema::*build)(std::string_view) const;
+  };
+  static constexpr kind kinds[] = {{"session:", &key_schema::session},
+                                   {"session-lock:", &key_schema::lock},
+                                   {"history:", &key_schema::history},
+                                   {"inflight:", &key_schema::inflight}};
+  for (const auto& k : kinds) {
+    if (!key.starts_with(k.name)) continue;
+    auto id = key.substr(k.name.size());
+    if (id.empty() || (id.front() == '{' && id.back() == '}')) return std::nullopt;
+    return (this->*k.build)(id);
+  }
+  return std::nullopt;
+}
+
 core::result<void> validate_session_id(std::string_view sid) {
   if (sid.empty()) return core::make_error(core::errc::invalid_payload, "sessionId is empty");
   if (sid.size() > 64) return core::make_error(core::errc::invalid_payload, "sessionId is longer than 64 characters");

@@ -123,7 +123,7 @@ try {
   check(clients.every((c) => c.errors.length === 0 && (!c.next || c.next.errors.length === 0)), 'no agent:error');
   if (historyLenCmd) {
     for (const c of clients.filter((x) => x.info)) {
-      const n = Number(execSync(`${historyLenCmd} berth:history:${c.info.sessionId}`).toString().trim());
+      const n = Number(execSync(`${historyLenCmd} "berth:history:{${c.info.sessionId}}"`).toString().trim());
       check(n > 0, `history of ${c.info.sessionId} is in Redis (${n} messages)`);
     }
   }

@@ -31,6 +31,13 @@ struct config {
   std::size_t max_http_buffer_size = 1000000;
   // dependencies
   std::string redis_url = "redis://127.0.0.1:6379";
+  // Redis Sentinel: when set, the master of `redis_sentinel_master` is found through these
+  // sentinels ("host:port,host:port", validated when the client is built) and REDIS_URL's
+  // host/port are ignored (its password and db still apply).
+  std::string redis_sentinels;
+  std::string redis_sentinel_master = "mymaster";
+  std::string redis_sentinel_password;  // secret: AUTH on the sentinels
+  std::string redis_password;           // secret: AUTH on Redis when REDIS_URL carries none
   std::string docker_host = "unix:///var/run/docker.sock";
   // pool
   std::string sandbox_image = "berth-sandbox:latest";

@@ -14,18 +14,23 @@
 namespace berth::session {
 
 // Key names. Every key but `sessions` carries a TTL (set by the operations that write it).
+// Hash tags: the id inside {...} is all Redis Cluster hashes, so every key of one session
+// (session, history, lock) lands in the slot of its session id and every key of one user
+// (inflight) in the slot of its user id; a move to Cluster needs no key renamed (docs/SCALING.md
+// says what else it needs). Keys written before the tags existed are renamed once at start-up
+// (migrate_legacy_keys in migrate.hpp; legacy_to_current below names the new key).
 struct key_schema {
   std::string prefix = "berth:";
-  std::string session(std::string_view sid) const { return prefix + "session:" + std::string(sid); }
-  std::string lock(std::string_view sid) const { return prefix + "session-lock:" + std::string(sid); }
-  std::string history(std::string_view sid) const { return prefix + "history:" + std::string(sid); }
+  std::string session(std::string_view sid) const { return prefix + "session:" + tagged(sid); }
+  std::string lock(std::string_view sid) const { return prefix + "session-lock:" + tagged(sid); }
+  std::string history(std::string_view sid) const { return prefix + "history:" + tagged(sid); }
   // string, the session's TTL: its /workspace as tar.gz while it hibernates (no container).
-  std::string workspace(std::string_view sid) const { return prefix + "workspace:" + std::string(sid); }
+  std::string workspace(std::string_view sid) const { return prefix + "workspace:" + tagged(sid); }
   // zset, TTL: live sessions opened from one client address without auth (sid -> expiry ms).
   std::string address(std::string_view addr) const { return prefix + "addr:" + std::string(addr); }
   // zset, no TTL: every sandbox container of the cluster (id or reservation -> expiry ms).
   std::string containers() const { return prefix + "containers"; }
-  std::string inflight(std::string_view user) const { return prefix + "inflight:" + std::string(user); }
+  std::string inflight(std::string_view user) const { return prefix + "inflight:" + tagged(user); }
   std::string sessions() const { return prefix + "sessions"; }
   std::string replica(std::string_view id) const { return prefix + "replica:" + std::string(id); }
   // zset, no TTL: replica id -> last heartbeat ms; every replica that ever beat here (the orphan
@@ -36,6 +41,26 @@ struct key_schema {
   std::string replica_stats() const { return prefix + "replica-stats"; }
   // string, PX = the reap interval: the replica holding it runs this interval's orphan round.
   std::string orphan_lock() const { return prefix + "orphan-reaper-lock"; }
+  // string, no TTL: the key-schema version this Redis holds ("2": hash-tagged keys); written by
+  // the migration once every legacy key is renamed, so later start-ups skip the scan.
+  std::string schema_version() const { return prefix + "schema-version"; }
+  static constexpr std::string_view current_schema_version = "2";
+
+  // A key of the untagged schema (berth:session:SID, berth:history:SID, berth:session-lock:SID,
+  // berth:inflight:USER) -> its tagged name; nullopt for anything else (tagged keys included).
+  // A user id that itself starts with '{' and ends with '}' cannot be told apart from a tagged
+  // key: its old lease set is left to expire (leases live at most the lease TTL).
+  std::optional<std::string> legacy_to_current(std::string_view key) const;
+
+ private:
+  static std::string tagged(std::string_view id) {
+    std::string k;
+    k.reserve(id.size() + 2);
+    k += '{';
+    k += id;
+    k += '}';
+    return k;
+  }
 };
 
 // sessionId: 1..64 of [A-Za-z0-9_-], else errc::invalid_payload with the reason.

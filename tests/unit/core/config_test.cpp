@@ -62,6 +62,31 @@ TEST(config, invalid_values_name_variable_value_and_allowed) {
   }
 }
 
+TEST(config, a_bad_redis_url_with_a_password_is_not_echoed) {
+  auto c = parse_config({{"REDIS_URL", "http://:hunter2@redis:6379"}});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().variable, "REDIS_URL");
+  EXPECT_EQ(c.error().to_string().find("hunter2"), std::string::npos) << c.error().to_string();
+}
+
+TEST(config, redis_sentinel_settings) {
+  auto d = parse_config({}).value();
+  EXPECT_TRUE(d.redis_sentinels.empty());
+  EXPECT_EQ(d.redis_sentinel_master, "mymaster");
+  auto c = parse_config({{"REDIS_SENTINELS", "s1:26379,s2"},
+                         {"REDIS_SENTINEL_MASTER", "berth"},
+                         {"REDIS_SENTINEL_PASSWORD", "sp"},
+                         {"REDIS_PASSWORD", "rp"},
+                         {"REDIS_URL", "redis://ignored/2"}})
+               .value();
+  EXPECT_EQ(c.redis_sentinels, "s1:26379,s2");
+  EXPECT_EQ(c.redis_sentinel_master, "berth");
+  EXPECT_EQ(c.redis_sentinel_password, "sp");
+  EXPECT_EQ(c.redis_password, "rp");
+  // Empty values (a copied .env.example) keep the defaults.
+  EXPECT_EQ(parse_config({{"REDIS_SENTINEL_MASTER", ""}}).value().redis_sentinel_master, "mymaster");
+}
+
 TEST(config, min_above_max_is_rejected) {
   auto c = parse_config({{"POOL_MIN_SIZE", "20"}, {"POOL_MAX_SIZE", "10"}});
   ASSERT_FALSE(c);
