@@ -457,10 +457,11 @@ async function waitReaped(ctx) {
   const deadline = t0 + cfg.reapWaitS * 1000;
   let detached = null;
   while (performance.now() < deadline) {
-    const [list, stats] = await Promise.all([managedContainers(await ctx.target.replicas()), getJson(`${ctx.target.url}/stats/pool`)]);
-    if (list && stats) {
-      detached = list.length - stats.total;
-      if (detached <= 0) break;
+    const urls = await ctx.target.metricsUrls();
+    const [list, ...stats] = await Promise.all([managedContainers(await ctx.target.replicas()), ...urls.map((u) => getJson(`${u}/stats/pool`))]);
+    if (list && stats.length && stats.every(Boolean)) {
+      detached = Math.max(0, list.length - stats.reduce((a, st) => a + st.total, 0));
+      if (detached === 0) break;
     }
     await sleep(1000);
   }
@@ -516,24 +517,32 @@ function analyse(run) {
   const started = c.started ?? 0;
   const failed = c.failed ?? 0;
   const errorRate = started ? failed / started : null;
-  const wall = fin && base ? fin.t - base.t : null;
   const perSession = (x) => (Number.isFinite(x) && started ? (x * 1000) / started : null);
   const metric = (name) => {
-    const a = base?.metrics?.[name];
+    const a = (run.start ?? base)?.metrics?.[name];
     const b = fin?.metrics?.[name];
     return a === null || a === undefined || b === null || b === undefined ? "n/a" : b - a;
   };
   const peak = (f) => samples.reduce((m, s) => Math.max(m, f(s) ?? -Infinity), -Infinity);
-  const berthCpu = d(base?.berth?.cpuS, fin?.berth?.cpuS);
-  const openSamples = samples.filter((s) => s.label !== "baseline" && Number.isFinite(s.metrics?.berth_engineio_sessions)).map((s) => s.metrics.berth_engineio_sessions);
+  // CPU and counters over the measured window (first user started -> final sample); memory
+  // against the baseline (before any user).
+  const w0 = run.start ?? base;
+  const win = samples.filter((s) => s.t >= (w0?.t ?? 0));
+  const wall = fin && w0 ? fin.t - w0.t : null;
+  const berthCpu = d(w0?.berth?.cpuS, fin?.berth?.cpuS);
+  const openSamples = win.filter((s) => Number.isFinite(s.metrics?.berth_engineio_sessions)).map((s) => s.metrics.berth_engineio_sessions);
   const avgOpen = openSamples.length ? openSamples.reduce((a, b) => a + b, 0) / openSamples.length : null;
   const peakOpen = openSamples.length ? Math.max(...openSamples) : null;
-  const genCpu = d(samples.find((s) => s.gen)?.gen?.cpuS ?? 0, [...samples].reverse().find((s) => s.gen)?.gen?.cpuS) ?? r.selfCpuS ?? null;
+  // Generator CPU in the window: the light generator measures itself from its first user on;
+  // Artillery's total (bash `times`) minus what it had used when its first phase started.
+  const genCpu = r.generator === "light" ? r.selfCpuS ?? null
+    : Number.isFinite(r.totalCpuS) ? r.totalCpuS - (w0?.gen?.cpuS ?? 0) : null;
+  const genStartupCpu = r.generator === "artillery" ? w0?.gen?.cpuS ?? null : null;
   const redisMax = fin?.redis?.maxmemory || base?.redis?.maxmemory || null;
   const redisPeak = peak((s) => s.redis?.usedMemory);
-  const hostBusy = d(base?.host?.busyS, fin?.host?.busyS);
+  const hostBusy = d(w0?.host?.busyS, fin?.host?.busyS);
   const cores = os.cpus().length;
-  const sustained = (r.latency && MODE !== "concurrency" && cfg.durationS > 0) ? (c.started - (cfg.rampRate * cfg.rampS)) / cfg.durationS : null;
+  const sustained = MODE !== "concurrency" && cfg.durationS > 0 ? (started - Math.round(cfg.rampRate * cfg.rampS)) / cfg.durationS : null;
   const out = {
     generator: run.generator,
     sessions: {
@@ -567,7 +576,7 @@ function analyse(run) {
       rssPerOpenSocketBytes: peakOpen ? (peak((s) => s.berth?.rssBytes) - (base?.berth?.rssBytes ?? 0)) / peakOpen : null,
       cpuPctPerOpenSocket: avgOpen && wall && berthCpu !== null ? (100 * berthCpu) / wall / avgOpen : null,
       replicasScraped: fin?.metrics?.$replicasScraped ?? null,
-      sessionsOpenedPerReplica: fin?.metrics?.$perReplicaSessionsOpened?.map((v, i) => d(base?.metrics?.$perReplicaSessionsOpened?.[i], v)) ?? null,
+      sessionsOpenedPerReplica: fin?.metrics?.$perReplicaSessionsOpened?.map((v, i) => d(w0?.metrics?.$perReplicaSessionsOpened?.[i], v)) ?? null,
     },
     redis: {
       usedMemoryBaseline: base?.redis?.usedMemory ?? null,
@@ -577,23 +586,24 @@ function analyse(run) {
       peakPctOfMaxmemory: redisMax ? (100 * redisPeak) / redisMax : null,
       keysPeak: peak((s) => s.redis?.keys),
       keysEnd: fin?.redis?.keys ?? null,
-      evictedKeys: d(base?.redis?.evictedKeys, fin?.redis?.evictedKeys),
-      cpuS: d(base?.redis?.cpuS, fin?.redis?.cpuS),
-      cpuMsPerSession: perSession(d(base?.redis?.cpuS, fin?.redis?.cpuS)),
+      evictedKeys: d(w0?.redis?.evictedKeys, fin?.redis?.evictedKeys),
+      cpuS: d(w0?.redis?.cpuS, fin?.redis?.cpuS),
+      cpuMsPerSession: perSession(d(w0?.redis?.cpuS, fin?.redis?.cpuS)),
     },
     docker: {
-      dockerdCpuS: d(base?.dockerd?.cpuS, fin?.dockerd?.cpuS),
-      dockerdCpuMsPerSession: perSession(d(base?.dockerd?.cpuS, fin?.dockerd?.cpuS)),
-      containerdCpuS: d(base?.containerd?.cpuS, fin?.containerd?.cpuS),
-      containerdCpuMsPerSession: perSession(d(base?.containerd?.cpuS, fin?.containerd?.cpuS)),
-      containersCpuS: d(base?.containersCpuS, fin?.containersCpuS),
-      containersCpuMsPerSession: perSession(d(base?.containersCpuS, fin?.containersCpuS)),
+      dockerdCpuS: d(w0?.dockerd?.cpuS, fin?.dockerd?.cpuS),
+      dockerdCpuMsPerSession: perSession(d(w0?.dockerd?.cpuS, fin?.dockerd?.cpuS)),
+      containerdCpuS: d(w0?.containerd?.cpuS, fin?.containerd?.cpuS),
+      containerdCpuMsPerSession: perSession(d(w0?.containerd?.cpuS, fin?.containerd?.cpuS)),
+      containersCpuS: d(w0?.containersCpuS, fin?.containersCpuS),
+      containersCpuMsPerSession: perSession(d(w0?.containersCpuS, fin?.containersCpuS)),
       shimsAtEnd: fin?.shims?.count ?? null,
     },
     loadGenerator: {
       cpuS: genCpu,
       cpuPctOfCore: wall && genCpu !== null ? (100 * genCpu) / wall : null,
       cpuMsPerSession: perSession(genCpu),
+      startupCpuS: genStartupCpu,
       eventLoopDelayMs: r.eventLoopDelayMs ?? null,
       startLagMs: r.latency?.start_lag_ms ?? null,
     },
@@ -642,6 +652,8 @@ function verdict(a) {
     reasons.push(`error rate ${(100 * a.sessions.errorRate).toFixed(2)} % > ${(100 * cfg.maxErrorRate).toFixed(2)} %`);
   if (a.soak?.grows.length) reasons.push(`soak: grows without bound: ${a.soak.grows.join(", ")}`);
   if (a.soak && Object.values(a.soak.tests).some((t) => t.verdict === "too-few-samples")) reasons.push("soak: too few samples in the second half (need 6)");
+  if (a.reap && a.reap.detachedLeft !== 0)
+    reasons.push(`containers of disconnected sessions not reaped within REAP_WAIT_S=${cfg.reapWaitS} s (left: ${a.reap.detachedLeft ?? "unknown"})`);
   if (a.cleanup?.left) reasons.push(`${a.cleanup.left} containers of the run could not be removed`);
   const p95max = num("READY_P95_MAX_MS", 0);
   if (p95max && (a.latencyMs.ready_ms?.p95 ?? Infinity) > p95max) reasons.push(`connect->ready p95 ${a.latencyMs.ready_ms?.p95?.toFixed(1)} ms > ${p95max} ms`);

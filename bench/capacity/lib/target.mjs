@@ -9,7 +9,7 @@
 //           `docker inspect`, /metrics on each container's own address on the project network),
 //           its `redis` service is read with `docker exec <redis> redis-cli`
 // Interface: {kind, url, replicas(), berthPids(), metricsUrls(), redisCli, close(), describe()}.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createWriteStream, mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -17,6 +17,35 @@ import path from "node:path";
 import { dockerGet, dockerRm, getJson, listenerPid, managedContainers, procEnv, procTree } from "./probe.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Whatever happens to the harness (an exception, a signal it does not survive), the processes it
+// started die with it and the containers of its own replicas are removed: process 'exit' runs
+// synchronous code only, so this uses kill and docker's CLI.
+const owned = { procs: new Set(), replicas: new Set() };
+process.on("exit", () => {
+  for (const p of owned.procs) if (!exited(p)) p.kill("SIGKILL");
+  for (const replica of owned.replicas) {
+    try {
+      const ids = execFileSync("docker", ["ps", "-aq", "--filter", "label=berth.managed=true", "--filter", `label=berth.replica=${replica}`], { timeout: 30000 })
+        .toString().split(/\s+/).filter(Boolean);
+      if (ids.length) execFileSync("docker", ["rm", "-f", ...ids], { stdio: "ignore", timeout: 120000 });
+    } catch {
+      /* nothing more can be done on the way out */
+    }
+  }
+});
+
+// spawn() that reports a failure to start as an exit (instead of an unhandled 'error' event).
+function spawnOwned(cmd, args, opts) {
+  const proc = spawn(cmd, args, opts);
+  proc.spawnError = null;
+  proc.on("error", (err) => {
+    proc.spawnError = err;
+  });
+  owned.procs.add(proc);
+  proc.once("exit", () => owned.procs.delete(proc));
+  return proc;
+}
 
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -40,7 +69,7 @@ async function waitUntil(check, timeoutMs, what) {
 }
 
 function exited(proc) {
-  return proc.exitCode !== null || proc.signalCode !== null;
+  return proc.exitCode !== null || proc.signalCode !== null || proc.spawnError !== null;
 }
 
 async function stopProcess(proc, graceMs) {
@@ -66,7 +95,7 @@ export async function removeReplicaContainers(replica) {
 export async function startOwn({ berthBin, repoRoot, env, redisMaxmemory, logDir, readyTimeoutMs = 120000 }) {
   const redisPort = await freePort();
   const redisDir = mkdtempSync(path.join(os.tmpdir(), "capbench-redis-"));
-  const redis = spawn(
+  const redis = spawnOwned(
     "redis-server",
     ["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", redisDir,
       "--maxmemory", redisMaxmemory, "--maxmemory-policy", "volatile-lru"],
@@ -78,20 +107,23 @@ export async function startOwn({ berthBin, repoRoot, env, redisMaxmemory, logDir
   const replica = `capbench-${process.pid}-${port}`;
   const url = `http://127.0.0.1:${port}`;
   const logFile = path.join(logDir, `berth-${replica}.log`);
+  owned.replicas.add(replica);
   const cleanup = async () => {
     await stopProcess(berth, 20000);
     const removed = await removeReplicaContainers(replica);
+    if (!removed.left) owned.replicas.delete(replica);
     await stopProcess(redis, 5000);
     rmSync(redisDir, { recursive: true, force: true });
     return removed;
   };
   try {
     await waitUntil(() => new Promise((resolve) => {
+      if (exited(redis)) throw new Error(`redis-server did not start: ${redis.spawnError?.message ?? redis.exitCode}`);
       const s = net.connect(redisPort, "127.0.0.1", () => { s.end(); resolve(true); });
       s.on("error", () => resolve(false));
     }), 10000, "redis-server");
     const log = createWriteStream(logFile);
-    berth = spawn(berthBin, [], {
+    berth = spawnOwned(berthBin, [], {
       cwd: repoRoot,
       env: { ...process.env, ...env, PORT: String(port), HOST: "127.0.0.1", REPLICA_ID: replica, REDIS_URL: `redis://127.0.0.1:${redisPort}` },
       stdio: ["ignore", "pipe", "pipe"],
@@ -99,7 +131,7 @@ export async function startOwn({ berthBin, repoRoot, env, redisMaxmemory, logDir
     berth.stdout.pipe(log);
     berth.stderr.pipe(log);
     await waitUntil(async () => {
-      if (exited(berth)) throw new Error(`berth exited with ${berth.exitCode ?? berth.signalCode}; log: ${logFile}`);
+      if (exited(berth)) throw new Error(`berth exited with ${berth.spawnError?.message ?? berth.exitCode ?? berth.signalCode}; log: ${logFile}`);
       return (await fetch(`${url}/health/ready`).catch(() => null))?.status === 200;
     }, readyTimeoutMs, `${url}/health/ready`);
   } catch (err) {
