@@ -14,7 +14,8 @@
 # and agent:response, disconnect WITHOUT session:end. README.md explains every figure.
 #
 # Settings (environment; defaults in brackets):
-#   MODE [rate]            rate | soak | concurrency
+#   MODE [rate]            rate | soak | concurrency | calibrate (the generators alone, against
+#                          lib/fake-berth.mjs: CAL_RATES ["10,25,50,100"] CAL_DURATION_S [20])
 #   GENERATOR [light]      light (socket.io-client, many users per process) | artillery | both
 #   TARGET []              empty: start an own berth (BERTH_BIN, or build/release|ci|debug) with its
 #                          own redis-server on free loopback ports; else a running berth or nginx URL
@@ -30,7 +31,7 @@
 #                          reaped (containers back to the pool's own), reported
 #   CONTAINER_GUARD [3000] abort the run if the target's containers exceed this (protects the host)
 #   own berth only: POOL_MIN_SIZE [10; concurrency min(USERS,100)] POOL_MAX_SIZE [max(100, USERS+20)]
-#     SESSION_IDLE_TIMEOUT_MS [60000] CONTAINER_MEMORY [64m] ACQUIRE_TIMEOUT_MS [READY_TIMEOUT_MS]
+#     SESSION_IDLE_TIMEOUT_MS [60000] CONTAINER_MEMORY [64m] ACQUIRE_TIMEOUT_MS [READY_TIMEOUT_MS - 5000]
 #     REDIS_MAXMEMORY [512mb] WARM [1: wait for POOL_MIN_SIZE prepared idle containers, WARM_TIMEOUT_S 900]
 #     BERTH_SET ["K=V K=V": any other Berth variable, e.g. "POOL_RECYCLE=true SESSION_DETACH_GRACE_MS=5000"]
 #     BERTH_LOG_LEVEL [warn]
@@ -59,4 +60,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 bound=$(awk -v d="${DURATION_S:-1800}" -v r="${RAMP_S:-60}" -v h="${HOLD_S:-300}" -v u="${USERS:-20}" \
   -v c="${CONNECT_RATE:-1}" -v w="${REAP_WAIT_S:-0}" -v g="${SHAPE:-}" \
   'BEGIN { if (c <= 0) c = 1; b = d + r + h + u / c + w + 1800; if (g == "guide") b += 360; printf "%d", b }')
+if [[ "${MODE:-rate}" == calibrate ]]; then
+  exec timeout --kill-after=30 3600 node "$HERE/calibrate.mjs"
+fi
 exec timeout --kill-after=300 "$bound" node "$HERE/capacity.mjs"
