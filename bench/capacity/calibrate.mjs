@@ -38,6 +38,7 @@ const base = {
   rampS: 0,
   durationS,
   maxUsers: 1000000,
+  genProcs: Number(env.GEN_PROCS || 1),
 };
 
 async function startFake() {
@@ -55,7 +56,7 @@ async function one(generator, rate) {
   const fake = await startFake();
   const runDir = path.join(outDir, `${stamp}-calibrate-${generator}-${rate}`);
   mkdirSync(runDir, { recursive: true });
-  const ctx = { target: { url: fake.url }, runDir, genPid: null, lastTick: null, startSample: null };
+  const ctx = { target: { url: fake.url }, runDir, genPids: [], lastTick: null, startSample: null };
   let w0 = null;
   ctx.markStart = () => {
     if (!w0) w0 = { t: performance.now(), fakeCpu: procCpuS(fake.proc.pid), host: hostCpu(), genCpu: null };

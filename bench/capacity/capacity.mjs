@@ -61,6 +61,8 @@ const cfg = {
   // concurrency
   users: num("USERS", 20),
   connectRate: num("CONNECT_RATE", 5),
+  // light generator processes (each a share of the users; >1 to use more than one core)
+  genProcs: num("GEN_PROCS", 1),
   holdS: num("HOLD_S", 30),
   intervalMs: num("MSG_INTERVAL_MS", 5000),
   // after the run: wait for disconnected sessions to be reaped (own target) before cleaning up
@@ -164,7 +166,7 @@ async function takeSample(ctx, label) {
     containersCpuS: containersCpuS(),
     host: hostCpu(),
     loadavg: os.loadavg()[0],
-    gen: ctx.genPid ? procsSnapshot(procTree(ctx.genPid)) : null,
+    gen: ctx.genPids?.length ? procsSnapshot(ctx.genPids.flatMap((pid) => procTree(pid))) : null,
     genTick: ctx.lastTick ?? null,
   };
   ctx.samples.push(s);
@@ -206,7 +208,7 @@ async function runOnce(generator, stamp) {
     : await startOwn({ berthBin: berthBinary(), repoRoot, env: ownEnv(), redisMaxmemory: env.REDIS_MAXMEMORY || "512mb", logDir: runDir });
   console.error(`target: ${JSON.stringify(target.describe())}`);
   const ctx = {
-    target, runDir, t0: performance.now(), samples: [], genPid: null, lastTick: null,
+    target, runDir, t0: performance.now(), samples: [], genPids: [], lastTick: null,
     dockerdPids: pidsByComm(["dockerd"]), containerdPids: pidsByComm(["containerd"]),
     startSample: null,
   };
@@ -278,7 +280,7 @@ async function runOnce(generator, stamp) {
     run.error = String(err?.stack || err);
     console.error(`run failed: ${run.error}`);
   } finally {
-    ctx.genPid = null;
+    ctx.genPids = [];
     currentGen = null;
     run.cleanup = await target.close();
     run.samples = ctx.samples;

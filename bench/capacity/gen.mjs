@@ -114,10 +114,11 @@ const opt = {
   intervalMs: cfg.intervalMs,
 };
 
+// offsetMs: this process's slots start that much later (several processes interleave).
 async function rateMode() {
   const schedule = arrivalSchedule({ rampRate: cfg.rampRate, rampS: cfg.rampS, rate: cfg.rate, durationS: cfg.durationS, maxUsers: cfg.maxUsers });
   const users = [];
-  const begin = performance.now();
+  const begin = performance.now() + (cfg.offsetMs ?? 0);
   for (const slot of schedule) {
     if (aborted) break;
     const wait = begin + slot.at - performance.now();
@@ -133,7 +134,7 @@ async function rateMode() {
 
 async function concurrencyMode() {
   const users = [];
-  const begin = performance.now();
+  const begin = performance.now() + (cfg.offsetMs ?? 0);
   for (let i = 0; i < cfg.users && !aborted; i++) {
     const due = begin + (i * 1000) / cfg.connectRate;
     const wait = due - performance.now();
@@ -174,6 +175,7 @@ const result = {
   eventLoopDelayMs: { p50: loop.percentile(50) / 1e6, p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 },
   selfCpuS: (cpu.user + cpu.system) / 1e6,
   rssBytes: process.memoryUsage().rss,
+  rawSamples: samples, // for merging several generator processes
 };
 // Exit once the report is written to the IPC channel, even if a socket lingers.
 if (process.send) process.send({ type: "done", result }, () => process.exit(0));

@@ -1,7 +1,7 @@
 // The two load generators of bench/capacity behind one interface, used by capacity.mjs and
 // calibrate.mjs: runLight (gen.mjs, forked, IPC) and runArtillery (Artillery 2 with
 // bench/artillery's processor). Each returns {done: Promise<result>, release(), abort(), kill()}
-// and sets ctx.genPid; ctx.lastTick / ctx.onHolding / ctx.markStart receive the generator's events.
+// and sets ctx.genPids; ctx.lastTick / ctx.onHolding / ctx.markStart receive the generator's events.
 // cfg: the harness settings (mode, rates, timeouts, thinkMs, transport, runDir in ctx).
 import { fork, spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -15,8 +15,13 @@ const benchDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".."
 const repoRoot = path.resolve(benchDir, "../..");
 const env = process.env;
 
+// The light generator: cfg.genProcs processes (default 1), each with an equal share of the users,
+// their arrival slots interleaved (process i starts i/rate s later), merged into one result.
+// More than one process lets the generator use more than one core, or, on a shared host, get
+// more than one process's share of the CPU.
 export function runLight(ctx, cfg) {
-  const genCfg = {
+  const procs = Math.max(1, Math.floor(cfg.genProcs || 1));
+  const common = {
     mode: cfg.mode === "concurrency" ? "concurrency" : "rate",
     url: ctx.target.url,
     transport: cfg.transport,
@@ -25,36 +30,97 @@ export function runLight(ctx, cfg) {
     turnTimeoutMs: cfg.turnTimeoutMs,
     thinkMs: cfg.thinkMs,
     intervalMs: cfg.intervalMs,
-    rampRate: cfg.rampRate,
-    rampS: cfg.rampS,
-    rate: cfg.rate,
     durationS: cfg.durationS,
-    maxUsers: cfg.maxUsers,
-    users: cfg.users,
-    connectRate: cfg.connectRate,
+    rampS: cfg.rampS,
     holdTimeoutMs: (cfg.holdS + 600) * 1000,
     drainTimeoutMs: cfg.readyTimeoutMs + cfg.thinkMs + 3 * cfg.turnTimeoutMs + 10000,
   };
-  const child = fork(path.join(benchDir, "gen.mjs"), [], {
-    env: { ...env, CAPBENCH_GEN: JSON.stringify(genCfg) },
-    stdio: ["ignore", "inherit", "inherit", "ipc"],
-  });
-  ctx.genPid = child.pid;
-  let result = null;
-  const done = new Promise((resolve) => {
-    child.on("message", (m) => {
-      if (m.type === "tick") ctx.lastTick = m;
-      else if (m.type === "started") ctx.markStart();
-      else if (m.type === "holding") ctx.onHolding?.(m);
-      else if (m.type === "done") result = m.result;
+  const children = [];
+  const ticks = new Array(procs).fill(null);
+  const holdings = new Array(procs).fill(null);
+  const results = new Array(procs).fill(null);
+  for (let i = 0; i < procs; i++) {
+    const share = (total) => Math.floor(total / procs) + (i < total % procs ? 1 : 0);
+    const genCfg = {
+      ...common,
+      rampRate: cfg.rampRate / procs,
+      rate: cfg.rate / procs,
+      maxUsers: Number.isFinite(cfg.maxUsers) ? share(cfg.maxUsers) : cfg.maxUsers,
+      users: share(cfg.users ?? 0),
+      connectRate: (cfg.connectRate ?? 1) / procs,
+      // interleave: process i's slots fall i/N of the way between process 0's
+      offsetMs: cfg.mode === "concurrency" ? (i * 1000) / (cfg.connectRate ?? 1) : cfg.rate > 0 || cfg.rampRate > 0 ? (i * 1000) / (cfg.rampS > 0 && cfg.rampRate > 0 ? cfg.rampRate : cfg.rate) : 0,
+    };
+    const child = fork(path.join(benchDir, "gen.mjs"), [], {
+      env: { ...env, CAPBENCH_GEN: JSON.stringify(genCfg) },
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
-    child.on("exit", (code, sig) => resolve(result ?? { generator: "light", crashed: `exit ${code ?? sig}` }));
+    child.on("message", (m) => {
+      if (m.type === "tick") {
+        ticks[i] = m;
+        ctx.lastTick = sumTicks(ticks);
+      } else if (m.type === "started") ctx.markStart();
+      else if (m.type === "holding") {
+        holdings[i] = m;
+        if (holdings.every(Boolean)) ctx.onHolding?.({ ...sumTicks(holdings), containers: holdings.flatMap((h) => h.containers ?? []) });
+      } else if (m.type === "done") results[i] = m.result;
+    });
+    children.push({ child, exited: new Promise((resolve) => child.on("exit", (code, sig) => resolve(code ?? sig))) });
+  }
+  ctx.genPids = children.map((c) => c.child.pid);
+  const done = Promise.all(children.map((c) => c.exited)).then((codes) => {
+    if (results.some((r) => !r)) return { generator: "light", crashed: `generator process exit ${codes.join(",")}` };
+    return mergeLight(results);
   });
+  const send = (msg) => children.forEach(({ child }) => child.connected && child.send(msg));
   return {
     done,
-    release: () => child.connected && child.send({ type: "release" }),
-    abort: (reason) => child.connected && child.send({ type: "abort", reason }),
-    kill: () => child.kill("SIGKILL"),
+    release: () => send({ type: "release" }),
+    abort: (reason) => send({ type: "abort", reason }),
+    kill: () => children.forEach(({ child }) => child.kill("SIGKILL")),
+  };
+}
+
+const COUNTERS = ["started", "ready", "completed", "failed", "queued", "turns", "open", "peakOpen"];
+function sumTicks(list) {
+  const out = { t: 0 };
+  for (const k of COUNTERS) out[k] = 0;
+  for (const x of list) {
+    if (!x) continue;
+    out.t = Math.max(out.t, x.t);
+    for (const k of COUNTERS) out[k] += x[k] ?? 0;
+  }
+  return out;
+}
+
+function mergeLight(results) {
+  if (results.length === 1) return results[0];
+  const errors = {};
+  const errorExamples = {};
+  const raw = {};
+  for (const r of results) {
+    for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] || 0) + v;
+    Object.assign(errorExamples, r.errorExamples);
+    for (const [k, v] of Object.entries(r.rawSamples)) (raw[k] ??= []).push(...v);
+  }
+  const sum = (f) => results.reduce((a, r) => a + (f(r) ?? 0), 0);
+  return {
+    generator: "light",
+    processes: results.length,
+    scheduled: sum((r) => r.scheduled),
+    aborted: results.find((r) => r.aborted)?.aborted ?? null,
+    wallS: Math.max(...results.map((r) => r.wallS)),
+    counters: sumTicks(results.map((r) => r.counters)),
+    errors,
+    errorExamples,
+    latency: Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, summarize(v)])),
+    eventLoopDelayMs: {
+      p50: Math.max(...results.map((r) => r.eventLoopDelayMs.p50)),
+      p99: Math.max(...results.map((r) => r.eventLoopDelayMs.p99)),
+      max: Math.max(...results.map((r) => r.eventLoopDelayMs.max)),
+    },
+    selfCpuS: sum((r) => r.selfCpuS),
+    rssBytes: sum((r) => r.rssBytes),
   };
 }
 
@@ -99,7 +165,7 @@ export function runArtillery(ctx, cfg) {
     env: { ...env, ARTILLERY_DISABLE_TELEMETRY: "true", KEEP_SESSIONS: "1", READY_TIMEOUT_MS: String(cfg.readyTimeoutMs), TURN_TIMEOUT_MS: String(cfg.turnTimeoutMs) },
     stdio: ["ignore", "pipe", "pipe"],
   });
-  ctx.genPid = child.pid;
+  ctx.genPids = [child.pid];
   const logPath = path.join(ctx.runDir, "artillery.log");
   let log = "";
   const keep = (d) => (log = (log + d).slice(-2000000));
