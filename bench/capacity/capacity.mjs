@@ -46,7 +46,8 @@ const cfg = {
   target: (env.TARGET || "").replace(/\/$/, ""),
   transport: env.TRANSPORT || "websocket",
   thinkMs: num("THINK_MS", MODE === "concurrency" ? 1000 : 5000),
-  readyTimeoutMs: num("READY_TIMEOUT_MS", 30000),
+  // concurrency: users wait for containers being created (N distinct containers are needed)
+  readyTimeoutMs: num("READY_TIMEOUT_MS", MODE === "concurrency" ? 120000 : 30000),
   turnTimeoutMs: num("TURN_TIMEOUT_MS", 30000),
   connectTimeoutMs: num("CONNECT_TIMEOUT_MS", 20000),
   sampleS: num("SAMPLE_S", MODE === "soak" ? 30 : 5),
@@ -203,9 +204,15 @@ async function warmPool(target) {
 async function runOnce(generator, stamp) {
   const runDir = path.join(cfg.outDir, `${stamp}-${MODE}-${generator}`);
   mkdirSync(runDir, { recursive: true });
-  const target = cfg.target
-    ? await openExternal(cfg.target)
-    : await startOwn({ berthBin: berthBinary(), repoRoot, env: ownEnv(), redisMaxmemory: env.REDIS_MAXMEMORY || "512mb", logDir: runDir });
+  let target;
+  try {
+    target = cfg.target
+      ? await openExternal(cfg.target)
+      : await startOwn({ berthBin: berthBinary(), repoRoot, env: ownEnv(), redisMaxmemory: env.REDIS_MAXMEMORY || "512mb", logDir: runDir });
+  } catch (err) {
+    console.error(`target did not come up: ${err.message}`);
+    return { generator, target: { kind: cfg.target ? "external" : "own", url: cfg.target || null }, error: `target did not come up: ${err.message}`, samples: [] };
+  }
   console.error(`target: ${JSON.stringify(target.describe())}`);
   const ctx = {
     target, runDir, t0: performance.now(), samples: [], genPids: [], lastTick: null,
