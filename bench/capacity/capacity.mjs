@@ -244,7 +244,8 @@ async function runOnce(generator, stamp) {
     let holdStart = null;
     let nextSample = performance.now() + cfg.sampleS * 1000;
     while (!finished && performance.now() < hardDeadline) {
-      await Promise.race([gen.done, sleep(Math.max(0, Math.min(nextSample, holdStart ? holdStart + cfg.holdS * 1000 : Infinity) - performance.now()))]);
+      const holdEnd = holdStart && !memory ? holdStart + cfg.holdS * 1000 : Infinity;
+      await Promise.race([gen.done, sleep(Math.max(0, Math.min(nextSample, holdEnd) - performance.now()))]);
       if (finished) break;
       if (holding && !holdStart) {
         holdStart = performance.now();
@@ -524,6 +525,7 @@ function table(a) {
     ["users that saw system:queued", s.queued],
   ];
   if (MODE !== "concurrency") rows.push(["achieved sustained arrival rate", `${f1(a.achievedSustainedRate)}/s (asked ${cfg.rate}/s)`]);
+  else rows.push(["tool turns during the hold (per ready user)", `${s.turns ?? "n/a"} (${f1(s.ready ? s.turns / s.ready : null)})`]);
   rows.push(
     ["connect -> system:ready p50/p95/p99 ms", pct3(a.latencyMs.ready_ms)],
     ["message -> tool:approval_required ms", pct3(a.latencyMs.approval_wait_ms)],
