@@ -525,7 +525,7 @@ function table(a) {
     ["users that saw system:queued", s.queued],
   ];
   if (MODE !== "concurrency") rows.push(["achieved sustained arrival rate", `${f1(a.achievedSustainedRate)}/s (asked ${cfg.rate}/s)`]);
-  else rows.push(["tool turns during the hold (per ready user)", `${s.turns ?? "n/a"} (${f1(s.ready ? s.turns / s.ready : null)})`]);
+  else rows.push(["tool turns while held (per ready user)", `${s.turns ?? "n/a"} (${f1(s.ready ? s.turns / s.ready : null)})`]);
   rows.push(
     ["connect -> system:ready p50/p95/p99 ms", pct3(a.latencyMs.ready_ms)],
     ["message -> tool:approval_required ms", pct3(a.latencyMs.approval_wait_ms)],
