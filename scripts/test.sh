@@ -90,6 +90,18 @@ e2e_agent() {
   (cd tests/e2e && node --test --test-concurrency=1 --test-reporter=spec agent/)
 }
 
+# The capacity harness at CI size (bench/capacity/README.md), so it cannot rot: its own tests,
+# then the guide's flow (disconnect without session:end) for 20 users at 2/s from each generator
+# (the light one, then Artillery) against a fresh berth + redis; fails on > 1 % errors, on a
+# broken harness, or if the disconnected sessions' containers are not reaped (idle timeout 5 s)
+# and removed. Every container it caused carries its own berth.replica label and is removed.
+capacity_bench() {
+  node --test bench/capacity/stats.test.mjs || return 1
+  GENERATOR=both RAMP_RATE=0 RAMP_S=0 RATE=2 DURATION_S=10 THINK_MS=500 SAMPLE_S=2 \
+    POOL_MIN_SIZE=5 SESSION_IDLE_TIMEOUT_MS=5000 REAP_WAIT_S=60 MAX_ERROR_RATE=0.01 \
+    OUT_DIR="$ARTIFACTS/capacity" timeout 600 bash bench/capacity/run.sh
+}
+
 # The chat UI in Debian's Chromium against berth + Redis + dockerd (the local model).
 e2e_browser() {
   (cd tests/e2e && node support/run-with-berth.mjs LLM_PROVIDER=local -- node --test --test-concurrency=1 browser/)
@@ -105,6 +117,7 @@ step "conformance (tsan, 4 threads)" conformance_tsan
 step "e2e socket.io-client" e2e_socketio
 step "e2e agent flow" e2e_agent
 step "browser (chromium)" e2e_browser
+step "bench: capacity (CI size)" capacity_bench
 step "deploy: nginx stickiness" bash tests/deploy/nginx_sticky.sh
 step "deploy: .env.example in sync" bash tests/deploy/check_config_sync.sh
 # Prometheus config, recording/alert rules and their unit tests (Debian's promtool).
