@@ -23,7 +23,10 @@ test("SIGKILL of the Redis master under load: no session lost, clean errors, rec
   const ha = await startRedisHA();
   cleanups.push(() => ha.stop());
   const env = { REDIS_URL: "redis://mymaster", REDIS_SENTINELS: ha.sentinels, REDIS_SENTINEL_MASTER: ha.masterName,
-    POOL_MIN_SIZE: String(Math.ceil(USERS / 2) + 1), POOL_MAX_SIZE: String(USERS + 4) };
+    POOL_MIN_SIZE: String(Math.ceil(USERS / 2) + 1), POOL_MAX_SIZE: String(USERS + 4),
+    // No token-budget trimming: every answered turn must be in the resumed history, however
+    // many a fast machine answers before the kill.
+    MAX_HISTORY_TOKENS: "10000000" };
   const a = await startBerth(env);
   const b = await startBerth(env);
   cleanups.push(async () => {
