@@ -6,7 +6,10 @@
 #   berth:latest           docker/Dockerfile         (berth + berth-sandbox, multi-stage)
 #   berth-sandbox:latest   docker/sandbox/           (via scripts/build-sandbox-image.sh with the
 #                                                     berth-sandbox binary taken from berth:latest)
-# Usage: bash scripts/build-images.sh [STEP...]   STEP: base redis nginx berth sandbox (default: all)
+#   berth/prometheus:latest, berth/redis-exporter:latest   docker/prometheus, docker/redis-exporter
+#                                                     (Debian's packages; the `monitoring` profile)
+# Usage: bash scripts/build-images.sh [STEP...]
+#   STEP: base redis nginx berth sandbox prometheus redis-exporter (default: all)
 # BERTH_PREBUILT_DIR=BUILD_DIR packages berth and berth-sandbox from that CMake build tree (built on
 # this Debian 12 host) instead of compiling them in the image: what CI does with the binaries it
 # has just tested (minutes instead of a second full build).
@@ -19,7 +22,7 @@ sandbox_image=${SANDBOX_IMAGE:-berth-sandbox:latest}
 logs=${BUILD_LOG_DIR:-/tmp/berth-image-builds}
 mkdir -p "$logs"
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(base redis nginx berth sandbox)
+[ ${#steps[@]} -gt 0 ] || steps=(base redis nginx berth sandbox prometheus redis-exporter)
 summary=()
 
 run_step() {  # run_step NAME COMMAND...: output to $logs/NAME.log, time recorded
@@ -73,7 +76,9 @@ for step in "${steps[@]}"; do
     nginx)   run_step nginx docker build -t berth/nginx:offline docker/nginx ;;
     berth)   run_step berth build_berth ;;
     sandbox) run_step sandbox build_sandbox ;;
-    *) echo "build-images: unknown step '$step' (base redis nginx berth sandbox)" >&2; exit 2 ;;
+    prometheus) run_step prometheus docker build -t berth/prometheus:latest docker/prometheus ;;
+    redis-exporter) run_step redis-exporter docker build -t berth/redis-exporter:latest docker/redis-exporter ;;
+    *) echo "build-images: unknown step '$step' (base redis nginx berth sandbox prometheus redis-exporter)" >&2; exit 2 ;;
   esac
 done
 echo "build-images: done: ${summary[*]}"

@@ -8,17 +8,26 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PRESET=${BERTH_PRESET:-release}
 BUILD="$ROOT/build/$PRESET"
+export ROOT PRESET BUILD
 export BERTH_BUILD_DIR="$BUILD" BERTH_REQUIRE_DOCKER=1
 ARTIFACTS="$ROOT/tests/e2e/artifacts"
+export ARTIFACTS
 mkdir -p "$ARTIFACTS"
 passed=0 failed=0 failed_names=()
 
-step() {  # step NAME COMMAND...: runs one suite, records its outcome, never aborts the run
-  local name=$1; shift
+# step NAME LIMIT_S COMMAND...: runs one suite (a command or a function of this file) with a
+# time limit, records its outcome, never aborts the run. A suite that hangs is killed with its
+# whole process group (servers it started included) and counted as failed, so CI always ends.
+step() {
+  local name=$1 limit=$2; shift 2
   printf '\n==================== %s\n' "$name"
-  local t0=$SECONDS
-  if "$@"; then passed=$((passed + 1)); echo "---- $name: ok ($((SECONDS - t0)) s)";
-  else failed=$((failed + 1)); failed_names+=("$name"); echo "---- $name: FAILED ($((SECONDS - t0)) s)"; fi
+  local t0=$SECONDS rc=0
+  export -f $(compgen -A function)  # the suites below are functions of this file
+  timeout -k 20 "$limit" bash -c '"$@"' step "$@" || rc=$?
+  if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); echo "---- $name: ok ($((SECONDS - t0)) s)"; return 0; fi
+  [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && echo "---- $name: killed after its limit of $limit s"
+  failed=$((failed + 1)); failed_names+=("$name"); echo "---- $name: FAILED ($((SECONDS - t0)) s)"
+  return 1
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -90,29 +99,50 @@ e2e_agent() {
   (cd tests/e2e && node --test --test-concurrency=1 --test-reporter=spec agent/)
 }
 
+# The capacity harness at CI size (bench/capacity/README.md), so it cannot rot: its own tests,
+# then the guide's flow (disconnect without session:end) for 20 users at 2/s from each generator
+# (the light one, then Artillery) against a fresh berth + redis; fails on > 1 % errors, on a
+# broken harness, or if the disconnected sessions' containers are not reaped (idle timeout 5 s)
+# and removed. Every container it caused carries its own berth.replica label and is removed.
+capacity_bench() {
+  node --test bench/capacity/stats.test.mjs || return 1
+  GENERATOR=both RAMP_RATE=0 RAMP_S=0 RATE=2 DURATION_S=10 THINK_MS=500 SAMPLE_S=2 \
+    POOL_MIN_SIZE=5 SESSION_IDLE_TIMEOUT_MS=5000 REAP_WAIT_S=60 MAX_ERROR_RATE=0.01 \
+    OUT_DIR="$ARTIFACTS/capacity" timeout 600 bash bench/capacity/run.sh
+}
+
 # The chat UI in Debian's Chromium against berth + Redis + dockerd (the local model).
 e2e_browser() {
   (cd tests/e2e && node support/run-with-berth.mjs LLM_PROVIDER=local -- node --test --test-concurrency=1 browser/)
 }
 
-step build build || { echo "build failed"; echo "suites: 0 passed, 1 failed"; exit 1; }
-step unit unit_tests
-step "unit (asan+ubsan)" sanitized_unit_tests
-step "fuzz (libFuzzer)" bash scripts/fuzz.sh
-step integration integration_tests
-step conformance conformance
-step "conformance (tsan, 4 threads)" conformance_tsan
-step "e2e socket.io-client" e2e_socketio
-step "e2e agent flow" e2e_agent
-step "browser (chromium)" e2e_browser
-step "deploy: nginx stickiness" bash tests/deploy/nginx_sticky.sh
-step "deploy: .env.example in sync" bash tests/deploy/check_config_sync.sh
+step build 2400 build || { echo "build failed"; echo "suites: 0 passed, 1 failed"; exit 1; }
+step unit 600 unit_tests
+step "unit (asan+ubsan)" 2400 sanitized_unit_tests
+step "fuzz (libFuzzer)" 900 bash scripts/fuzz.sh
+step integration 1800 integration_tests
+step conformance 600 conformance
+step "conformance (tsan, 4 threads)" 1800 conformance_tsan
+step "e2e socket.io-client" 600 e2e_socketio
+step "e2e agent flow" 1800 e2e_agent
+step "browser (chromium)" 900 e2e_browser
+step "bench: capacity (CI size)" 900 capacity_bench
+step "deploy: nginx stickiness" 600 bash tests/deploy/nginx_sticky.sh
+step "deploy: .env.example in sync" 120 bash tests/deploy/check_config_sync.sh
+# Prometheus config, recording/alert rules and their unit tests (Debian's promtool).
+monitoring_rules() {
+  promtool check config monitoring/prometheus.yml && promtool check rules monitoring/rules/*.yml &&
+    promtool test rules monitoring/tests/*.yml
+}
+step "deploy: monitoring rules (promtool)" 300 monitoring_rules
 # The compose stacks (scale: Redis, 4 replicas, nginx; single with the pool off), images built
 # offline around the binaries tested above. BERTH_DEPLOY_TESTS=0 skips it.
 compose_deployment() {
   BERTH_PREBUILT_DIR="$BUILD" bash tests/deploy/compose_e2e.sh
 }
-[ "${BERTH_DEPLOY_TESTS:-1}" = "1" ] && step "compose deployment" compose_deployment
+[ "${BERTH_DEPLOY_TESTS:-1}" = "1" ] && step "compose deployment" 1800 compose_deployment
+# The scale stack's `sentinel` profile: the Redis master killed under load (~2 min, images above).
+[ "${BERTH_DEPLOY_TESTS:-1}" = "1" ] && step "compose: Redis failover (sentinel)" 900 env BERTH_E2E_SKIP_BUILD=1 bash tests/deploy/sentinel_e2e.sh
 
 leftover=$(docker ps -aq --filter label=berth.test=1 2>/dev/null | wc -l)
 if [ "$leftover" -gt 0 ]; then

@@ -11,7 +11,7 @@ int main() {
     std::cerr << cfg.error().to_string() << std::endl;
     return 2;
   }
-  berth::core::init_logging(cfg->log_level, cfg->log_format);
+  berth::core::init_logging(cfg->log_level, cfg->log_format, cfg->replica_id);
   try {
     berth::app::app gateway(std::move(*cfg));
     return gateway.run();

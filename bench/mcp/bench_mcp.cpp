@@ -34,7 +34,7 @@ using json = nlohmann::json;
 
 namespace {
 
-const std::vector<std::string> sandbox_cmd{"/usr/local/bin/berth-sandbox", "mcp"};
+const std::vector<std::string> sandbox_cmd{"/usr/local/bin/berth-sandbox", "mcp", "--user", "1000:1000"};
 constexpr const char* tool_name = "list_files";
 constexpr auto call_timeout = std::chrono::milliseconds(20000);
 

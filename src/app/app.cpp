@@ -1,12 +1,20 @@
 #include "berth/app/app.hpp"
 
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -24,11 +32,15 @@
 #include "berth/pool/container_pool.hpp"
 #include "berth/redis/client.hpp"
 #include "berth/redis/url.hpp"
+#include "berth/session/container_registry.hpp"
 #include "berth/session/history.hpp"
 #include "berth/session/janitor.hpp"
 #include "berth/session/limiter.hpp"
+#include "berth/session/migrate.hpp"
 #include "berth/session/orphan_reaper.hpp"
+#include "berth/session/schema.hpp"
 #include "berth/session/store.hpp"
+#include "berth/core/json.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/core/metrics.hpp"
 #include "berth/engineio/server.hpp"
@@ -75,6 +87,58 @@ std::vector<mcp::server_config> load_mcp_config(const std::string& path) {
   return enabled;
 }
 
+// The file descriptor limit is the ceiling on connections: take the whole hard limit the
+// container (or service manager) grants instead of asking compose for a number the Docker daemon
+// may not allow ("error setting rlimit type 7").
+void raise_open_files_limit(std::size_t max_connections) {
+  auto log = core::logger("app");
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    log->warn("open files limit: getrlimit failed: {}", std::strerror(errno));
+    return;
+  }
+  const auto before = lim.rlim_cur;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+      log->warn("open files limit: raising soft {} to hard {} failed: {}", before, lim.rlim_max, std::strerror(errno));
+      lim.rlim_cur = before;
+    }
+  }
+  log->info("open files limit: {} (soft was {}, hard {})", lim.rlim_cur, before, lim.rlim_max);
+  // A few hundred descriptors go to Redis, Docker, sandbox streams and files.
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < max_connections + 256)
+    log->warn("open files limit {} is below MAX_CONNECTIONS ({}) + 256: connections beyond it are refused at accept",
+              lim.rlim_cur, max_connections);
+}
+
+// ROUTE_ADDRESS, else this host's first non-loopback IPv4 address (a container's address on its
+// network: what docker/nginx/watch-upstreams.sh resolves the service name to) and PORT.
+std::string route_address(const core::config& cfg) {
+  if (!cfg.route_address.empty()) return cfg.route_address;
+  std::string ip = "127.0.0.1";
+  char host[256] = {};
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  addrinfo* res = nullptr;
+  if (::gethostname(host, sizeof host - 1) == 0 && ::getaddrinfo(host, nullptr, &hints, &res) == 0) {
+    for (auto* a = res; a; a = a->ai_next) {
+      char buf[INET_ADDRSTRLEN] = {};
+      const auto* sin = reinterpret_cast<const sockaddr_in*>(a->ai_addr);
+      if (::inet_ntop(AF_INET, &sin->sin_addr, buf, sizeof buf) && std::string_view(buf).rfind("127.", 0) != 0) {
+        ip = buf;
+        break;
+      }
+    }
+    ::freeaddrinfo(res);
+  }
+  return ip + ":" + std::to_string(cfg.port);
+}
+
+// The sid prefix nginx routes by: 8 hex of SHA-256("HOST:PORT"). A hash, not the address, so a
+// client learns nothing about the internal network; watch-upstreams.sh computes the same.
+std::string route_key(const std::string& address) { return session::sha256_hex(address).substr(0, 8); }
+
 std::string executable_dir() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
@@ -96,6 +160,9 @@ struct app::impl {
   // Set when the pool's start-up finished; start_ok if it warmed up. A pool that started degraded
   // (Docker away) becomes ready once it holds a warm container again.
   std::atomic<bool> pool_started{false}, pool_start_ok{false};
+  // Set once Redis holds only hash-tagged keys (session/migrate.hpp): not ready before, or a
+  // resume could miss a session still under its old name.
+  std::atomic<bool> keys_migrated{false};
   // Dependencies (built in build_services(): they need a valid config, checked there).
   std::unique_ptr<docker::client> docker;
   std::unique_ptr<pool::container_pool> pool;
@@ -106,7 +173,10 @@ struct app::impl {
   std::shared_ptr<session::replica_heartbeat> heartbeat;
   std::shared_ptr<session::janitor> janitor;
   std::shared_ptr<session::orphan_reaper> reaper;
+  std::shared_ptr<session::container_registry> containers;
   std::unique_ptr<gateway::gateway> gw;
+  static constexpr std::chrono::milliseconds heartbeat_ttl{10000};
+  std::string stats_key;  // the `replica-stats` hash every replica publishes to
   // Last Docker probe, refreshed by /health (Docker calls are too slow to make per metric scrape).
   std::mutex docker_mutex;
   json docker_status = json{{"ok", false}, {"apiVersion", nullptr}};
@@ -137,6 +207,7 @@ struct app::impl {
   static engineio::server_options eio_options(const core::config& cfg) {
     engineio::server_options o;
     o.path = cfg.socketio_path;
+    o.sid_prefix = route_key(route_address(cfg));
     o.session.ping_interval = cfg.ping_interval;
     o.session.ping_timeout = cfg.ping_timeout;
     o.session.upgrade_timeout = cfg.upgrade_timeout;
@@ -145,14 +216,34 @@ struct app::impl {
     o.session.max_buffered_bytes = cfg.max_connection_buffer_bytes;
     o.cors.allowed = cfg.cors_origins;
     o.per_address.trusted_proxies = cfg.proxies;
-    o.per_address.max_sessions = cfg.max_sessions_per_address;
-    o.per_address.new_sessions_per_minute = cfg.new_sessions_per_address_per_minute;
+    o.per_address.max_sessions = cfg.max_engineio_sessions_per_address;
+    o.per_address.new_sessions_per_minute = cfg.new_engineio_sessions_per_address_per_minute;
     o.max_process_buffered_bytes = cfg.max_process_buffer_bytes;
     return o;
   }
 
   http::response json_ok(const json& body, unsigned status = 200) {
     return http::json_response(status, body.dump());
+  }
+
+  // The pool counts its containers in Redis (MAX_CONTAINERS) and, at start-up, leaves running the
+  // containers of a previous run that live sessions still hold.
+  pool::pool_options pool_options() {
+    pool::pool_options o;
+    auto reg = containers;
+    o.budget.reserve = [reg](std::string r) { return reg->reserve(std::move(r)); };
+    o.budget.settle = [reg](std::string r, std::string c) { return reg->settle(std::move(r), std::move(c)); };
+    o.budget.remove = [reg](std::string c) { return reg->remove(std::move(c)); };
+    o.budget.refresh = [reg](std::vector<std::string> cs) { return reg->refresh(std::move(cs)); };
+    o.referenced_containers = [store = sessions.get()] { return referenced_set(*store); };
+    return o;
+  }
+  static asio::awaitable<core::result<std::set<std::string>>> referenced_set(session::session_store& store) {
+    auto refs = co_await store.referenced_containers();
+    if (!refs) co_return refs.error();
+    std::set<std::string> out;
+    for (const auto& [container, _] : *refs) out.insert(container);
+    co_return out;
   }
 
   // Builds docker, pool, redis, session stores and the gateway from the config. Throws on a
@@ -162,10 +253,29 @@ struct app::impl {
     auto docker_opts = docker::options_from_config(cfg);
     if (!docker_opts) throw std::runtime_error(docker_opts.error().message);
     docker = std::make_unique<docker::client>(ex, *docker_opts, metrics);
-    pool = std::make_unique<pool::container_pool>(ex, *docker, cfg, metrics);
     auto endpoint = redis::parse_redis_url(cfg.redis_url);
     if (!endpoint) throw std::runtime_error("REDIS_URL: " + endpoint.error().message);
-    if (endpoint->transport == redis::redis_endpoint::kind::tcp) {
+    redis::client_options ropts;
+    if (!cfg.redis_password.empty()) {
+      // One place for the password: two that disagree would be a guess (never echo either).
+      if (!endpoint->password.empty())
+        throw std::runtime_error("REDIS_PASSWORD is set and REDIS_URL carries a password too: keep one");
+      endpoint->password = cfg.redis_password;
+    }
+    if (!cfg.redis_sentinels.empty()) {
+      auto sentinels = redis::parse_sentinel_list(cfg.redis_sentinels);
+      if (!sentinels) throw std::runtime_error("REDIS_SENTINELS: " + sentinels.error().message);
+      if (endpoint->transport != redis::redis_endpoint::kind::tcp)
+        throw std::runtime_error("REDIS_SENTINELS needs a redis:// REDIS_URL (its host is replaced by the master's)");
+      ropts.sentinel.sentinels = std::move(*sentinels);
+      ropts.sentinel.master_name = cfg.redis_sentinel_master;
+      ropts.sentinel.password = cfg.redis_sentinel_password;
+      // A write is acknowledged once a replica has it: the failover then loses none of them.
+      ropts.wait_replicas = 1;
+      // Sentinel names the host: REDIS_URL's host need not resolve (it is only a placeholder).
+    } else if (!cfg.redis_sentinel_password.empty()) {
+      throw std::runtime_error("REDIS_SENTINEL_PASSWORD is set but REDIS_SENTINELS is not");
+    } else if (endpoint->transport == redis::redis_endpoint::kind::tcp) {
       // A name that does not exist is a configuration error (fail fast); anything else, such as
       // Redis not up yet, is an outage the client rides out with backoff.
       boost::system::error_code ec;
@@ -175,13 +285,16 @@ struct app::impl {
         throw std::runtime_error("REDIS_URL: Redis host '" + endpoint->host + "' does not resolve (" +
                                  endpoint->redacted() + ")");
     }
-    redis::client_options ropts;
     ropts.endpoint = *endpoint;
     redis = redis::redis_client::create(ex, ropts, metrics);
     session::session_options sopts;
     sopts.replica_id = cfg.replica_id;
     sopts.idle_timeout = cfg.session_idle_timeout;
     sessions = std::make_unique<session::session_store>(redis, sopts, metrics);
+    session::container_registry_options copts;
+    copts.max_containers = cfg.max_containers;
+    containers = std::make_shared<session::container_registry>(redis, copts, metrics);
+    pool = std::make_unique<pool::container_pool>(ex, *docker, cfg, metrics, pool_options());
     session::history_options hopts;
     hopts.max_tokens = cfg.max_history_tokens;
     hopts.ttl = std::chrono::seconds(cfg.history_ttl_seconds);
@@ -201,8 +314,10 @@ struct app::impl {
     gdeps.extra_mcp_servers = load_mcp_config(cfg.mcp_config_path);
     gw = std::make_unique<gateway::gateway>(std::move(gdeps));
     gw->attach(io.of("/"));
-    heartbeat = session::replica_heartbeat::create(redis, sopts.keys, cfg.replica_id, std::chrono::milliseconds(10000),
-                                                   metrics);
+    heartbeat = session::replica_heartbeat::create(redis, sopts.keys, cfg.replica_id, heartbeat_ttl, metrics);
+    heartbeat->set_status([this] { return replica_status().dump(); });
+    stats_key = sopts.keys.replica_stats();
+    register_gauges();
     // Each replica refreshes its connected sessions every sweep, so the sweep must run well inside
     // the idle timeout: otherwise another replica's janitor can claim a session that is connected
     // (and busy) here between two refreshes.
@@ -221,8 +336,31 @@ struct app::impl {
       throw std::runtime_error("LLM_PROVIDER=" + cfg.llm_provider + ": " + p.error().message);
   }
 
+  // Renames keys of the untagged schema once Redis is reachable; retried every second until done.
+  static asio::awaitable<void> migrate_keys(impl* self) {
+    auto& failures = self->metrics.get_counter("berth_redis_key_migration_failures_total",
+                                               "start-up key migrations that failed (retried every second)");
+    asio::steady_timer retry(self->ioc);
+    bool logged = false;
+    while (!self->stopping) {
+      if (co_await self->redis->wait_connected(std::chrono::seconds(5))) {
+        auto r = co_await session::migrate_legacy_keys(self->redis, self->sessions->options().keys);
+        if (r) {
+          self->keys_migrated = true;
+          co_return;
+        }
+        failures.inc();
+        if (!logged) core::logger("app")->warn("redis key migration failed: {} (retrying)", r.error().message);
+        logged = true;
+      }
+      retry.expires_after(std::chrono::seconds(1));
+      co_await retry.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
+
   static asio::awaitable<void> start_services(impl* self) {
     self->redis->start();
+    asio::co_spawn(self->ioc, migrate_keys(self), asio::detached);
     self->heartbeat->start();
     self->janitor->start();
     self->reaper->start();  // first round now (start-up), then every ORPHAN_REAP_INTERVAL_MS
@@ -240,15 +378,115 @@ struct app::impl {
     self->redis->stop();
   }
 
-  // Waits (bounded) for sessions to flush their close packets, then stops the services.
+  // Waits (bounded) for sessions to flush their close packets and to hibernate, then stops the
+  // services.
   static asio::awaitable<void> drain_and_stop(impl* s, asio::steady_timer* grace) {
     asio::steady_timer poll(s->ioc);
     for (int i = 0; i < 250 && s->eio.session_count() > 0; ++i) {
       poll.expires_after(std::chrono::milliseconds(20));
       co_await poll.async_wait(asio::use_awaitable);
     }
+    if (s->gw) {
+      const auto left = co_await s->gw->hibernate_parked(s->cfg.shutdown_grace * 3 / 4);
+      if (left > 0)
+        core::logger("app")->warn("{} sessions did not hibernate in time: they keep their containers", left);
+    }
     co_await stop_services(s);
     grace->cancel();
+  }
+
+  // What this replica publishes with each heartbeat: the guide's pool fields and a few more.
+  json replica_status() {
+    auto body = pool::to_json(pool->stats());
+    body["replica"] = cfg.replica_id;
+    body["sessions"] = eio.session_count();
+    body["sockets"] = io.connected_sockets();
+    body["updatedMs"] = session::system_now_ms();
+    return body;
+  }
+
+  // The cluster as the replicas last published it (one HGETALL, no fan-out). Entries older than
+  // the heartbeat TTL belong to replicas that are gone: left out of the totals, listed under
+  // `stale` (ids only) until a minute has passed, then deleted.
+  asio::awaitable<json> cluster_status() {
+    std::vector<std::string> get;
+    get.push_back("HGETALL");
+    get.push_back(stats_key);
+    auto r = co_await redis->command(std::move(get));
+    if (!r) co_return error_json(r.error().message);
+    auto flat = redis::as_string_array(*r, "HGETALL replica-stats");
+    if (!flat) co_return error_json(flat.error().message);
+    std::vector<std::string> forget;
+    auto body = summarize_cluster(*flat, session::system_now_ms(), forget);
+    if (!forget.empty()) {
+      std::vector<std::string> del;
+      del.push_back("HDEL");
+      del.push_back(stats_key);
+      del.insert(del.end(), forget.begin(), forget.end());
+      (void)co_await redis->command(std::move(del));
+    }
+    co_return body;
+  }
+
+  static json error_json(const std::string& message) {
+    json e = json::object();
+    e["error"] = message;
+    return e;
+  }
+
+  // HGETALL's flat [id, status JSON, ...] -> {totals, replicas, stale}; ids to delete in `forget`.
+  static json summarize_cluster(const std::vector<std::string>& flat, std::int64_t now, std::vector<std::string>& forget) {
+    json replicas = json::array(), stale = json::array();
+    json totals{{"idle", 0}, {"active", 0}, {"total", 0}, {"creating", 0}, {"waiting", 0},
+                {"maxPoolSize", 0}, {"minPoolSize", 0}, {"sessions", 0}, {"sockets", 0}};
+    double worst_p95 = 0;
+    for (std::size_t i = 0; i + 1 < flat.size(); i += 2) {
+      const auto& id = flat[i];
+      auto e = core::parse_json(flat[i + 1]);
+      if (!e.is_object() || !e.contains("updatedMs") || !e["updatedMs"].is_number_integer()) {
+        forget.push_back(id);  // a garbled entry is dropped (its replica rewrites it on its next beat)
+        continue;
+      }
+      const auto age = now - e["updatedMs"].get<std::int64_t>();
+      if (age > heartbeat_ttl.count()) {
+        stale.push_back(id);
+        if (age > 60000) forget.push_back(id);
+        continue;
+      }
+      e["replica"] = id;
+      for (auto& [k, v] : totals.items())
+        if (e.contains(k) && e[k].is_number()) v = v.get<std::int64_t>() + e[k].get<std::int64_t>();
+      if (e.contains("acquireMs") && e["acquireMs"].is_object() && e["acquireMs"].contains("p95") &&
+          e["acquireMs"]["p95"].is_number())
+        worst_p95 = std::max(worst_p95, e["acquireMs"]["p95"].get<double>());
+      replicas.push_back(std::move(e));
+    }
+    std::sort(replicas.begin(), replicas.end(),
+              [](const json& a, const json& b) { return a["replica"].get<std::string>() < b["replica"].get<std::string>(); });
+    totals["replicas"] = replicas.size();
+    totals["worstAcquireP95Ms"] = worst_p95;
+    json out = json::object();
+    out["totals"] = std::move(totals);
+    out["replicas"] = std::move(replicas);
+    out["stale"] = std::move(stale);
+    return out;
+  }
+
+  // Per-replica figures Prometheus alerts on (docker/prometheus, monitoring/rules).
+  void register_gauges() {
+    metrics.add_gauge("berth_replica_info", "Always 1; the label names this replica", [] { return 1.0; },
+                      "replica=\"" + cfg.replica_id + "\"");
+    metrics.add_gauge("berth_pool_max_size", "POOL_MAX_SIZE of this replica (0 with pooling off)",
+                      [this] { return static_cast<double>(pool->stats().max_pool_size); });
+    metrics.add_gauge("berth_pool_min_size", "POOL_MIN_SIZE of this replica",
+                      [this] { return static_cast<double>(pool->stats().min_pool_size); });
+    for (const auto& [q, field] : {std::pair{"0.5", &pool::pool_stats::acquire_p50_ms},
+                                   std::pair{"0.95", &pool::pool_stats::acquire_p95_ms},
+                                   std::pair{"0.99", &pool::pool_stats::acquire_p99_ms}}) {
+      metrics.add_gauge("berth_pool_acquire_seconds", "Container acquisition time quantiles (recent acquires)",
+                        [this, f = field] { return pool->stats().*f / 1000.0; },
+                        std::string("quantile=\"") + q + "\"");
+    }
   }
 
   asio::awaitable<json> health_body(bool& healthy) {
@@ -265,7 +503,8 @@ struct app::impl {
     co_return json{{"status", healthy ? "ok" : "degraded"},
                    {"replica", cfg.replica_id},
                    {"uptimeS", uptime.count()},
-                   {"redis", {{"ok", r.ok}, {"latencyMs", r.latency_ms}}},
+                   {"redis", {{"ok", r.ok}, {"latencyMs", r.latency_ms}, {"master", redis->master_address()},
+                              {"sentinel", redis->uses_sentinel()}, {"failovers", redis->failover_count()}}},
                    {"docker", docker_json},
                    {"pool", pool::to_json(stats)},
                    {"connections", http_server.open_connections()},
@@ -280,7 +519,8 @@ struct app::impl {
       bool healthy = false;
       auto body = co_await health_body(healthy);
       const auto stats = pool->stats();
-      healthy = healthy && pool_started.load() && (pool_start_ok.load() || !stats.pooling || stats.idle > 0);
+      healthy = healthy && keys_migrated.load() && pool_started.load() &&
+                (pool_start_ok.load() || !stats.pooling || stats.idle > 0);
       body["status"] = healthy ? "ready" : "not ready";
       co_return json_ok(body, healthy ? 200 : 503);
     });
@@ -290,7 +530,11 @@ struct app::impl {
       co_return json_ok(body, healthy ? 200 : 503);
     });
     http_server.route("GET", "/stats/pool", [this](http::request&) -> asio::awaitable<http::response> {
-      co_return json_ok(pool::to_json(pool->stats()));
+      // The guide's fields for the replica that answers, then the cluster from Redis.
+      auto body = pool::to_json(pool->stats());
+      body["replica"] = cfg.replica_id;
+      body["cluster"] = co_await cluster_status();
+      co_return json_ok(body);
     });
     http_server.route("GET", "/metrics", [this](http::request&) -> asio::awaitable<http::response> {
       co_return http::text_response(200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
@@ -356,6 +600,9 @@ app::~app() = default;
 int app::run() {
   auto& s = *impl_;
   auto log = core::logger("app");
+  raise_open_files_limit(s.cfg.max_connections);
+  log->info("sticky routing: Engine.IO sids start with '{}' (route address {})", s.eio.options().sid_prefix,
+            route_address(s.cfg));
   s.load_static();
   try {
     s.build_services();
@@ -387,6 +634,7 @@ int app::run() {
     log->info("signal {}: shutting down", sig);
     s.stopping = true;
     s.http_server.stop();
+    if (s.gw) s.gw->drain();
     s.eio.close_all();
     // Bounded wait for sessions to flush their close packets, then stop.
     grace.expires_after(s.cfg.shutdown_grace);

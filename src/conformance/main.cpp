@@ -36,7 +36,7 @@ class echo_handler : public engineio::session_handler {
 // and validation, so the socket.io e2e tests can exercise them against this server too.
 bool apply_limits_from_env(engineio::server_options& eio, socketio::server_options& sio, http::server_options& http_opts) {
   static const char* const names[] = {"TRUSTED_PROXIES",          "MAX_CONNECTIONS_PER_ADDRESS",
-                                      "MAX_SESSIONS_PER_ADDRESS", "NEW_SESSIONS_PER_ADDRESS_PER_MINUTE",
+                                      "MAX_ENGINEIO_SESSIONS_PER_ADDRESS", "NEW_ENGINEIO_SESSIONS_PER_ADDRESS_PER_MINUTE",
                                       "SOCKET_EVENTS_PER_SECOND", "SOCKET_EVENT_BURST",
                                       "SOCKET_FLOOD_DISCONNECT_SECONDS", "MAX_CONNECTION_BUFFER_BYTES",
                                       "MAX_PROCESS_BUFFER_BYTES"};
@@ -51,8 +51,8 @@ bool apply_limits_from_env(engineio::server_options& eio, socketio::server_optio
   auto has = [&](const char* n) { return set.count(n) > 0; };
   if (has("TRUSTED_PROXIES")) eio.per_address.trusted_proxies = http_opts.unlimited_peers = cfg->proxies;
   if (has("MAX_CONNECTIONS_PER_ADDRESS")) http_opts.max_connections_per_address = cfg->max_connections_per_address;
-  if (has("MAX_SESSIONS_PER_ADDRESS")) eio.per_address.max_sessions = cfg->max_sessions_per_address;
-  if (has("NEW_SESSIONS_PER_ADDRESS_PER_MINUTE")) eio.per_address.new_sessions_per_minute = cfg->new_sessions_per_address_per_minute;
+  if (has("MAX_ENGINEIO_SESSIONS_PER_ADDRESS")) eio.per_address.max_sessions = cfg->max_engineio_sessions_per_address;
+  if (has("NEW_ENGINEIO_SESSIONS_PER_ADDRESS_PER_MINUTE")) eio.per_address.new_sessions_per_minute = cfg->new_engineio_sessions_per_address_per_minute;
   if (has("SOCKET_EVENTS_PER_SECOND")) {
     sio.events.per_second = cfg->socket_events_per_second;
     sio.events.burst = cfg->socket_event_burst;

@@ -143,6 +143,15 @@ const std::vector<std::pair<std::string, setter>>& setters() {
          return std::nullopt;
        }},
       {"REPLICA_ID", text(&config::replica_id, false)},
+      {"ROUTE_ADDRESS",
+       [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+         const auto colon = v.rfind(':');
+         const auto port = colon == std::string::npos ? std::optional<std::uint16_t>{}
+                                                      : parse_int<std::uint16_t>(std::string_view(v).substr(colon + 1));
+         if (colon == 0 || !port || *port == 0) return config_error{name, v, "HOST:PORT (the address the load balancer uses)"};
+         c.route_address = v;
+         return std::nullopt;
+       }},
       {"MAX_CONNECTIONS", integer<std::size_t>(&config::max_connections, 1, 10'000'000)},
       {"CORS_ORIGINS",
        [](config& c, const std::string&, const std::string& v) -> std::optional<config_error> {
@@ -156,11 +165,17 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"MAX_HTTP_BUFFER_SIZE", integer<std::size_t>(&config::max_http_buffer_size, 1024, 100'000'000)},
       {"REDIS_URL",
        [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
+         // The value may carry a password: never echo it.
          if (v.rfind("redis://", 0) != 0 && v.rfind("unix://", 0) != 0)
-           return config_error{name, v, "redis://[:password@]host[:port][/db] or unix:///path.sock"};
+           return config_error{name, v.find('@') == std::string::npos ? v : "(hidden: it contains a password)",
+                               "redis://[:password@]host[:port][/db] or unix:///path.sock"};
          c.redis_url = v;
          return std::nullopt;
        }},
+      {"REDIS_SENTINELS", text(&config::redis_sentinels)},
+      {"REDIS_SENTINEL_MASTER", text(&config::redis_sentinel_master, false)},
+      {"REDIS_SENTINEL_PASSWORD", text(&config::redis_sentinel_password)},
+      {"REDIS_PASSWORD", text(&config::redis_password)},
       {"DOCKER_HOST",
        [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
          if (v.rfind("unix://", 0) != 0 || v.size() <= 7)
@@ -175,6 +190,10 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"POOL_MAX_SIZE", integer<std::size_t>(&config::pool_max_size, 1, 10000)},
       {"POOL_IDLE_TIMEOUT_MS", millis(&config::pool_idle_timeout, 1000, 86'400'000)},
       {"ACQUIRE_TIMEOUT_MS", millis(&config::acquire_timeout, 1, 3'600'000)},
+      {"POOL_RECYCLE", boolean(&config::pool_recycle)},
+      {"POOL_MAX_USES", integer<std::size_t>(&config::pool_max_uses, 1, 1'000'000)},
+      {"POOL_MAX_AGE_MS", millis(&config::pool_max_age, 1000, 30LL * 86'400'000)},
+      {"MAX_CONTAINERS", integer<std::size_t>(&config::max_containers, 0, 1'000'000)},
       {"CONTAINER_MEMORY",
        [](config& c, const std::string& name, const std::string& v) -> std::optional<config_error> {
          auto b = parse_bytes(v);
@@ -195,6 +214,9 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"CONTAINER_NETWORK", text(&config::container_network, false)},
       {"MAX_REQUESTS_PER_USER", integer<std::size_t>(&config::max_requests_per_user, 1, 10000)},
       {"SESSION_IDLE_TIMEOUT_MS", millis(&config::session_idle_timeout, 1000, 30LL * 86'400'000)},
+      {"SESSION_DETACH_GRACE_MS", millis(&config::session_detach_grace, 0, 30LL * 86'400'000)},
+      {"WORKSPACE_SAVE_MAX_BYTES", integer<std::size_t>(&config::workspace_save_max_bytes, 1024, 64u * 1024u * 1024u)},
+      {"MAX_SESSIONS_PER_ADDRESS", integer<std::size_t>(&config::max_sessions_per_address, 0, 1'000'000)},
       {"ORPHAN_REAP_INTERVAL_MS", millis(&config::orphan_reap_interval, 1000, 86'400'000)},
       {"MAX_MESSAGE_BYTES", integer<std::size_t>(&config::max_message_bytes, 1, 100'000'000)},
       {"AUTH_JWT_SECRET",
@@ -218,8 +240,8 @@ const std::vector<std::pair<std::string, setter>>& setters() {
          return std::nullopt;
        }},
       {"MAX_CONNECTIONS_PER_ADDRESS", integer<std::size_t>(&config::max_connections_per_address, 0, 10'000'000)},
-      {"MAX_SESSIONS_PER_ADDRESS", integer<std::size_t>(&config::max_sessions_per_address, 0, 10'000'000)},
-      {"NEW_SESSIONS_PER_ADDRESS_PER_MINUTE", integer<std::uint32_t>(&config::new_sessions_per_address_per_minute, 0, 10'000'000)},
+      {"MAX_ENGINEIO_SESSIONS_PER_ADDRESS", integer<std::size_t>(&config::max_engineio_sessions_per_address, 0, 10'000'000)},
+      {"NEW_ENGINEIO_SESSIONS_PER_ADDRESS_PER_MINUTE", integer<std::uint32_t>(&config::new_engineio_sessions_per_address_per_minute, 0, 10'000'000)},
       {"SOCKET_EVENTS_PER_SECOND", integer<std::uint32_t>(&config::socket_events_per_second, 0, 1'000'000)},
       {"SOCKET_EVENT_BURST", integer<std::uint32_t>(&config::socket_event_burst, 1, 10'000'000)},
       {"SOCKET_FLOOD_DISCONNECT_SECONDS", integer<std::uint32_t>(&config::socket_flood_disconnect_seconds, 0, 3600)},
@@ -315,6 +337,10 @@ boost::system::result<config, config_error> parse_config(const env_map& vars) {
   if (c.pool_min_size > c.pool_max_size)
     return config_error{"POOL_MIN_SIZE", std::to_string(c.pool_min_size),
                         "at most POOL_MAX_SIZE (" + std::to_string(c.pool_max_size) + ")"};
+  // A parked session must hibernate before the janitor may end it for being idle.
+  if (c.session_detach_grace >= c.session_idle_timeout)
+    return config_error{"SESSION_DETACH_GRACE_MS", std::to_string(c.session_detach_grace.count()),
+                        "less than SESSION_IDLE_TIMEOUT_MS (" + std::to_string(c.session_idle_timeout.count()) + ")"};
   return c;
 }
 

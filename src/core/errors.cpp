@@ -15,7 +15,8 @@ constexpr row table[] = {
     {errc::tool_timeout, "TOOL_TIMEOUT", 504},           {errc::llm_error, "LLM_ERROR", 502},
     {errc::llm_unavailable, "LLM_UNAVAILABLE", 503},     {errc::pool_exhausted, "POOL_EXHAUSTED", 503},
     {errc::sandbox_unavailable, "SANDBOX_UNAVAILABLE", 503}, {errc::session_forbidden, "SESSION_FORBIDDEN", 403},
-    {errc::unauthorized, "UNAUTHORIZED", 401},           {errc::internal, "INTERNAL", 500},
+    {errc::session_limit, "SESSION_LIMIT", 429},          {errc::unauthorized, "UNAUTHORIZED", 401},
+    {errc::internal, "INTERNAL", 500},
 };
 }  // namespace
 

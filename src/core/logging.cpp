@@ -2,6 +2,7 @@
 
 #include <mutex>
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 namespace berth::core {
@@ -17,16 +18,82 @@ logging_state& state() {
   static logging_state s;
   return s;
 }
+
+// %* in the JSON pattern: `"msg":"<escaped>"` and `,"sid":"<id>"` when the message names one.
+class json_message_flag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& m, const std::tm&, spdlog::memory_buf_t& dest) override {
+    const std::string_view msg(m.payload.data(), m.payload.size());
+    std::string out = "\"msg\":\"";
+    append_json_escaped(out, msg);
+    out += '"';
+    if (auto sid = log_session_id(msg); !sid.empty()) {
+      out += ",\"sid\":\"";
+      append_json_escaped(out, sid);
+      out += '"';
+    }
+    dest.append(out.data(), out.data() + out.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<json_message_flag>(); }
+};
 }  // namespace
 
-void init_logging(std::string_view level, std::string_view format) {
+std::string_view log_session_id(std::string_view msg) noexcept {
+  for (std::size_t pos = msg.find("sid="); pos != std::string_view::npos; pos = msg.find("sid=", pos + 4)) {
+    if (pos > 0 && msg[pos - 1] != ' ' && msg[pos - 1] != '(' && msg[pos - 1] != ',') continue;  // e.g. "xsid="
+    const auto start = pos + 4;
+    auto end = start;
+    while (end < msg.size() && msg[end] != ' ' && msg[end] != ',' && msg[end] != ')' && msg[end] != ':' &&
+           msg[end] != '"' && end - start < 128)
+      ++end;
+    if (end > start) return msg.substr(start, end - start);
+  }
+  return {};
+}
+
+void append_json_escaped(std::string& out, std::string_view s) {
+  static constexpr char hex[] = "0123456789abcdef";
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 0xf];
+        } else {
+          out += ch;  // UTF-8 passes through
+        }
+    }
+  }
+}
+
+std::unique_ptr<spdlog::formatter> make_json_formatter(std::string_view replica) {
+  std::string r;
+  append_json_escaped(r, replica);
+  std::string pattern_safe;  // '%' starts a flag in spdlog patterns
+  for (char c : r) pattern_safe += c == '%' ? std::string("%%") : std::string(1, c);
+  auto f = std::make_unique<spdlog::pattern_formatter>();
+  f->add_flag<json_message_flag>('*').set_pattern(
+      R"({"ts":"%Y-%m-%dT%H:%M:%S.%e","level":"%l","module":"%n","replica":")" + pattern_safe + R"(",%*})");
+  return f;
+}
+
+void init_logging(std::string_view level, std::string_view format, std::string_view replica) {
   auto& s = state();
   std::lock_guard lock(s.mutex);
   s.level = spdlog::level::from_str(std::string(level));
-  if (format == "json")
-    s.pattern = R"({"ts":"%Y-%m-%dT%H:%M:%S.%e","level":"%l","module":"%n","msg":"%v"})";
   if (!s.sink) s.sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-  s.sink->set_pattern(s.pattern);
+  if (format == "json") {
+    s.sink->set_formatter(make_json_formatter(replica));
+  } else {
+    s.sink->set_pattern(s.pattern);
+  }
   spdlog::apply_all([&](const std::shared_ptr<spdlog::logger>& l) { l->set_level(s.level); });
 }
 
@@ -37,7 +104,7 @@ std::shared_ptr<spdlog::logger> logger(const std::string& module) {
   if (auto l = spdlog::get(module)) return l;
   if (!s.sink) {
     s.sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
-    s.sink->set_pattern(s.pattern);
+    s.sink->set_pattern(s.pattern);  // text until init_logging says otherwise
   }
   auto l = std::make_shared<spdlog::logger>(module, s.sink);
   l->set_level(s.level);

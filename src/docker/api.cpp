@@ -84,6 +84,7 @@ json create_body(const container_spec& spec) {
   for (const auto& [k, v] : spec.env) env.push_back(k + "=" + v);
   json host{
       {"CapDrop", json::array({"ALL"})},
+      {"CapAdd", spec.cap_add},
       {"SecurityOpt", json::array({"no-new-privileges:true"})},
       {"NetworkMode", spec.network_mode},
       {"Init", true},

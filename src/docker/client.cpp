@@ -598,7 +598,7 @@ asio::awaitable<core::result<exec_stream>> client::exec_start(std::string exec_i
 }
 
 asio::awaitable<core::result<exec_output>> client::exec_run(std::string container_in, std::vector<std::string> cmd_in,
-                                                            std::string stdin_in, ms timeout) {
+                                                            std::string stdin_in, ms timeout, std::string user) {
   const std::string container = std::move(container_in);
   const std::vector<std::string> cmd = std::move(cmd_in);
   const std::string input = std::move(stdin_in);
@@ -606,6 +606,7 @@ asio::awaitable<core::result<exec_output>> client::exec_run(std::string containe
   exec_spec spec;
   spec.cmd = cmd;
   spec.attach_stdin = true;
+  spec.user = std::move(user);
   auto id = co_await exec_create(container, spec);
   if (!id) co_return id.error();
   auto st = co_await exec_start(*id);

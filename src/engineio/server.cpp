@@ -774,13 +774,13 @@ std::optional<http::response> server::admit_new_session(http::request& req, cons
   if (!wait) {
     refused_address_sessions_.inc();
     warn_throttled(address_log_, "new session from " + info.remote_address + " refused: " + std::to_string(open) +
-                                     " sessions open from this address (MAX_SESSIONS_PER_ADDRESS=" +
+                                     " sessions open from this address (MAX_ENGINEIO_SESSIONS_PER_ADDRESS=" +
                                      std::to_string(limits.max_sessions) + ")");
     return refuse(429, "TOO_MANY_SESSIONS", "Too many open sessions from this address", std::chrono::seconds(5));
   }
   refused_address_rate_.inc();
   warn_throttled(address_log_, "new session from " + info.remote_address +
-                                   " refused: over NEW_SESSIONS_PER_ADDRESS_PER_MINUTE=" +
+                                   " refused: over NEW_ENGINEIO_SESSIONS_PER_ADDRESS_PER_MINUTE=" +
                                    std::to_string(static_cast<long long>(limits.new_sessions_per_minute)));
   return refuse(429, "RATE_LIMITED", "Too many new sessions from this address", *wait);
 }
@@ -795,7 +795,7 @@ void server::close_all(close_reason reason) {
 }
 
 std::shared_ptr<session> server::create(strand_type strand, transport_kind kind, handshake_info info) {
-  info.sid = core::random_token(15);
+  info.sid = opts_.sid_prefix + core::random_token(15);
   auto s = std::make_shared<session>(*this, std::move(strand), kind, std::move(info));
   {
     std::lock_guard lock(mutex_);

@@ -20,8 +20,10 @@ mcp_router::mcp_router(asio::any_io_executor ex, docker::client& docker, std::st
       unavailable_(metrics.get_counter("berth_mcp_servers_unavailable_total",
                                        "Extra MCP servers (mcp-config.json) that could not be opened for a session")),
       log_tag_(std::move(log_tag)) {
-  if (!prepared_sandbox || prepared_sandbox->container_id() != container_id)
+  if (!prepared_sandbox || prepared_sandbox->container_id() != container_id) {
     prepared_sandbox = std::make_shared<mcp_session>(ex_, docker, container_id, std::move(sandbox_command), metrics);
+    prepared_sandbox->set_user(std::string(docker::sandbox_server_user));
+  }
   servers_.push_back(server{sandbox_server_name, std::move(prepared_sandbox), nullptr});
   for (auto& s : extra) {
     if (!s.enabled) continue;
@@ -29,6 +31,7 @@ mcp_router::mcp_router(asio::any_io_executor ex, docker::client& docker, std::st
     if (s.transport == mcp::transport_kind::stdio_docker) {
       slot.stdio = std::make_shared<mcp_session>(ex_, docker, container_id, s.command, metrics);
       slot.stdio->set_env(s.env);
+      slot.stdio->set_user(std::string(docker::sandbox_user));  // the user's tools, not the server's
     } else {
       slot.http = std::make_shared<mcp_http_session>(ex_, std::move(s), http, metrics);
     }
@@ -97,6 +100,18 @@ asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_router::call_tool(std:
     if (s.http) co_return co_await s.http->call_tool(tool_name, std::move(args), timeout);
   }
   co_return core::make_error(core::errc::internal, "MCP server '" + server_name + "' is gone");
+}
+
+std::shared_ptr<mcp_session> mcp_router::sandbox() const {
+  for (const auto& s : servers_)
+    if (s.name == sandbox_server_name) return s.stdio;
+  return nullptr;
+}
+
+std::shared_ptr<mcp_session> mcp_router::take_sandbox() {
+  for (auto& s : servers_)
+    if (s.name == sandbox_server_name) return std::exchange(s.stdio, nullptr);
+  return nullptr;
 }
 
 void mcp_router::close() {

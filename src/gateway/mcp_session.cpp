@@ -74,6 +74,7 @@ asio::awaitable<mcp_session::tools_result> mcp_session::start_exec(std::chrono::
   docker::exec_spec spec;
   spec.cmd = command_;
   spec.env = env_;
+  spec.user = user_;
   spec.attach_stdin = true;
   auto exec_id = co_await docker_.exec_create(container_id_, spec);
   if (!exec_id) co_return sandbox_error("cannot start the sandbox MCP server: " + exec_id.error().message);
@@ -132,6 +133,28 @@ asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_session::call_here(std
       co_return core::make_error(core::errc::tool_failed, "tool '" + name + "' failed: " + f->message);
     co_return sandbox_error("tool '" + name + "': " + f->message);
   }
+  co_return core::make_error(core::errc::internal, "unexpected MCP event");
+}
+
+asio::awaitable<core::result<json>> mcp_session::request(std::string method, json params,
+                                                         std::chrono::milliseconds timeout) {
+  co_return co_await asio::co_spawn(
+      ex_, request_here(shared_from_this(), std::move(method), std::move(params), timeout), asio::use_awaitable);
+}
+
+asio::awaitable<core::result<json>> mcp_session::request_here(std::shared_ptr<mcp_session> self, std::string method,
+                                                              json params, std::chrono::milliseconds timeout) {
+  if (!self->fsm_ || self->fsm_->state() != mcp::client_state::ready)
+    co_return sandbox_error(method + ": the sandbox MCP server is not running");
+  auto id = self->fsm_->send_request(method, params, mcp::clock::now() + timeout);
+  if (!id) co_return id.error();
+  self->timer_.cancel();  // re-arm for the new deadline
+  co_await self->flush();
+  auto ev = co_await self->wait_for(*id);
+  if (!ev) co_return sandbox_error(method + ": the sandbox MCP session closed");
+  // in_place: a json converts from anything, so result<json>'s converting constructors are ambiguous.
+  if (auto* r = std::get_if<mcp::ev_result>(&*ev)) co_return core::result<json>(boost::system::in_place_value, std::move(r->result));
+  if (auto* f = std::get_if<mcp::ev_request_failed>(&*ev)) co_return sandbox_error(method + ": " + f->message);
   co_return core::make_error(core::errc::internal, "unexpected MCP event");
 }
 

@@ -26,6 +26,29 @@ using ms = std::chrono::milliseconds;
 namespace {
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t latency_window = 1024;
+
+// The last latency_window samples and their percentiles (p in 0..1).
+struct latency_ring {
+  std::vector<double> samples;
+  std::size_t next = 0;
+  void add(double ms) {
+    if (samples.size() < latency_window) samples.push_back(ms);
+    else samples[next] = ms;
+    next = (next + 1) % latency_window;
+  }
+  void percentiles(double& p50, double& p95, double& p99) const {
+    if (samples.empty()) return;
+    std::vector<double> v = samples;
+    std::sort(v.begin(), v.end());
+    auto pct = [&v](double p) {
+      const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
+      return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
+    };
+    p50 = pct(0.50);
+    p95 = pct(0.95);
+    p99 = pct(0.99);
+  }
+};
 }  // namespace
 
 nlohmann::json to_json(const pool_stats& s) {
@@ -41,23 +64,15 @@ nlohmann::json to_json(const pool_stats& s) {
                         {"acquireMs",
                          {{"p50", round2(s.acquire_p50_ms)}, {"p95", round2(s.acquire_p95_ms)},
                           {"p99", round2(s.acquire_p99_ms)}}},
-                        {"pooling", s.pooling}};
-}
-
-std::optional<ms> retry_after_of(const core::error& e) {
-  if (e.code != core::errc::pool_exhausted) return std::nullopt;
-  constexpr std::string_view key = "(retryAfterMs=";
-  const auto pos = e.message.rfind(key);
-  if (pos == std::string::npos) return std::nullopt;
-  long long v = 0;
-  std::size_t i = pos + key.size();
-  bool any = false;
-  for (; i < e.message.size() && i < pos + key.size() + 12 && e.message[i] >= '0' && e.message[i] <= '9'; ++i) {
-    v = v * 10 + (e.message[i] - '0');
-    any = true;
-  }
-  if (!any || i >= e.message.size() || e.message[i] != ')') return std::nullopt;
-  return ms(v);
+                        {"scrubbing", s.scrubbing},
+                        {"recycled", s.recycled},
+                        {"recycleFailures", s.scrub_failures},
+                        {"retired", s.retired},
+                        {"scrubMs",
+                         {{"p50", round2(s.scrub_p50_ms)}, {"p95", round2(s.scrub_p95_ms)},
+                          {"p99", round2(s.scrub_p99_ms)}}},
+                        {"pooling", s.pooling},
+                        {"recycling", s.recycling}};
 }
 
 namespace detail {
@@ -83,6 +98,9 @@ pool_limits limits_from(const core::config& cfg, const pool_options& o) {
   l.backoff_max = o.backoff_max;
   l.retry_after = o.retry_after;
   l.pooling = cfg.enable_container_pool;
+  l.recycle = cfg.pool_recycle;
+  l.max_uses = cfg.pool_max_uses;
+  l.max_age = cfg.pool_max_age;
   return l;
 }
 
@@ -104,7 +122,14 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
         event_errors(m.get_counter("berth_pool_event_stream_errors_total", "Docker events stream failures", label())),
         prepare_failures(m.get_counter("berth_pool_prepare_failures_total",
                                        "Containers that went idle without their prepared resource (the hook failed)",
-                                       label())) {
+                                       label())),
+        recycled(m.get_counter("berth_pool_recycled_total",
+                               "Released containers scrubbed clean and handed to the next user", label())),
+        recycle_failures(m.get_counter("berth_pool_recycle_failures_total",
+                                       "Released containers destroyed because the scrub could not vouch for them",
+                                       label())),
+        retired(m.get_counter("berth_pool_retired_total",
+                              "Containers destroyed at POOL_MAX_USES sessions or POOL_MAX_AGE_MS", label())) {
     spec = docker::hardened_spec(cfg, opts.name);
     spec.cmd = opts.cmd;
     for (const auto& [k, v] : opts.extra_labels) spec.labels[k] = v;
@@ -112,6 +137,7 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
     snapshot.pooling = cfg.enable_container_pool;
     snapshot.max_pool_size = fsm.limits().max_total;
     snapshot.min_pool_size = fsm.limits().min_idle;
+    snapshot.recycling = fsm.limits().recycle;
   }
 
   std::string label() const { return "pool=\"" + opts.name + "\""; }
@@ -138,7 +164,9 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
   std::map<std::string, std::string> labels;
   std::unordered_map<waiter_id, std::shared_ptr<waiter_slot>> waiters;
   prepare_hook prepare;
+  recycle_hook recycle;
   std::unordered_map<std::string, std::shared_ptr<prepared_resource>> prepared;  // idle containers only
+  std::unordered_map<std::string, std::shared_ptr<prepared_resource>> returned;  // being scrubbed
   waiter_id next_waiter = 1;
   asio::steady_timer tick_timer, warm_timer, drain_timer, check_timer, retry_timer;
   std::size_t pending_ops = 0;
@@ -150,8 +178,8 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
 
   mutable std::mutex stats_mu;
   pool_stats snapshot;
-  std::vector<double> latencies;  // ring of the last latency_window successful acquires
-  std::size_t latency_next = 0;
+  latency_ring acquire_ms;  // successful acquires
+  latency_ring scrub_ms;    // scrubs, clean or not
 
   core::counter& creates;
   core::counter& create_failures;
@@ -163,6 +191,9 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
   core::counter& leftovers;
   core::counter& event_errors;
   core::counter& prepare_failures;
+  core::counter& recycled;
+  core::counter& recycle_failures;
+  core::counter& retired;
 };
 
 // The prepare hook for a container about to go idle. Skipped when a caller is already waiting
@@ -180,11 +211,31 @@ asio::awaitable<std::shared_ptr<prepared_resource>> prepare_for_idle(std::shared
   co_return out;
 }
 
+// A slot in the cluster's MAX_CONTAINERS before Docker is asked (Redis down: no slot, fail closed).
+asio::awaitable<core::result<void>> reserve_slot(std::shared_ptr<pool_state> self, std::string reservation) {
+  if (!self->opts.budget.reserve) co_return core::result<void>{};
+  auto granted = co_await self->opts.budget.reserve(std::move(reservation));
+  if (!granted) co_return core::make_error(core::errc::sandbox_unavailable, "container accounting unavailable: " +
+                                                                                granted.error().message);
+  if (!*granted) {
+    core::error e = core::make_error(core::errc::pool_exhausted, "the cluster holds MAX_CONTAINERS containers");
+    e.retry_after = self->opts.retry_after;
+    co_return e;
+  }
+  co_return core::result<void>{};
+}
+
 asio::awaitable<void> create_task(std::shared_ptr<pool_state> self, create_id cid) {
   docker::container_spec spec = self->spec;
   // Unique name: a 409 conflict (e.g. a half-finished earlier create) is retried with a new one.
   spec.name = "berth-" + self->opts.name + "-" + core::random_token(9);
-  core::result<std::string> out = co_await self->docker.create_container(spec);
+  const std::string reservation = "creating:" + self->cfg.replica_id + ":" + spec.name;
+  core::result<std::string> out = core::make_error(core::errc::internal, "not created");
+  if (auto slot = co_await reserve_slot(self, reservation); !slot) {
+    out = slot.error();
+  } else {
+    out = co_await self->docker.create_container(spec);
+  }
   if (out) {
     auto started = co_await self->docker.start_container(*out);
     if (!started) {
@@ -192,6 +243,11 @@ asio::awaitable<void> create_task(std::shared_ptr<pool_state> self, create_id ci
       (void)co_await self->docker.remove_container(*out, true);
       out = started.error();
     }
+  }
+  if (self->opts.budget.settle) {
+    // Named first: GCC 12 destroys a conditional's temporary twice inside a co_await expression.
+    std::string settled = out ? *out : std::string();
+    (void)co_await self->opts.budget.settle(reservation, std::move(settled));
   }
   if (out) {
     self->creates.inc();
@@ -212,6 +268,7 @@ asio::awaitable<void> destroy_task(std::shared_ptr<pool_state> self, std::string
   if (r) {
     self->destroyed.inc();
     self->log->debug("[ContainerPool] Removed container cid={} ({})", id.substr(0, 12), to_string(reason));
+    if (self->opts.budget.remove) (void)co_await self->opts.budget.remove(id);
   } else {
     self->destroy_failures.inc();
     self->log->warn("[ContainerPool] Removing container cid={} failed: {}", id.substr(0, 12),
@@ -219,6 +276,39 @@ asio::awaitable<void> destroy_task(std::shared_ptr<pool_state> self, std::string
   }
   --self->pending_ops;
   if (self->pending_ops == 0) self->drain_timer.cancel();
+}
+
+// Scrubs a released container through the sandbox server it came back with. Clean: it goes idle
+// (or straight to a waiter) with that server still open. Anything else: destroyed.
+asio::awaitable<void> scrub_task(std::shared_ptr<pool_state> self, std::string id_in) {
+  const std::string id = std::move(id_in);
+  auto it = self->returned.find(id);
+  std::shared_ptr<prepared_resource> resource = it == self->returned.end() ? nullptr : std::move(it->second);
+  if (it != self->returned.end()) self->returned.erase(it);
+  const auto t0 = clock_type::now();
+  core::result<void> outcome = core::make_error(core::errc::internal, "no scrub hook");
+  if (self->recycle && resource) {
+    auto hook = self->recycle;
+    try {
+      outcome = co_await hook(id, resource);
+    } catch (const std::exception& e) {
+      outcome = core::make_error(core::errc::internal, std::string("scrub threw: ") + e.what());
+    }
+  }
+  {
+    std::lock_guard lk(self->stats_mu);
+    self->scrub_ms.add(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+  }
+  if (outcome) {
+    self->recycled.inc();
+    self->prepared[id] = std::move(resource);
+  } else {
+    self->recycle_failures.inc();
+    self->log->warn("[ContainerPool] Container cid={} not reused (destroyed): {}", id.substr(0, 12),
+                    core::log_prefix(outcome.error().message, 300));
+    if (resource) resource->close();
+  }
+  self->apply(self->fsm.scrub_done(clock_type::now(), id, static_cast<bool>(outcome)));
 }
 
 void pool_state::apply(const actions& as) {
@@ -229,8 +319,12 @@ void pool_state::apply(const actions& as) {
         ++pending_ops;
         asio::co_spawn(strand, create_task(self, a.create), asio::detached);
         break;
+      case action::kind::scrub:
+        asio::co_spawn(strand, scrub_task(self, a.container), asio::detached);
+        break;
       case action::kind::destroy:
         if (a.reason == destroy_reason::reaped) reaped.inc();
+        if (a.reason == destroy_reason::retired) retired.inc();
         if (a.reason == destroy_reason::dead) {
           dead_replaced.inc();
           log->warn("[ContainerPool] Idle container cid={} died; replacing it", a.container.substr(0, 12));
@@ -297,6 +391,10 @@ void pool_state::update_snapshot() {
   snapshot.exhausted = s.exhausted;
   snapshot.prepared = prepared.size();
   snapshot.prepare_failures = prepare_failures.value();
+  snapshot.scrubbing = s.scrubbing;
+  snapshot.recycled = s.recycled;
+  snapshot.scrub_failures = s.scrub_failures;
+  snapshot.retired = s.retired;
 }
 
 asio::awaitable<void> ticker(std::shared_ptr<pool_state> self) {
@@ -316,6 +414,10 @@ asio::awaitable<void> checker(std::shared_ptr<pool_state> self) {
     self->check_timer.expires_after(self->opts.check_interval);
     co_await self->check_timer.async_wait(tuple_awaitable);
     if (self->stopped) break;
+    if (self->opts.budget.refresh) {
+      auto held = self->fsm.containers();
+      (void)co_await self->opts.budget.refresh(std::move(held));
+    }
     const auto before = self->fsm.idle_containers();
     if (before.empty()) continue;
     auto list = co_await self->docker.list_containers(self->labels, true);
@@ -363,6 +465,9 @@ asio::awaitable<void> watcher(std::shared_ptr<pool_state> self) {
 asio::awaitable<core::result<void>> start_impl(std::shared_ptr<pool_state> self) {
   auto& log = *self->log;
   const auto& lim = self->fsm.limits();
+  // The operator guide's first line under `docker compose logs app | grep "ContainerPool"`: the
+  // logger's name puts "[ContainerPool]" on it.
+  if (lim.pooling) core::logger("ContainerPool")->info("[Phase 2] Container pooling enabled");
   log.info("[ContainerPool] Initializing with min={}, max={}", self->cfg.pool_min_size, self->cfg.pool_max_size);
   if (self->started) co_return core::make_error(core::errc::internal, "container pool started twice");
   self->started = true;
@@ -378,17 +483,33 @@ asio::awaitable<core::result<void>> start_impl(std::shared_ptr<pool_state> self)
     std::map<std::string, std::string> mine = docker::pool_labels(self->cfg.replica_id, self->opts.name);
     for (const auto& [k, v] : self->opts.extra_labels) mine[k] = v;
     auto left = co_await self->docker.list_containers(mine, true);
+    std::set<std::string> keep;
+    if (left && !left->empty() && self->opts.referenced_containers) {
+      auto referenced = co_await self->opts.referenced_containers();
+      if (referenced) {
+        keep = std::move(*referenced);
+      } else {
+        // Not knowing which are still in use, remove none: the orphan reaper decides later.
+        log.warn("[ContainerPool] Sessions unreadable ({}): leaving {} containers of a previous run for the orphan reaper",
+                 core::log_prefix(referenced.error().message, 200), left->size());
+        left->clear();
+      }
+    }
     if (left && !left->empty()) {
-      std::size_t removed = 0;
+      std::size_t removed = 0, kept = 0;
       for (const auto& c : *left) {
+        if (keep.count(c.id) && c.running) {
+          ++kept;  // a live session's: its user resumes into it (adopt)
+          continue;
+        }
         if (auto r = co_await self->docker.remove_container(c.id, true); r) ++removed;
       }
       self->leftovers.inc(removed);
-      log.info("[ContainerPool] Removed {} containers left by a previous run", removed);
+      log.info("[ContainerPool] Removed {} containers left by a previous run; kept {} that live sessions hold", removed,
+               kept);
     }
   }
   if (lim.pooling) {
-    log.info("[Phase 2] Container pooling enabled");
     log.info("[ContainerPool] Warming up {} containers...", lim.min_idle);
   } else {
     log.info("[Phase 2] Container pooling disabled: one container per acquire (ENABLE_CONTAINER_POOL=false)");
@@ -443,7 +564,8 @@ asio::awaitable<void> stop_impl(std::shared_ptr<pool_state> self) {
 }
 
 asio::awaitable<core::result<container_lease>> acquire_impl(std::shared_ptr<pool_state> self,
-                                                        std::function<void(std::size_t)> on_queued) {
+                                                        std::function<void(std::size_t)> on_queued,
+                                                        std::shared_ptr<acquire_ticket> ticket) {
   const auto t0 = clock_type::now();
   if (self->stopped) co_return core::make_error(core::errc::sandbox_unavailable, "the container pool is stopped");
   auto w = std::make_shared<waiter_slot>(self->strand);
@@ -451,6 +573,21 @@ asio::awaitable<core::result<container_lease>> acquire_impl(std::shared_ptr<pool
   const waiter_id id = self->next_waiter++;
   self->waiters.emplace(id, w);
   self->apply(self->fsm.acquire(t0, id));
+  if (ticket && !w->outcome) {
+    // The caller gave up: leave the queue (on the strand) and end the wait.
+    ticket->on_cancel([weak = std::weak_ptr<pool_state>(self), id] {
+      auto s = weak.lock();
+      if (!s) return;
+      asio::post(s->strand, [s, id] {
+        auto it = s->waiters.find(id);
+        if (it == s->waiters.end() || it->second->outcome) return;
+        s->apply(s->fsm.cancel(clock_type::now(), id));
+        it->second->outcome = core::result<std::string>(
+            core::make_error(core::errc::sandbox_unavailable, "the caller stopped waiting for a container"));
+        it->second->wake.cancel();
+      });
+    });
+  }
   // The FSM answers within acquire_timeout (ticker); the guard bounds the wait should it not.
   const auto guard = t0 + self->fsm.limits().acquire_timeout + std::chrono::seconds(5);
   while (!w->outcome) {
@@ -464,24 +601,18 @@ asio::awaitable<core::result<container_lease>> acquire_impl(std::shared_ptr<pool
     co_await w->wake.async_wait(tuple_awaitable);
   }
   self->waiters.erase(id);
+  if (ticket) ticket->clear();
   core::result<std::string> out = std::move(*w->outcome);
   if (out) {
     const double ms_taken = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
     std::lock_guard lk(self->stats_mu);
-    if (self->latencies.size() < latency_window) {
-      self->latencies.push_back(ms_taken);
-    } else {
-      self->latencies[self->latency_next] = ms_taken;
-    }
-    self->latency_next = (self->latency_next + 1) % latency_window;
+    self->acquire_ms.add(ms_taken);
     // The lease exists from here on: a caller that went away meanwhile still releases it.
     co_return container_lease(self, std::move(*out), std::move(w->prepared));
   }
-  if (out.error().code == core::errc::pool_exhausted) {
-    co_return core::make_error(core::errc::pool_exhausted,
-                               out.error().message + " (retryAfterMs=" + std::to_string(w->retry_after.count()) + ")");
-  }
-  co_return out.error();
+  core::error e = std::move(out.error());
+  if (e.code == core::errc::pool_exhausted && (!e.retry_after || w->retry_after.count() > 0)) e.retry_after = w->retry_after;
+  co_return e;
 }
 
 asio::awaitable<core::result<container_lease>> adopt_impl(std::shared_ptr<pool_state> self, std::string id_in) {
@@ -497,13 +628,28 @@ asio::awaitable<core::result<container_lease>> adopt_impl(std::shared_ptr<pool_s
     co_return core::make_error(core::errc::sandbox_unavailable,
                                "container " + id.substr(0, 12) + " is not running (" + info->state + ")");
   }
-  self->apply(self->fsm.adopt(clock_type::now(), info->id));
+  // Only our own containers are ever handed to another user: one created by another replica (or
+  // pool) is still that replica's to the orphan reaper, which could remove it under a new user.
+  const auto label = [&](const char* k) {
+    auto l = info->labels.find(k);
+    return l == info->labels.end() ? std::string() : l->second;
+  };
+  const bool own = label("berth.replica") == self->cfg.replica_id && label("berth.pool") == self->opts.name;
+  self->apply(self->fsm.adopt(clock_type::now(), info->id, std::nullopt, own));
   co_return container_lease(self, info->id);
 }
 
-asio::awaitable<void> release_task(std::shared_ptr<pool_state> self, std::string id_in) {
+asio::awaitable<void> release_task(std::shared_ptr<pool_state> self, std::string id_in,
+                                   std::shared_ptr<prepared_resource> resource) {
   const std::string id = std::move(id_in);
-  self->apply(self->fsm.release(clock_type::now(), id));
+  const bool recyclable = resource && self->recycle;
+  if (recyclable) self->returned[id] = resource;
+  self->apply(self->fsm.release(clock_type::now(), id, recyclable));
+  // Not scrubbed (recycling off, worn out, stopping): the server goes with the container.
+  if (recyclable && !self->fsm.is_scrubbing(id)) {
+    self->returned.erase(id);
+    resource->close();
+  }
   co_return;
 }
 
@@ -516,6 +662,40 @@ asio::awaitable<void> forget_task(std::shared_ptr<pool_state> self, std::string 
   co_return;
 }
 }  // namespace detail
+
+// ---- acquire_ticket ---------------------------------------------------------------------------
+
+void acquire_ticket::cancel() {
+  std::function<void()> f;
+  {
+    std::lock_guard lk(mutex_);
+    cancelled_ = true;
+    f = std::move(on_cancel_);
+    on_cancel_ = nullptr;
+  }
+  if (f) f();
+}
+
+bool acquire_ticket::cancelled() const {
+  std::lock_guard lk(mutex_);
+  return cancelled_;
+}
+
+void acquire_ticket::on_cancel(std::function<void()> f) {
+  {
+    std::lock_guard lk(mutex_);
+    if (!cancelled_) {
+      on_cancel_ = std::move(f);
+      return;
+    }
+  }
+  f();
+}
+
+void acquire_ticket::clear() {
+  std::lock_guard lk(mutex_);
+  on_cancel_ = nullptr;
+}
 
 // ---- container_lease ------------------------------------------------------------------------
 
@@ -546,7 +726,24 @@ void container_lease::release() {
   if (id_.empty()) return;
   std::string id = std::move(id_);
   id_.clear();
-  if (auto s = pool_.lock()) asio::co_spawn(s->strand, detail::release_task(s, std::move(id)), asio::detached);
+  if (auto s = pool_.lock()) asio::co_spawn(s->strand, detail::release_task(s, std::move(id), nullptr), asio::detached);
+  pool_.reset();
+}
+
+void container_lease::recycle(std::shared_ptr<prepared_resource> resource) {
+  if (!resource) resource = std::move(prepared_);  // never taken: the server the pool prepared
+  close_prepared();
+  if (id_.empty()) {
+    if (resource) resource->close();
+    return;
+  }
+  std::string id = std::move(id_);
+  id_.clear();
+  if (auto s = pool_.lock()) {
+    asio::co_spawn(s->strand, detail::release_task(s, std::move(id), std::move(resource)), asio::detached);
+  } else if (resource) {
+    resource->close();
+  }
   pool_.reset();
 }
 
@@ -571,6 +768,7 @@ container_pool::container_pool(asio::any_io_executor ex, docker::client& docker,
   gauge("berth_pool_waiting", "Callers waiting for a container", &pool_stats::waiting);
   gauge("berth_pool_prepared", "Idle containers whose prepared resource (the sandbox MCP exec) is open",
         &pool_stats::prepared);
+  gauge("berth_pool_scrubbing", "Released containers being scrubbed for the next user", &pool_stats::scrubbing);
 }
 
 container_pool::~container_pool() {
@@ -593,6 +791,10 @@ void container_pool::set_prepare(prepare_hook hook) {
   asio::post(state_->strand, [s = state_, hook = std::move(hook)]() mutable { s->prepare = std::move(hook); });
 }
 
+void container_pool::set_recycle(recycle_hook hook) {
+  asio::post(state_->strand, [s = state_, hook = std::move(hook)]() mutable { s->recycle = std::move(hook); });
+}
+
 asio::awaitable<core::result<void>> container_pool::start() {
   co_return co_await asio::co_spawn(state_->strand, detail::start_impl(state_), asio::use_awaitable);
 }
@@ -601,8 +803,9 @@ asio::awaitable<void> container_pool::stop() {
   co_await asio::co_spawn(state_->strand, detail::stop_impl(state_), asio::use_awaitable);
 }
 
-asio::awaitable<core::result<container_lease>> container_pool::acquire(std::function<void(std::size_t)> on_queued) {
-  co_return co_await asio::co_spawn(state_->strand, detail::acquire_impl(state_, std::move(on_queued)),
+asio::awaitable<core::result<container_lease>> container_pool::acquire(std::function<void(std::size_t)> on_queued,
+                                                                        std::shared_ptr<acquire_ticket> ticket) {
+  co_return co_await asio::co_spawn(state_->strand, detail::acquire_impl(state_, std::move(on_queued), std::move(ticket)),
                                     asio::use_awaitable);
 }
 
@@ -614,17 +817,8 @@ asio::awaitable<core::result<container_lease>> container_pool::adopt(std::string
 pool_stats container_pool::stats() const {
   std::lock_guard lk(state_->stats_mu);
   pool_stats s = state_->snapshot;
-  if (!state_->latencies.empty()) {
-    std::vector<double> v = state_->latencies;
-    std::sort(v.begin(), v.end());
-    auto pct = [&v](double p) {
-      const auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
-      return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
-    };
-    s.acquire_p50_ms = pct(0.50);
-    s.acquire_p95_ms = pct(0.95);
-    s.acquire_p99_ms = pct(0.99);
-  }
+  state_->acquire_ms.percentiles(s.acquire_p50_ms, s.acquire_p95_ms, s.acquire_p99_ms);
+  state_->scrub_ms.percentiles(s.scrub_p50_ms, s.scrub_p95_ms, s.scrub_p99_ms);
   return s;
 }
 

@@ -11,12 +11,18 @@ std::string_view to_string(destroy_reason r) noexcept {
     case destroy_reason::dead: return "dead";
     case destroy_reason::shutdown: return "shutdown";
     case destroy_reason::unwanted: return "unwanted";
+    case destroy_reason::retired: return "retired";
+    case destroy_reason::scrub_failed: return "scrub_failed";
   }
   return "unknown";
 }
 
 pool_fsm::pool_fsm(pool_limits limits) : limits_(limits) {
-  if (!limits_.pooling) limits_.min_idle = 0;
+  if (!limits_.pooling) {
+    limits_.min_idle = 0;
+    limits_.recycle = false;  // nowhere to put a scrubbed container
+  }
+  limits_.max_uses = std::max<std::size_t>(1, limits_.max_uses);
   limits_.max_total = std::max<std::size_t>(1, limits_.max_total);
   limits_.min_idle = std::min(limits_.min_idle, limits_.max_total);
   limits_.max_parallel_creates = std::max<std::size_t>(1, limits_.max_parallel_creates);
@@ -31,6 +37,26 @@ action destroy(std::string id, destroy_reason r) {
   return a;
 }
 }  // namespace
+
+action pool_fsm::retire(std::string id, destroy_reason r) {
+  meta_.erase(id);
+  return destroy(std::move(id), r);
+}
+
+bool pool_fsm::reusable(time_point now, const std::string& id) const {
+  auto it = meta_.find(id);
+  return it != meta_.end() && it->second.uses < limits_.max_uses && now - it->second.created < limits_.max_age;
+}
+
+void pool_fsm::hand_out(const std::string& id) {
+  active_.insert(id);
+  ++meta_[id].uses;
+}
+
+std::size_t pool_fsm::uses(const std::string& id) const {
+  auto it = meta_.find(id);
+  return it == meta_.end() ? 0 : it->second.uses;
+}
 
 actions pool_fsm::start(time_point now) {
   actions out;
@@ -80,7 +106,7 @@ void pool_fsm::grant_head(const std::string& container, actions& out) {
   a.waiter = waiters_.front().id;
   a.container = container;
   waiters_.pop_front();
-  active_.insert(container);
+  hand_out(container);
   out.push_back(std::move(a));
   report_positions(0, out);
 }
@@ -108,7 +134,7 @@ actions pool_fsm::acquire(time_point now, waiter_id w) {
   if (!idle_.empty() && waiters_.empty()) {
     std::string id = std::move(idle_.back().id);
     idle_.pop_back();
-    active_.insert(id);
+    hand_out(id);
     action a;
     a.type = action::kind::grant;
     a.waiter = w;
@@ -159,12 +185,12 @@ actions pool_fsm::create_done(time_point now, create_id c, const core::result<st
     consecutive_failures_ = 0;
     if (!known || stopping_) {
       out.push_back(destroy(*container, stopping_ ? destroy_reason::shutdown : destroy_reason::unwanted));
-    } else if (!waiters_.empty()) {
+    } else if (meta_[*container] = container_meta{now, 0}; !waiters_.empty()) {
       grant_head(*container, out);
     } else if (limits_.pooling) {
       idle_.push_back(idle_entry{*container, now});
     } else {
-      out.push_back(destroy(*container, destroy_reason::unwanted));  // its waiter gave up
+      out.push_back(retire(*container, destroy_reason::unwanted));  // its waiter gave up
     }
   } else if (known) {
     ++counts_.create_failures;
@@ -184,12 +210,42 @@ actions pool_fsm::create_done(time_point now, create_id c, const core::result<st
   return out;
 }
 
-actions pool_fsm::release(time_point now, const std::string& container) {
+actions pool_fsm::release(time_point now, const std::string& container, bool recyclable) {
   actions out;
   active_.erase(container);
   auto it = std::find_if(idle_.begin(), idle_.end(), [&](const idle_entry& e) { return e.id == container; });
   if (it != idle_.end()) idle_.erase(it);
-  out.push_back(destroy(container, destroy_reason::released));
+  if (recyclable && limits_.recycle && !stopping_ && reusable(now, container)) {
+    scrubbing_.insert(container);
+    action a;
+    a.type = action::kind::scrub;
+    a.container = container;
+    out.push_back(std::move(a));
+    return out;  // still counted in total: no refill for it
+  }
+  const bool worn_out = recyclable && limits_.recycle && !stopping_;
+  if (worn_out) ++counts_.retired;
+  out.push_back(retire(container, worn_out ? destroy_reason::retired : destroy_reason::released));
+  fill(now, out);
+  return out;
+}
+
+actions pool_fsm::scrub_done(time_point now, const std::string& container, bool clean) {
+  actions out;
+  if (scrubbing_.erase(container) == 0) return out;
+  if (!clean) {
+    ++counts_.scrub_failures;
+    out.push_back(retire(container, destroy_reason::scrub_failed));
+  } else {
+    ++counts_.recycled;
+    if (stopping_) {
+      out.push_back(retire(container, destroy_reason::shutdown));
+    } else if (!waiters_.empty()) {
+      grant_head(container, out);
+    } else {
+      idle_.push_back(idle_entry{container, now});
+    }
+  }
   fill(now, out);
   return out;
 }
@@ -200,7 +256,7 @@ actions pool_fsm::container_died(time_point now, const std::string& container) {
   if (it == idle_.end()) return out;  // active ones belong to their lease holder
   idle_.erase(it);
   ++counts_.dead_replaced;
-  out.push_back(destroy(container, destroy_reason::dead));
+  out.push_back(retire(container, destroy_reason::dead));
   fill(now, out);
   return out;
 }
@@ -208,15 +264,17 @@ actions pool_fsm::container_died(time_point now, const std::string& container) {
 actions pool_fsm::forget(time_point now, const std::string& container) {
   actions out;
   active_.erase(container);
+  meta_.erase(container);
   fill(now, out);
   return out;
 }
 
-actions pool_fsm::adopt(time_point now, const std::string& container) {
+actions pool_fsm::adopt(time_point now, const std::string& container, std::optional<time_point> created, bool own) {
   actions out;
   auto it = std::find_if(idle_.begin(), idle_.end(), [&](const idle_entry& e) { return e.id == container; });
   if (it != idle_.end()) idle_.erase(it);
-  active_.insert(container);
+  if (!meta_.count(container)) meta_[container] = container_meta{created.value_or(now), own ? 0 : limits_.max_uses};
+  hand_out(container);
   fill(now, out);
   return out;
 }
@@ -239,8 +297,20 @@ actions pool_fsm::tick(time_point now) {
   // Idle containers above the minimum, oldest first, once idle for idle_timeout.
   while (idle_.size() > limits_.min_idle && idle_.front().since + limits_.idle_timeout <= now) {
     ++counts_.reaped;
-    out.push_back(destroy(std::move(idle_.front().id), destroy_reason::reaped));
+    out.push_back(retire(std::move(idle_.front().id), destroy_reason::reaped));
     idle_.pop_front();
+  }
+  // Idle containers past their age are replaced (fill below): a long-lived container is retired
+  // even when traffic keeps recycling it.
+  for (auto i = idle_.begin(); i != idle_.end();) {
+    auto m = meta_.find(i->id);
+    if (m != meta_.end() && now - m->second.created >= limits_.max_age) {
+      ++counts_.retired;
+      out.push_back(retire(std::move(i->id), destroy_reason::retired));
+      i = idle_.erase(i);
+    } else {
+      ++i;
+    }
   }
   fill(now, out);
   return out;
@@ -249,7 +319,7 @@ actions pool_fsm::tick(time_point now) {
 actions pool_fsm::shutdown(time_point now) {
   actions out;
   stopping_ = true;
-  for (auto& e : idle_) out.push_back(destroy(std::move(e.id), destroy_reason::shutdown));
+  for (auto& e : idle_) out.push_back(retire(std::move(e.id), destroy_reason::shutdown));
   idle_.clear();
   while (!waiters_.empty()) {
     fail_waiter_at(0, core::make_error(core::errc::sandbox_unavailable, "the container pool is shutting down"),
@@ -267,6 +337,8 @@ std::optional<time_point> pool_fsm::next_deadline() const {
   for (const auto& w : waiters_) consider(w.deadline);
   if (!stopping_ && backoff_until_) consider(*backoff_until_);
   if (idle_.size() > limits_.min_idle) consider(idle_.front().since + limits_.idle_timeout);
+  for (const auto& e : idle_)
+    if (auto m = meta_.find(e.id); m != meta_.end()) consider(m->second.created + limits_.max_age);
   return d;
 }
 
@@ -275,6 +347,7 @@ fsm_stats pool_fsm::stats() const {
   s.idle = idle_.size();
   s.active = active_.size();
   s.creating = creating_.size();
+  s.scrubbing = scrubbing_.size();
   s.waiting = waiters_.size();
   s.total = total();
   s.min_size = limits_.min_idle;
@@ -286,6 +359,13 @@ std::vector<std::string> pool_fsm::idle_containers() const {
   std::vector<std::string> out;
   out.reserve(idle_.size());
   for (const auto& e : idle_) out.push_back(e.id);
+  return out;
+}
+
+std::vector<std::string> pool_fsm::containers() const {
+  std::vector<std::string> out = idle_containers();
+  out.insert(out.end(), active_.begin(), active_.end());
+  out.insert(out.end(), scrubbing_.begin(), scrubbing_.end());
   return out;
 }
 

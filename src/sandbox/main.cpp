@@ -1,8 +1,13 @@
 // berth-sandbox: the MCP stdio server that runs inside each sandbox container.
-// Usage: berth-sandbox mcp [--root DIR] [--output-cap BYTES] [--max-timeout-ms MS]
+// Usage: berth-sandbox mcp [--root DIR] [--output-cap BYTES] [--max-timeout-ms MS] [--user UID:GID [--scrub DIR]...]
+#include <sys/fsuid.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <charconv>
+#include <optional>
+#include <utility>
+#include <vector>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -13,13 +18,25 @@
 namespace {
 
 constexpr std::string_view usage =
-    "usage: berth-sandbox mcp [--root DIR] [--output-cap BYTES] [--max-timeout-ms MS]\n"
+    "usage: berth-sandbox mcp [--root DIR] [--output-cap BYTES] [--max-timeout-ms MS] [--user UID:GID [--scrub DIR]...]\n"
     "  Serves the Model Context Protocol over stdin/stdout (newline-delimited JSON-RPC 2.0).\n"
-    "  Tools: list_files, read_file, write_file, run_command. Default root: /workspace.\n";
+    "  Tools: list_files, read_file, write_file, run_command. Default root: /workspace.\n"
+    "  --user: run as root in the container, commands and file tools as UID:GID; berth/reset then\n"
+    "  scrubs that user's processes, IPC objects and the --scrub directories (default: the root,\n"
+    "  /tmp, /dev/shm, /dev/mqueue).\n";
 
 bool parse_size(std::string_view s, std::size_t& out) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
   return ec == std::errc() && p == s.data() + s.size() && out > 0;
+}
+
+// "1000:1000" -> {1000, 1000}; uid 0 is refused (it would make the scrub meaningless).
+std::optional<std::pair<uid_t, gid_t>> parse_user(std::string_view s) {
+  const auto colon = s.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  std::size_t uid = 0, gid = 0;
+  if (!parse_size(s.substr(0, colon), uid) || !parse_size(s.substr(colon + 1), gid)) return std::nullopt;
+  return std::make_pair(static_cast<uid_t>(uid), static_cast<gid_t>(gid));
 }
 
 int fail(const std::string& msg) {
@@ -40,6 +57,8 @@ int main(int argc, char** argv) {
   }
   if (argc < 2 || std::string_view(argv[1]) != "mcp") return fail("expected the subcommand \"mcp\"");
   std::string root = "/workspace";
+  std::string user_arg;
+  std::vector<std::string> extra_scrub;
   berth::sandbox::server_options opts;
   for (int i = 2; i < argc; ++i) {
     const std::string_view a = argv[i];
@@ -51,6 +70,10 @@ int main(int argc, char** argv) {
     } else if (a == "--output-cap") {
       if (!parse_size(v, n)) return fail("--output-cap: expected a positive integer, got " + std::string(v));
       opts.output_cap = n;
+    } else if (a == "--user") {
+      user_arg = std::string(v);
+    } else if (a == "--scrub") {
+      extra_scrub.emplace_back(v);
     } else if (a == "--max-timeout-ms") {
       if (!parse_size(v, n)) return fail("--max-timeout-ms: expected a positive integer, got " + std::string(v));
       opts.max_timeout = std::chrono::milliseconds(static_cast<long long>(n));
@@ -59,9 +82,29 @@ int main(int argc, char** argv) {
       return fail("unknown option " + std::string(a));
     }
   }
+  std::optional<berth::sandbox::scrub_options> user;
+  if (!user_arg.empty()) {
+    auto parsed = parse_user(user_arg);
+    if (!parsed) return fail("--user: expected UID:GID with non-zero numbers, got " + user_arg);
+    // Root in the container, with CAP_SETUID, CAP_SETGID and CAP_KILL only (the pool's container
+    // spec): the user's commands then run under another uid and cannot reach this process.
+    if (::geteuid() != 0) return fail("--user needs the server to start as root in the container");
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    // File tools create and read as the user (owner of /workspace), never as root.
+    ::setfsgid(parsed->second);
+    ::setfsuid(parsed->first);
+    if (static_cast<uid_t>(::setfsuid(static_cast<uid_t>(-1))) != parsed->first)
+      return fail("cannot act as uid " + std::to_string(parsed->first) + " (CAP_SETUID missing?)");
+    user.emplace();
+    user->uid = parsed->first;
+    user->gid = parsed->second;
+    user->paths = extra_scrub.empty() ? std::vector<std::string>{root, "/tmp", "/dev/shm", "/dev/mqueue"} : extra_scrub;
+    user->workspace = root;
+  }
   auto ws = berth::sandbox::workspace::open(root);
   if (auto* err = std::get_if<std::string>(&ws)) return fail(*err);
   const std::string workdir = std::get<berth::sandbox::workspace>(ws).root();
   berth::sandbox::server_fsm fsm(std::move(std::get<berth::sandbox::workspace>(ws)), opts);
-  return berth::sandbox::run_stdio_loop(fsm, workdir, STDIN_FILENO, STDOUT_FILENO);
+  return berth::sandbox::run_stdio_loop(fsm, berth::sandbox::loop_options{workdir, std::move(user)}, STDIN_FILENO,
+                                        STDOUT_FILENO);
 }

@@ -2,6 +2,7 @@
 
 #include <array>
 
+#include "berth/core/base64.hpp"
 #include "berth/mcp/jsonrpc.hpp"
 
 namespace berth::sandbox {
@@ -239,6 +240,11 @@ server_fsm::actions server_fsm::on_request(const json& id, const std::string& me
     return a;
   }
   if (method == "tools/call") return call_tool(id, params);
+  if (method == method_reset) {
+    a.reset = id;
+    return a;
+  }
+  if (method == method_export || method == method_import) return start_archive(id, method, params);
   a.lines.push_back(mcp::make_error(id, rpc::method_not_found, "Method not found: " + method.substr(0, 100)));
   return a;
 }
@@ -326,22 +332,112 @@ server_fsm::actions server_fsm::call_tool(const json& id, const json& params) {
       a.lines.push_back(mcp::make_error(id, rpc::invalid_request, "a request with this id is still running"));
       return a;
     }
-    if (running_.size() >= opts_.max_running_commands)
-      return reply(tool_error("run_command: " + std::to_string(running_.size()) +
+    if (running_tools() >= opts_.max_running_commands)
+      return reply(tool_error("run_command: " + std::to_string(running_tools()) +
                               " commands are already running; wait for one to finish"));
-    running_.insert(key);
-    a.start = command_request{id, std::move(*cmd), std::chrono::milliseconds(*timeout), opts_.output_cap};
+    running_.emplace(key, std::make_pair(job_kind::tool, id));
+    a.start = command_request{id, std::move(*cmd), std::chrono::milliseconds(*timeout), opts_.output_cap, {}};
     return a;
   }
   a.lines.push_back(mcp::make_error(id, rpc::invalid_params, "Unknown tool: " + name.substr(0, 100)));
   return a;
 }
 
+std::size_t server_fsm::running_tools() const noexcept {
+  std::size_t n = 0;
+  for (const auto& [_, job] : running_) n += job.first == job_kind::tool ? 1 : 0;
+  return n;
+}
+
+// A tar of the workspace, run by the shell as the workspace's user (so it can read what the user
+// made, and nothing else): gzip to stdout for an export, from stdin for an import.
+server_fsm::actions server_fsm::start_archive(const json& id, const std::string& method, const json& params) {
+  actions a;
+  for (const auto& [_, job] : running_)
+    if (job.first != job_kind::tool) {
+      a.lines.push_back(mcp::make_error(id, rpc::invalid_request, method + ": a workspace archive is already running"));
+      return a;
+    }
+  if (running_.count(mcp::id_key(id)) != 0) {
+    a.lines.push_back(mcp::make_error(id, rpc::invalid_request, "a request with this id is still running"));
+    return a;
+  }
+  const std::string root = ws_.root();
+  command_request req{id, {}, archive_timeout, 0, {}};
+  if (method == method_export) {
+    const auto max = params.is_object() ? params.find("maxBytes") : json::const_iterator{};
+    if (!params.is_object() || max == params.end() || !max->is_number_unsigned() || max->get<std::uint64_t>() == 0 ||
+        max->get<std::uint64_t>() > max_workspace_archive_bytes) {
+      a.lines.push_back(mcp::make_error(id, rpc::invalid_params,
+                                        method + ": params.maxBytes must be an integer in 1.." +
+                                            std::to_string(max_workspace_archive_bytes)));
+      return a;
+    }
+    // One byte over the cap tells "too large" from "exactly the cap"; the shell counts the rest.
+    req.output_cap = static_cast<std::size_t>(max->get<std::uint64_t>()) + 1;
+    req.command = "exec tar -czf - -C '" + root + "' .";
+    running_.emplace(mcp::id_key(id), std::make_pair(job_kind::export_archive, id));
+  } else {
+    const auto data = params.is_object() ? params.find("data") : json::const_iterator{};
+    if (!params.is_object() || data == params.end() || !data->is_string() ||
+        !core::base64_decode(data->get_ref<const std::string&>(), req.stdin_data) || req.stdin_data.empty() ||
+        req.stdin_data.size() > max_workspace_archive_bytes) {
+      a.lines.push_back(mcp::make_error(id, rpc::invalid_params, method + ": params.data must be a base64 tar.gz"));
+      return a;
+    }
+    req.output_cap = 4096;
+    req.command = "exec tar -xzf - -C '" + root + "'";
+    running_.emplace(mcp::id_key(id), std::make_pair(job_kind::import_archive, id));
+  }
+  a.start = std::move(req);
+  return a;
+}
+
 std::string server_fsm::on_command_finished(const json& id, const command_result& r) {
   const auto key = mcp::id_key(id);
-  running_.erase(key);
+  const auto it = running_.find(key);
+  const job_kind kind = it == running_.end() ? job_kind::tool : it->second.first;
+  if (it != running_.end()) running_.erase(it);
   if (cancelled_.erase(key) != 0) return {};
-  return mcp::make_result(id, command_tool_result(r, opts_.output_cap));
+  if (kind == job_kind::tool) return mcp::make_result(id, command_tool_result(r, opts_.output_cap));
+  const bool ok = r.spawn_error.empty() && !r.timed_out && r.signal == 0 && r.exit_code == 0;
+  if (!ok) {
+    std::string why = !r.spawn_error.empty() ? r.spawn_error
+                      : r.timed_out           ? "timed out"
+                      : r.signal != 0         ? "killed by signal " + std::to_string(r.signal)
+                                              : "tar exited with " + std::to_string(r.exit_code);
+    if (!r.stderr_text.empty()) why += ": " + r.stderr_text.substr(0, 300);
+    return mcp::make_error(id, control_error::archive_failed, "workspace archive failed: " + why);
+  }
+  if (kind == job_kind::import_archive) return mcp::make_result(id, json{{"ok", true}});
+  if (r.stdout_truncated) {
+    // Never cut: an archive over the cap is reported with its real size, and nothing is saved.
+    return mcp::make_result(id, json{{"tooLarge", true}, {"bytes", r.stdout_total}});
+  }
+  return mcp::make_result(id, json{{"tooLarge", false}, {"bytes", r.stdout_text.size()},
+                                   {"data", core::base64_encode(r.stdout_text)}});
+}
+
+std::vector<std::string> server_fsm::on_reset_done(const json& id, const scrub_report& report) {
+  std::vector<std::string> lines;
+  for (const auto& [key, job] : running_)
+    if (cancelled_.count(key) == 0)
+      lines.push_back(mcp::make_error(job.second, control_error::cancelled_by_reset,
+                                      "request cancelled: the sandbox was reset for another session"));
+  running_.clear();
+  cancelled_.clear();
+  json summary{{"processesKilled", report.processes_killed}, {"killRounds", report.kill_rounds},
+               {"entriesRemoved", report.entries_removed}, {"ipcRemoved", report.ipc_removed},
+               {"durationMs", report.duration.count()}};
+  if (report.clean()) {
+    summary["clean"] = true;
+    lines.push_back(mcp::make_result(id, summary));
+  } else {
+    std::string why;
+    for (const auto& p : report.problems) why += (why.empty() ? "" : "; ") + p;
+    lines.push_back(mcp::make_error(id, control_error::scrub_failed, "sandbox not clean: " + why, summary));
+  }
+  return lines;
 }
 
 }  // namespace berth::sandbox

@@ -2,11 +2,23 @@
 // The process shell around server_fsm: one poll() loop over stdin, a SIGCHLD signalfd and the
 // pipes of running commands. Commands run as `/bin/sh -c` in their own process group (killed as
 // a group on timeout or cancellation) with stdin from /dev/null, in the workspace root.
+// With a user (--user), commands run under that uid/gid with no capabilities, and berth/reset
+// scrubs with `scrub`; without one they run as the server does and berth/reset reports that it
+// cannot vouch for anything (the gateway then never reuses the container).
 // Returns the process exit status once stdin is closed (0) or stdout is gone (1).
+#include <optional>
+#include <string>
+
+#include "berth/sandbox/scrub.hpp"
 #include "berth/sandbox/server.hpp"
 
 namespace berth::sandbox {
 
-int run_stdio_loop(server_fsm& fsm, const std::string& workdir, int in_fd, int out_fd);
+struct loop_options {
+  std::string workdir;
+  std::optional<scrub_options> user;  // uid/gid commands run as, and how to scrub after them
+};
+
+int run_stdio_loop(server_fsm& fsm, const loop_options& opts, int in_fd, int out_fd);
 
 }  // namespace berth::sandbox

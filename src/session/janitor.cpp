@@ -42,10 +42,14 @@ awaitable<core::result<void>> replica_heartbeat::beat() {
   std::vector<std::vector<std::string>> cmds;
   cmds.push_back(argv("SET", keys_.replica(id_), now, "PX", std::to_string(ttl_.count())));
   cmds.push_back(argv("ZADD", keys_.replicas(), now, id_));
+  if (status_) cmds.push_back(argv("HSET", keys_.replica_stats(), id_, status_()));
+  const auto expected = cmds.size();
   auto r = co_await redis_->pipeline(std::move(cmds));
   if (!r) co_return r.error();
-  if (r->size() != 2) co_return core::make_error(core::errc::internal, "redis heartbeat: expected 2 replies");
+  if (r->size() != expected) co_return core::make_error(core::errc::internal, "redis heartbeat: reply count mismatch");
   if (auto z = redis::as_integer((*r)[1], "ZADD replicas"); !z) co_return z.error();
+  if (expected == 3)
+    if (auto h = redis::as_integer((*r)[2], "HSET replica-stats"); !h) co_return h.error();
   co_return redis::expect_ok((*r)[0], "SET replica");
 }
 
@@ -62,8 +66,12 @@ awaitable<void> replica_heartbeat::loop(std::shared_ptr<replica_heartbeat> self)
 void replica_heartbeat::start() { asio::co_spawn(strand_, loop(shared_from_this()), asio::detached); }
 
 namespace {
-awaitable<void> delete_key(std::shared_ptr<redis::redis_client> redis, std::shared_ptr<std::string> key) {
-  (void)co_await redis->command(argv("DEL", *key));
+// Orderly shutdown: the heartbeat key and the published status go at once (no stale entry).
+awaitable<void> forget_replica(std::shared_ptr<redis::redis_client> redis, std::shared_ptr<std::vector<std::string>> keys) {
+  std::vector<std::vector<std::string>> cmds;
+  cmds.push_back(argv("DEL", (*keys)[0]));
+  cmds.push_back(argv("HDEL", (*keys)[1], (*keys)[2]));
+  (void)co_await redis->pipeline(std::move(cmds));
 }
 }  // namespace
 
@@ -73,8 +81,9 @@ void replica_heartbeat::stop() {
     if (self->stopped_) return;
     self->stopped_ = true;
     self->timer_.cancel();
-    asio::co_spawn(self->strand_, delete_key(self->redis_, std::make_shared<std::string>(self->keys_.replica(self->id_))),
-                   asio::detached);
+    auto keys = std::make_shared<std::vector<std::string>>(
+        std::vector<std::string>{self->keys_.replica(self->id_), self->keys_.replica_stats(), self->id_});
+    asio::co_spawn(self->strand_, forget_replica(self->redis_, std::move(keys)), asio::detached);
   });
 }
 

@@ -64,16 +64,31 @@ awaitable<core::result<void>> release_lease(std::shared_ptr<detail::lease_state>
   if (s->released) co_return core::result<void>{};
   s->released = true;
   s->timer.cancel();
-  auto r = co_await s->redis->command(argv("ZREM", s->key, s->member));
-  if (!r || r->is_error()) {
-    // The lease expires by itself after lease_ttl: degraded (the user has one slot less), not lost.
-    s->release_failed.inc();
-    log()->warn("lease release failed req={} (expires in at most {} ms): {}", s->member, s->ttl.count(),
-                r ? redis::describe(*r) : r.error().message);
-    if (!r) co_return r.error();
-    co_return core::make_error(core::errc::internal, "redis ZREM lease: " + r->str.substr(0, 200));
+  // ZREM of our own member is idempotent, so it is retried through an outage or a failover
+  // (the slot comes back as soon as Redis does, not after lease_ttl). Bounded: after lease_ttl
+  // the lease has expired by itself (nobody refreshes it any more).
+  const auto give_up_at = std::chrono::steady_clock::now() + s->ttl;
+  std::chrono::milliseconds delay{50};
+  for (int attempt = 1;; ++attempt) {
+    auto r = co_await s->redis->command(argv("ZREM", s->key, s->member));
+    if (r && !r->is_error()) {
+      if (attempt > 1) log()->info("lease release req={} succeeded after {} attempts", s->member, attempt);
+      co_return core::result<void>{};
+    }
+    const bool transient = !r && redis::is_transport_error(r.error());
+    if (!transient || std::chrono::steady_clock::now() + delay >= give_up_at) {
+      // The lease expires by itself after lease_ttl: degraded (the user has one slot less), not lost.
+      s->release_failed.inc();
+      log()->warn("lease release failed req={} (expires in at most {} ms): {}", s->member, s->ttl.count(),
+                  r ? redis::describe(*r) : r.error().message);
+      if (!r) co_return r.error();
+      co_return core::make_error(core::errc::internal, "redis ZREM lease: " + r->str.substr(0, 200));
+    }
+    if (attempt == 1) log()->debug("lease release req={} failed ({}); retrying", s->member, r.error().message);
+    s->timer.expires_after(delay);
+    co_await s->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    delay = std::min(delay * 2, std::chrono::milliseconds(2000));
   }
-  co_return core::result<void>{};
 }
 
 awaitable<void> release_detached(std::shared_ptr<detail::lease_state> s) { (void)co_await release_lease(std::move(s)); }
@@ -108,6 +123,8 @@ user_limiter::user_limiter(std::shared_ptr<redis::redis_client> redis, limiter_o
       c_granted_(metrics.get_counter("berth_limiter_permits_total", "per-user request permits granted")),
       c_release_failed_(metrics.get_counter("berth_limiter_release_failures_total",
                                             "permit releases that failed (lease left to expire)")),
+      c_ambiguous_(metrics.get_counter("berth_limiter_ambiguous_acquires_total",
+                                       "acquires whose reply was lost (timeout, connection lost): their lease is released")),
       acquire_(redis_->register_script(scripts::acquire_lease)),
       refresh_(redis_->register_script(scripts::refresh_lease)) {}
 
@@ -118,7 +135,17 @@ awaitable<core::result<user_permit>> user_limiter::acquire(std::string user, std
   auto r = co_await redis_->eval(acquire_, argv(key),
                                  argv(std::to_string(opts_.clock()), std::to_string(opts_.lease_ttl.count()),
                                       std::to_string(opts_.max_per_user), request_id));
-  if (!r) co_return r.error();
+  if (!r) {
+    if (redis::may_have_been_applied(r.error())) {
+      // The script may have run and taken a slot whose grant we never saw (reply lost in a
+      // failover or a timeout): give it back, retried like any release, so the user does not
+      // lose a slot for lease_ttl. Only our own request id is removed.
+      c_ambiguous_.inc();
+      auto s = std::make_shared<detail::lease_state>(redis_, refresh_, key, user, request_id, opts_, c_release_failed_);
+      asio::co_spawn(s->strand, release_detached(s), asio::detached);
+    }
+    co_return r.error();
+  }
   auto arr = redis::as_array(*r, "acquire lease");
   if (!arr) co_return arr.error();
   if ((*arr)->size() != 2) co_return core::make_error(core::errc::internal, "redis acquire lease: expected [granted, count]");

@@ -8,6 +8,26 @@
 
 namespace berth::session {
 
+std::optional<std::string> key_schema::legacy_to_current(std::string_view key) const {
+  if (!key.starts_with(prefix)) return std::nullopt;
+  key.remove_prefix(prefix.size());
+  struct kind {
+    std::string_view name;
+    std::string (key_schema::*build)(std::string_view) const;
+  };
+  static constexpr kind kinds[] = {{"session:", &key_schema::session},
+                                   {"session-lock:", &key_schema::lock},
+                                   {"history:", &key_schema::history},
+                                   {"inflight:", &key_schema::inflight}};
+  for (const auto& k : kinds) {
+    if (!key.starts_with(k.name)) continue;
+    auto id = key.substr(k.name.size());
+    if (id.empty() || (id.front() == '{' && id.back() == '}')) return std::nullopt;
+    return (this->*k.build)(id);
+  }
+  return std::nullopt;
+}
+
 core::result<void> validate_session_id(std::string_view sid) {
   if (sid.empty()) return core::make_error(core::errc::invalid_payload, "sessionId is empty");
   if (sid.size() > 64) return core::make_error(core::errc::invalid_payload, "sessionId is longer than 64 characters");
@@ -70,6 +90,10 @@ core::result<session_record> decode_session_hash(std::string_view sid, const std
       r.replica = v;
     } else if (k == "resume_token_hash") {
       r.resume_token_hash = v;
+    } else if (k == "workspace") {
+      r.workspace = v;
+    } else if (k == "address") {
+      r.address = v;
     } else if (k == "created_ms") {
       if (!parse_i64(v, r.created_ms)) return core::make_error(core::errc::internal, "session hash: bad created_ms");
       has_created = true;
@@ -143,12 +167,12 @@ std::size_t entries_to_drop(std::span<const std::size_t> estimates, std::size_t 
 
 namespace scripts {
 
-// KEYS: session hash, sessions zset. ARGV: sid, user, container, replica, now_ms, token_hash, ttl_ms.
-// Returns 1 when created, 0 when the session already exists (nothing written).
+// KEYS: session hash, sessions zset. ARGV: sid, user, container, replica, now_ms, token_hash, ttl_ms,
+// address. Returns 1 when created, 0 when the session already exists (nothing written).
 const char* const create_session = R"lua(
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'user', ARGV[2], 'container', ARGV[3], 'replica', ARGV[4],
-           'created_ms', ARGV[5], 'last_seen_ms', ARGV[5], 'resume_token_hash', ARGV[6])
+           'created_ms', ARGV[5], 'last_seen_ms', ARGV[5], 'resume_token_hash', ARGV[6], 'address', ARGV[8])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
 return 1
@@ -166,10 +190,11 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 )lua";
 
-// KEYS: sessions zset, session hash, history list. ARGV: sid, cutoff_ms or "any".
-// The claim: exactly one caller wins the ZREM (scripts run atomically), gets the hash (possibly
-// empty if it expired) and deletes session + history. With a cutoff, a session seen after it
-// (touched since the janitor listed it) is left alone. nil = not claimed.
+// KEYS: sessions zset, session hash, history list, workspace. ARGV: sid, cutoff_ms or "any",
+// address-zset prefix. The claim: exactly one caller wins the ZREM (scripts run atomically), gets
+// the hash (possibly empty if it expired) and deletes session, history and saved workspace, and
+// the session's place in its address's count. With a cutoff, a session seen after it (touched
+// since the janitor listed it) is left alone. nil = not claimed.
 const char* const end_session = R"lua(
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score then
@@ -179,8 +204,50 @@ elseif ARGV[2] ~= 'any' or redis.call('EXISTS', KEYS[2]) == 0 then
   return false
 end
 local h = redis.call('HGETALL', KEYS[2])
-redis.call('DEL', KEYS[2], KEYS[3])
+local addr = redis.call('HGET', KEYS[2], 'address')
+if addr and addr ~= '' then redis.call('ZREM', ARGV[3] .. addr, ARGV[1]) end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 return h
+)lua";
+
+// KEYS: session hash, workspace. ARGV: expected container, replica, data, ttl_ms, note.
+// Hibernation, as one step: only while the session still names our container and our replica
+// (a resume elsewhere claimed it otherwise), store the archive and mark the session container-less.
+// Returns 1 when hibernated, 0 when the session moved on (nothing written).
+const char* const hibernate = R"lua(
+if redis.call('HGET', KEYS[1], 'container') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'replica') ~= ARGV[2] then
+  return 0
+end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4]) end
+redis.call('HSET', KEYS[1], 'container', '', 'workspace', ARGV[5])
+return 1
+)lua";
+
+// KEYS: address zset. ARGV: now_ms, ttl_ms, limit, sid. Counts the live sessions of one client
+// address (expired entries dropped) and admits this one if under the limit (an already admitted
+// sid is refreshed). Returns {admitted 0|1, count}.
+const char* const admit_address = R"lua(
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[4]) then
+  local n = redis.call('ZCARD', KEYS[1])
+  if n >= tonumber(ARGV[3]) then return {0, n} end
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, redis.call('ZCARD', KEYS[1])}
+)lua";
+
+// KEYS: containers zset. ARGV: now_ms, ttl_ms, limit, member. A slot for one more container in
+// the cluster, if fewer than limit are alive (entries expire unless their replica refreshes them).
+// Returns {granted 0|1, count}.
+const char* const reserve_container = R"lua(
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local n = redis.call('ZCARD', KEYS[1])
+if n >= tonumber(ARGV[3]) then return {0, n} end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[4])
+return {1, n + 1}
 )lua";
 
 // KEYS: lock. ARGV: owner token. Compare-and-delete: 1 if we held it.

@@ -27,7 +27,9 @@ session_store::session_store(std::shared_ptr<redis::redis_client> redis, session
       create_(redis_->register_script(scripts::create_session)),
       touch_(redis_->register_script(scripts::touch_session)),
       end_(redis_->register_script(scripts::end_session)),
-      unlock_(redis_->register_script(scripts::unlock)) {}
+      unlock_(redis_->register_script(scripts::unlock)),
+      hibernate_(redis_->register_script(scripts::hibernate)),
+      admit_(redis_->register_script(scripts::admit_address)) {}
 
 awaitable<core::result<std::optional<session_record>>> session_store::get(std::string sid) {
   if (auto v = validate_session_id(sid); !v) co_return v.error();
@@ -45,7 +47,8 @@ awaitable<core::result<std::optional<session_record>>> session_store::get(std::s
   co_return std::optional<session_record>{std::move(*rec)};
 }
 
-awaitable<core::result<created_session>> session_store::create(std::string sid, std::string user, std::string container) {
+awaitable<core::result<created_session>> session_store::create(std::string sid, std::string user, std::string container,
+                                                              std::string address) {
   if (auto v = validate_session_id(sid); !v) co_return v.error();
   if (auto v = validate_user_id(user); !v) co_return v.error();
   created_session out;
@@ -56,9 +59,11 @@ awaitable<core::result<created_session>> session_store::create(std::string sid, 
   out.record.replica = opts_.replica_id;
   out.record.created_ms = out.record.last_seen_ms = opts_.clock();
   out.record.resume_token_hash = sha256_hex(out.resume_token);
+  out.record.address = address;
   auto r = co_await redis_->eval(create_, argv(opts_.keys.session(sid), opts_.keys.sessions()),
                                  argv(sid, user, container, opts_.replica_id, std::to_string(out.record.created_ms),
-                                      out.record.resume_token_hash, std::to_string(opts_.session_ttl().count())));
+                                      out.record.resume_token_hash, std::to_string(opts_.session_ttl().count()),
+                                      address));
   if (!r) co_return r.error();
   auto created = redis::as_integer(*r, "create session");
   if (!created) co_return created.error();
@@ -121,6 +126,17 @@ awaitable<core::result<bool>> session_store::set_container(std::string sid, std:
   co_return *n == 1;
 }
 
+awaitable<core::result<bool>> session_store::set_workspace_note(std::string sid, std::string note) {
+  if (auto v = validate_session_id(sid); !v) co_return v.error();
+  auto r = co_await redis_->eval(touch_, argv(opts_.keys.session(sid), opts_.keys.sessions()),
+                                 argv(sid, std::to_string(opts_.clock()), std::to_string(opts_.session_ttl().count()),
+                                      opts_.replica_id, "workspace", note));
+  if (!r) co_return r.error();
+  auto n = redis::as_integer(*r, "set workspace note");
+  if (!n) co_return n.error();
+  co_return *n == 1;
+}
+
 awaitable<core::result<std::optional<std::string>>> session_store::rotate_resume_token(std::string sid) {
   if (auto v = validate_session_id(sid); !v) co_return v.error();
   auto token = core::random_token(opts_.resume_token_bytes);
@@ -151,8 +167,7 @@ core::result<std::optional<session_record>> decode_claim(const std::string& sid,
 
 awaitable<core::result<std::optional<session_record>>> session_store::end(std::string sid) {
   if (auto v = validate_session_id(sid); !v) co_return v.error();
-  auto r = co_await redis_->eval(end_, argv(opts_.keys.sessions(), opts_.keys.session(sid), opts_.keys.history(sid)),
-                                 argv(sid, "any"));
+  auto r = co_await redis_->eval(end_, end_keys(sid), argv(sid, "any", opts_.keys.address("")));
   if (!r) co_return r.error();
   auto rec = decode_claim(sid, *r);
   if (rec && *rec) log()->info("session ended sid={}", sid);
@@ -161,10 +176,64 @@ awaitable<core::result<std::optional<session_record>>> session_store::end(std::s
 
 awaitable<core::result<std::optional<session_record>>> session_store::end_if_idle(std::string sid, std::int64_t cutoff_ms) {
   if (auto v = validate_session_id(sid); !v) co_return v.error();
-  auto r = co_await redis_->eval(end_, argv(opts_.keys.sessions(), opts_.keys.session(sid), opts_.keys.history(sid)),
-                                 argv(sid, std::to_string(cutoff_ms)));
+  auto r = co_await redis_->eval(end_, end_keys(sid), argv(sid, std::to_string(cutoff_ms), opts_.keys.address("")));
   if (!r) co_return r.error();
   co_return decode_claim(sid, *r);
+}
+
+std::vector<std::string> session_store::end_keys(const std::string& sid) const {
+  return argv(opts_.keys.sessions(), opts_.keys.session(sid), opts_.keys.history(sid), opts_.keys.workspace(sid));
+}
+
+awaitable<core::result<bool>> session_store::hibernate(std::string sid, std::string container, std::string archive,
+                                                       std::string note) {
+  if (auto v = validate_session_id(sid); !v) co_return v.error();
+  auto r = co_await redis_->eval(hibernate_, argv(opts_.keys.session(sid), opts_.keys.workspace(sid)),
+                                 argv(container, opts_.replica_id, std::move(archive),
+                                      std::to_string(opts_.session_ttl().count()), note));
+  if (!r) co_return r.error();
+  auto n = redis::as_integer(*r, "hibernate");
+  if (!n) co_return n.error();
+  co_return *n == 1;
+}
+
+awaitable<core::result<std::optional<std::string>>> session_store::load_workspace(std::string sid) {
+  if (auto v = validate_session_id(sid); !v) co_return v.error();
+  auto r = co_await redis_->command(argv("GET", opts_.keys.workspace(sid)));
+  if (!r) co_return r.error();
+  co_return redis::as_optional_string(*r, "GET workspace");
+}
+
+awaitable<core::result<void>> session_store::forget_workspace(std::string sid) {
+  if (auto v = validate_session_id(sid); !v) co_return v.error();
+  std::vector<std::vector<std::string>> cmds;
+  cmds.push_back(argv("DEL", opts_.keys.workspace(sid)));
+  cmds.push_back(argv("HSET", opts_.keys.session(sid), "workspace", ""));
+  auto r = co_await redis_->pipeline(std::move(cmds));
+  if (!r) co_return r.error();
+  co_return core::result<void>{};
+}
+
+awaitable<core::result<void>> session_store::admit_address(std::string address, std::string sid, std::size_t limit) {
+  auto r = co_await redis_->eval(admit_, argv(opts_.keys.address(address)),
+                                 argv(std::to_string(opts_.clock()), std::to_string(opts_.session_ttl().count()),
+                                      std::to_string(limit), sid));
+  if (!r) co_return r.error();
+  auto arr = redis::as_array(*r, "admit address");
+  if (!arr) co_return arr.error();
+  if ((*arr)->size() != 2) co_return core::make_error(core::errc::internal, "admit address: expected {admitted, count}");
+  auto admitted = redis::as_integer((**arr)[0], "admitted");
+  if (!admitted) co_return admitted.error();
+  if (*admitted == 1) co_return core::result<void>{};
+  metrics_.get_counter("berth_sessions_address_limited_total", "new sessions refused by MAX_SESSIONS_PER_ADDRESS").inc();
+  co_return core::make_error(core::errc::session_limit,
+                             "this address already holds " + std::to_string(limit) + " sessions (MAX_SESSIONS_PER_ADDRESS)");
+}
+
+awaitable<core::result<void>> session_store::release_address(std::string address, std::string sid) {
+  auto r = co_await redis_->command(argv("ZREM", opts_.keys.address(address), sid));
+  if (!r) co_return r.error();
+  co_return core::result<void>{};
 }
 
 awaitable<core::result<std::vector<std::string>>> session_store::idle_sessions(std::int64_t cutoff_ms, std::size_t limit) {

@@ -39,12 +39,11 @@ export LLM_PROVIDER=local ORPHAN_REAP_INTERVAL_MS=${ORPHAN_REAP_INTERVAL_MS:-500
        CONTAINER_MEMORY=${CONTAINER_MEMORY:-128m} SESSION_IDLE_TIMEOUT_MS=${SESSION_IDLE_TIMEOUT_MS:-120000} \
        REDIS_MAXMEMORY=${REDIS_MAXMEMORY:-128mb} APP_MEMORY_LIMIT=${APP_MEMORY_LIMIT:-512m}
 NGINX_PORT=$(free_port); export NGINX_PORT
-# The compose files ask for nofile 65536; a daemon with a lower hard limit cannot grant it.
-hard=$(ulimit -Hn); [ "$hard" = unlimited ] && hard=65536
-export NOFILE_LIMIT=${NOFILE_LIMIT:-$(( hard < 65536 ? hard : 65536 ))}
+# No NOFILE_LIMIT: the compose files demand no ulimits (Berth raises its own soft limit).
+PROMETHEUS_PORT=$(free_port); export PROMETHEUS_PORT
 # Find a replica change within a second or two (watch-upstreams' default is 5 s).
 export UPSTREAM_CHECK_INTERVAL=${UPSTREAM_CHECK_INTERVAL:-1}
-SCALE=("${DC[@]}" -p "$P" -f docker-compose.scale.yml -f docker-compose.offline.yml)
+SCALE=("${DC[@]}" -p "$P" -f docker-compose.scale.yml -f docker-compose.offline.yml --profile monitoring)
 SINGLE=("${DC[@]}" -p "$P1" -f docker-compose.yml)
 replicas_file="$ART/replica-ids"
 : >"$replicas_file"
@@ -76,7 +75,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Fixed container names (mcp-redis, mcp-nginx) must be free.
-for n in mcp-redis mcp-nginx; do
+for n in mcp-redis mcp-nginx mcp-prometheus; do
   owner=$(docker inspect -f '{{index .Config.Labels "com.docker.compose.project"}}' "$n" 2>/dev/null || true)
   if [ -n "$owner" ] && [ "$owner" != "$P" ]; then echo "container $n belongs to project '$owner': stop that stack first"; echo "0 passed, 1 failed"; exit 1; fi
 done
@@ -109,9 +108,23 @@ napp=$(docker ps -q --filter "label=com.docker.compose.project=$P" --filter labe
 docker exec mcp-redis redis-cli INFO stats | grep '^total_connections_received:' >/dev/null && ok "docker exec mcp-redis redis-cli INFO stats" || fail "redis INFO stats"
 [ "$(docker exec mcp-redis redis-cli CONFIG GET appendonly | tail -1)" = yes ] && ok "Redis AOF on" || fail "Redis AOF"
 docker logs mcp-nginx 2>&1 | grep 'GET /health' >/dev/null && ok "docker logs mcp-nginx shows requests" || fail "nginx logs"
-pool=$(curl -s --max-time 5 "http://127.0.0.1:$NGINX_PORT/stats/pool")
-node -e 'const p=JSON.parse(process.argv[1]); for (const k of ["idle","active","total","maxPoolSize","minPoolSize"]) if (typeof p[k]!=="number") process.exit(1)' "$pool" \
-  && ok "/stats/pool: $pool" || fail "/stats/pool: $pool"
+for _ in $(seq 1 60); do
+  pool=$(curl -s --max-time 5 "http://127.0.0.1:$NGINX_PORT/stats/pool")
+  node -e 'const p=JSON.parse(process.argv[1]); process.exit(p.cluster.totals.replicas===4&&p.cluster.totals.idle===4*Number(process.argv[2])?0:1)' "$pool" "$POOL_MIN_SIZE" 2>/dev/null && break
+  sleep 1
+done
+node -e 'const p=JSON.parse(process.argv[1]); for (const k of ["idle","active","total","maxPoolSize","minPoolSize"]) if (typeof p[k]!=="number") process.exit(1); const c=p.cluster; if (c.totals.replicas!==4||c.replicas.length!==4||c.totals.idle!==4*Number(process.argv[2])||!c.replicas.every(r=>r.replica&&r.updatedMs>0)) process.exit(1)' "$pool" "$POOL_MIN_SIZE" \
+  && ok "/stats/pool: guide fields + cluster of 4: $(cut -c1-200 <<<"$pool")" || fail "/stats/pool: $pool"
+# Prometheus (monitoring profile) finds the 4 replicas through DNS by itself.
+prom() { curl -s --max-time 5 "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/$1"; }
+up4=0
+for _ in $(seq 1 120); do
+  v=$(prom 'query?query=berth:replicas_up:count' | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(JSON.parse(s).data.result[0].value[1])}catch{console.log("")}})')
+  [ "$v" = 4 ] && { up4=1; break; }
+  sleep 1
+done
+[ "$up4" = 1 ] && ok "Prometheus scrapes all 4 replicas (dns_sd on app): berth:replicas_up:count = 4" || fail "Prometheus replicas up: '${v:-}'"
+prom 'query?query=redis_memory_max_bytes' | grep -q '"value"' && ok "Prometheus sees Redis memory (redis exporter)" || fail "no redis_memory_max_bytes in Prometheus"
 # (grep reads the whole stream: with `grep -q` and pipefail, the writer's SIGPIPE fails the check.)
 "${SCALE[@]}" logs --no-color app >"$ART/app-logs.txt" 2>&1
 for line in "\[ContainerPool\] Initializing with min=$POOL_MIN_SIZE, max=$POOL_MAX_SIZE" \
@@ -121,11 +134,40 @@ for line in "\[ContainerPool\] Initializing with min=$POOL_MIN_SIZE, max=$POOL_M
   [ "$n" -ge 4 ] && ok "logs app | grep ContainerPool: '$line' from $n replicas" || fail "'$line' in app logs $n times (want 4)"
 done
 
+# The seed's Artillery scenario (with callId captured) from this one host, through nginx: new
+# sessions must spread over the 4 replicas (nginx no longer hashes the client address).
+ready_counts() { local id; for id in $(docker ps -q --filter "label=com.docker.compose.project=$P" --filter label=com.docker.compose.service=app); do
+  echo "$(docker inspect -f '{{.Config.Hostname}}' "$id") $(docker logs "$id" 2>&1 | grep -c ' ready (')"; done; }
+ready_counts >"$ART/ready-before.txt"
+if OUT_DIR="$ART/artillery" MAX_ERROR_RATE=${ARTILLERY_MAX_ERROR_RATE:-0.1} ARRIVAL_RATE=${ARTILLERY_RATE:-2} DURATION=${ARTILLERY_DURATION:-20} timeout 600 \
+     bash bench/artillery/run.sh "http://127.0.0.1:$NGINX_PORT" >"$ART/artillery.log" 2>&1; then
+  ok "artillery scenario through nginx: $(grep -iE 'error rate|completed' "$ART/artillery.log" | tr -s ' ' | head -2 | tr '\n' ';')"
+else
+  fail "artillery scenario: $(tail -5 "$ART/artillery.log")"
+fi
+cat "$ART/artillery.log"
+ready_counts >"$ART/ready-after.txt"
+split=$(awk 'NR==FNR { b[$1] = $2; next } { d = $2 - b[$1]; n[$1] = d; t += d } END { for (r in n) printf "%s %d %.0f\n", r, n[r], t ? 100 * n[r] / t : 0 }' \
+        "$ART/ready-before.txt" "$ART/ready-after.txt" | sort)
+echo "sessions per replica (replica, sessions, %):"; echo "$split" | tee "$ART/artillery-split.txt"
+if [ "$(echo "$split" | wc -l)" = 4 ] && echo "$split" | awk '{ if ($3 < 15 || $3 > 35) bad = 1 } END { exit bad }'; then
+  ok "Artillery sessions from one host spread over 4 replicas, each 15-35 %: $(echo "$split" | awk '{printf "%s%%, ", $3}')"
+else fail "Artillery split: $(echo "$split" | tr '\n' ';')"; fi
+timing "artillery"
+
 # 3. tool flow through nginx, kill the serving replica, resume
 BERTH_URL="http://127.0.0.1:$NGINX_PORT" KILL_CMD="bash $ROOT/tests/deploy/kill_replica.sh $P" \
   HISTORY_LEN_CMD="docker exec mcp-redis redis-cli LLEN" \
   timeout 600 node tests/deploy/flow.mjs | tee "$ART/flow-scale.log"
 [ "${PIPESTATUS[0]}" = 0 ] && ok "flow.mjs through nginx (polling, websocket, kill + resume, history in Redis)" || fail "flow.mjs (scale)"
+# The kill must show in Prometheus as an alert (dns_sd drops the dead target; the rule compares
+# with the last 15 minutes).
+fired=0
+for _ in $(seq 1 150); do
+  prom alerts | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{process.exit(JSON.parse(s).data.alerts.some(a=>a.labels.alertname==="BerthReplicaDown"&&a.state==="firing")?0:1)}catch{process.exit(1)}})' && { fired=1; break; }
+  sleep 1
+done
+[ "$fired" = 1 ] && ok "Prometheus fires BerthReplicaDown after the kill" || fail "BerthReplicaDown did not fire within 150 s: $(prom alerts | cut -c1-300)"
 # The killed replica's idle pool containers are orphans now: a live replica reaps them once the
 # dead one's heartbeat has expired (containers a session still references are kept).
 dead=$(sed -n 's/^kill_replica: .*(replica \(.*\))$/\1/p' "$ART/flow-scale.log" | head -1)
@@ -141,15 +183,6 @@ else
 fi
 timing "flow + kill/resume"
 
-# The seed's Artillery scenario (with callId captured), CI size, through nginx.
-if OUT_DIR="$ART/artillery" MAX_ERROR_RATE=${ARTILLERY_MAX_ERROR_RATE:-0.1} timeout 600 \
-     bash bench/artillery/run.sh "http://127.0.0.1:$NGINX_PORT" >"$ART/artillery.log" 2>&1; then
-  ok "artillery scenario through nginx: $(grep -iE 'error rate|completed' "$ART/artillery.log" | tr -s ' ' | head -2 | tr '\n' ';')"
-else
-  fail "artillery scenario: $(tail -5 "$ART/artillery.log")"
-fi
-cat "$ART/artillery.log"
-timing "artillery"
 
 # 4. down: nothing left behind
 record_replicas "$P" app
@@ -164,7 +197,7 @@ timing "down"
 PORT=$(free_port)
 if PORT=$PORT ENABLE_CONTAINER_POOL=false REDIS_IMAGE=berth/redis:offline "${SINGLE[@]}" up -d >"$ART/single-up.log" 2>&1; then
   ok "single stack up with ENABLE_CONTAINER_POOL=false"; else fail "single up: $(tail -5 "$ART/single-up.log")"; fi
-record_replicas "$P1" berth
+record_replicas "$P1" app
 for _ in $(seq 1 120); do curl -sf --max-time 3 "http://127.0.0.1:$PORT/health" >/dev/null && break; sleep 1; done
 BERTH_URL="http://127.0.0.1:$PORT" POLLING_CLIENTS=1 WS_CLIENTS=1 timeout 300 node tests/deploy/flow.mjs | tee "$ART/flow-single.log"
 [ "${PIPESTATUS[0]}" = 0 ] && ok "rollback (pool off): tool flow" || fail "rollback tool flow"
@@ -173,11 +206,11 @@ timing "rollback flow"
 # 6. bad input fails fast with one line naming the cause
 bad() {  # bad NAME GREP ENV...: single berth container must exit and log a matching line
   local name=$1 pattern=$2; shift 2
-  "${SINGLE[@]}" rm -sf berth >/dev/null 2>&1
-  env "$@" PORT="$PORT" REDIS_IMAGE=berth/redis:offline "${SINGLE[@]}" up -d --no-deps berth >/dev/null 2>&1
+  "${SINGLE[@]}" rm -sf app >/dev/null 2>&1
+  env "$@" PORT="$PORT" REDIS_IMAGE=berth/redis:offline "${SINGLE[@]}" up -d --no-deps app >/dev/null 2>&1
   # docker logs on the container id: compose v1's own `logs` costs seconds per call.
   local id found=0 running=true
-  id=$("${SINGLE[@]}" ps -q berth)
+  id=$("${SINGLE[@]}" ps -q app)
   for _ in $(seq 1 60); do
     docker logs "$id" 2>&1 | grep -iE "$pattern" >/dev/null && { found=1; break; }
     sleep 1
@@ -192,14 +225,22 @@ bad() {  # bad NAME GREP ENV...: single berth container must exit and log a matc
   case "$running" in "true 0") fail "$name: Berth still running" ;; *) ok "$name: Berth exited ($running)" ;; esac
 }
 bad "invalid pool setting" 'POOL_MIN_SIZE' POOL_MIN_SIZE=abc
-bad "wrong Redis URL" 'redis.*(fail|error|unreach|resolv|refused|down)' BERTH_COMPOSE_REDIS_URL=redis://no-such-redis:6379
-docker run -d --name berth-deploy-e2e-nosocket --label berth.test=1 -e REDIS_URL=redis://127.0.0.1:1 berth:latest >/dev/null 2>&1
+bad "wrong Redis URL" 'redis.*(fail|error|unreach|resolv|refused|down)' REDIS_URL=redis://no-such-redis:6379
+docker run -d --name berth-deploy-e2e-nosocket --label berth.test=1 -e REDIS_URL=redis://127.0.0.1:1 "${BERTH_IMAGE:-berth:latest}" >/dev/null 2>&1
 ns=0
 for _ in $(seq 1 60); do docker logs berth-deploy-e2e-nosocket 2>&1 | grep -i 'docker.sock\|docker socket' >/dev/null && { ns=1; break; }; sleep 1; done
 for _ in $(seq 1 60); do [ "$(docker inspect -f '{{.State.Running}}' berth-deploy-e2e-nosocket 2>/dev/null)" = true ] || break; sleep 1; done
 [ "$(docker inspect -f '{{.State.Running}}' berth-deploy-e2e-nosocket 2>/dev/null)" = false ] && ok "no Docker socket: Berth exits" || fail "no Docker socket: Berth still running after 60 s"
 [ "$ns" = 1 ] && ok "no Docker socket: $(docker logs berth-deploy-e2e-nosocket 2>&1 | grep -i 'docker' | head -1 | cut -c1-160)" || fail "no socket: no clear line"
 timing "bad input"
+"${SINGLE[@]}" down -v --remove-orphans -t 20 >/dev/null 2>&1
+
+# 7. the operator guide's commands, verbatim, on both stacks (port 3000, project berth-guide-e2e)
+if [ "${BERTH_GUIDE_TESTS:-1}" = 1 ]; then
+  BERTH_E2E_ARTIFACTS="$ART" timeout 2400 bash tests/deploy/guide_commands.sh 2>&1 | tee "$ART/guide.log"
+  [ "${PIPESTATUS[0]}" = 0 ] && ok "guide commands: $(tail -1 "$ART/guide.log")" || fail "guide commands: $(grep FAILED "$ART/guide.log" | head -5 | tr '\n' ';')"
+  timing "guide commands"
+fi
 
 echo "compose e2e total: $((SECONDS - t_start)) s"
 echo "$passed passed, $failed failed"

@@ -19,6 +19,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0") or 0)
+        self.rfile.read(n)
+        self.do_GET()
+
     def do_GET(self):
         if self.headers.get("Upgrade", "").lower() == "websocket":
             key = self.headers.get("Sec-WebSocket-Key", "")

@@ -3,6 +3,8 @@
 // persistence off (--save '' --appendonly no). start() waits until it answers PING; stop() /
 // start() restart it on the same port (and unix socket) so reconnect paths can be tested.
 // Header-only, no Asio (plain POSIX), usable from any test or bench.
+// Also runs replicas (extra_args {"--replicaof", "127.0.0.1", port}) and sentinels
+// (sentinel_conf: the `sentinel ...` lines; port, bind and dir are added).
 // Lifetime: the destructor stops the server and removes the temp dir. Not thread-safe.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -31,6 +33,9 @@ struct redis_server_options {
   int databases = 16;
   std::string binary = "redis-server";
   std::chrono::milliseconds start_timeout{10000};
+  std::vector<std::string> extra_args{};  // appended to the command line
+  std::string sentinel_conf{};          // non-empty: run `<binary> <conf>` as a sentinel (binary
+                                        // redis-sentinel, or redis-server with --sentinel added)
 };
 
 class redis_server {
@@ -91,6 +96,14 @@ class redis_server {
 
   // SIGTERM, wait for exit (SIGKILL after 5 s).
   void stop() { kill_child(); }
+  // SIGKILL at once (a crash: no shutdown, no goodbye to replicas or clients), then reap.
+  void crash() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
   void restart() {
     stop();
     start();
@@ -174,6 +187,7 @@ class redis_server {
   }
 
   void spawn() {
+    if (!opts_.sentinel_conf.empty()) return spawn_args(sentinel_args());
     std::vector<std::string> args = {opts_.binary,  "--port",       std::to_string(port_), "--bind", "127.0.0.1",
                                      "--save",      "",             "--appendonly",        "no",     "--dir",
                                      dir_,          "--logfile",    dir_ + "/redis.log",   "--daemonize", "no",
@@ -188,6 +202,25 @@ class redis_server {
       args.push_back("--unixsocketperm");
       args.push_back("700");
     }
+    for (const auto& a : opts_.extra_args) args.push_back(a);
+    spawn_args(std::move(args));
+  }
+
+  // A sentinel needs a writable config file (it records what it learns there). Written once:
+  // a restarted sentinel keeps what it knew, as a real one does.
+  std::vector<std::string> sentinel_args() {
+    const auto conf = dir_ + "/sentinel.conf";
+    if (!fixed_port_ || !std::filesystem::exists(conf)) {  // (re)written until it first started
+      std::ofstream f(conf);
+      f << "port " << port_ << "\nbind 127.0.0.1\nprotected-mode no\ndaemonize no\ndir " << dir_ << "\nlogfile "
+        << dir_ << "/redis.log\n"
+        << opts_.sentinel_conf << "\n";
+    }
+    if (opts_.binary == "redis-sentinel") return {opts_.binary, conf};  // Debian's redis-sentinel package
+    return {opts_.binary, conf, "--sentinel"};
+  }
+
+  void spawn_args(std::vector<std::string> args) {
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -20,6 +20,9 @@ struct config {
   std::uint16_t port = 3000;
   std::string socketio_path = "/socket.io/";
   std::string replica_id;  // defaults to the hostname
+  // host:port under which the load balancer reaches this replica; a hash of it prefixes every
+  // Engine.IO sid (sticky routing). Empty: this host's IPv4 address and `port`.
+  std::string route_address;
   std::size_t max_connections = 50000;
   std::vector<std::string> cors_origins;  // empty: no CORS headers; "*" allows any
   // engine.io
@@ -30,6 +33,13 @@ struct config {
   std::size_t max_http_buffer_size = 1000000;
   // dependencies
   std::string redis_url = "redis://127.0.0.1:6379";
+  // Redis Sentinel: when set, the master of `redis_sentinel_master` is found through these
+  // sentinels ("host:port,host:port", validated when the client is built) and REDIS_URL's
+  // host/port are ignored (its password and db still apply).
+  std::string redis_sentinels;
+  std::string redis_sentinel_master = "mymaster";
+  std::string redis_sentinel_password;  // secret: AUTH on the sentinels
+  std::string redis_password;           // secret: AUTH on Redis when REDIS_URL carries none
   std::string docker_host = "unix:///var/run/docker.sock";
   // pool
   std::string sandbox_image = "berth-sandbox:latest";
@@ -39,6 +49,13 @@ struct config {
   std::size_t pool_max_size = 100;
   std::chrono::milliseconds pool_idle_timeout{900000};
   std::chrono::milliseconds acquire_timeout{30000};
+  // A released container is scrubbed (berth/reset) and reused, at most pool_max_uses sessions and
+  // for at most pool_max_age; false: destroyed at release, as before recycling existed.
+  bool pool_recycle = true;
+  std::size_t pool_max_uses = 100;
+  std::chrono::milliseconds pool_max_age{3600000};
+  // Cluster-wide cap on sandbox containers (every replica's, counted in Redis); 0: no cap.
+  std::size_t max_containers = 1000;
   std::uint64_t container_memory_bytes = 512ull * 1024 * 1024;
   double container_cpus = 1.0;
   std::int64_t container_pids = 256;
@@ -46,6 +63,12 @@ struct config {
   // sessions and limits
   std::size_t max_requests_per_user = 5;
   std::chrono::milliseconds session_idle_timeout{900000};
+  // A session with no socket for this long hibernates: /workspace is saved in Redis (at most
+  // workspace_save_max_bytes of tar.gz) and its container goes back to the pool.
+  std::chrono::milliseconds session_detach_grace{30000};
+  std::size_t workspace_save_max_bytes = 2u * 1024u * 1024u;
+  // Without auth: live sessions one client address may hold (0: no cap).
+  std::size_t max_sessions_per_address = 100;
   // How often one replica (a Redis lock picks which) removes orphaned containers: labelled
   // berth.managed, owner replica's heartbeat gone, referenced by no live session.
   std::chrono::milliseconds orphan_reap_interval{60000};
@@ -57,8 +80,8 @@ struct config {
   // abuse limits (docs/HARDENING.md); 0 turns a limit off
   trusted_proxies proxies;  // TRUSTED_PROXIES: peers whose X-Forwarded-For is believed
   std::size_t max_connections_per_address = 500;  // TCP connections open at once per peer (trusted proxies exempt)
-  std::size_t max_sessions_per_address = 500;     // Engine.IO sessions open at once per client address
-  std::uint32_t new_sessions_per_address_per_minute = 600;  // token bucket per client address
+  std::size_t max_engineio_sessions_per_address = 500;     // Engine.IO sessions open at once per client address
+  std::uint32_t new_engineio_sessions_per_address_per_minute = 600;  // token bucket per client address
   std::uint32_t socket_events_per_second = 20;    // token bucket per Socket.IO socket
   std::uint32_t socket_event_burst = 100;
   // A socket sending at least 10x its rate for this many consecutive seconds is disconnected.

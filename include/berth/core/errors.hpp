@@ -1,5 +1,7 @@
 #pragma once
 // The client-visible error codes of PROTOCOL.md and the one table that maps them to HTTP status.
+#include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,6 +20,7 @@ enum class errc {
   pool_exhausted,
   sandbox_unavailable,
   session_forbidden,
+  session_limit,
   unauthorized,
   internal,
 };
@@ -27,10 +30,12 @@ std::string_view to_string(errc e) noexcept;
 // HTTP status for the same condition (429, 400, 409, ..., 503).
 unsigned http_status(errc e) noexcept;
 
-// A failure to report to a client: code + human text (never secrets, never whole payloads).
+// A failure to report to a client: code + human text (never secrets, never whole payloads), and
+// when to try again where that is known (sent as retryAfterMs).
 struct error {
   errc code = errc::internal;
   std::string message;
+  std::optional<std::chrono::milliseconds> retry_after = std::nullopt;
 };
 
 // Found by ADL when result<T>::value() is called on an error: a bug, so it throws.
@@ -40,6 +45,6 @@ struct error {
 template <class T>
 using result = boost::system::result<T, error>;
 
-inline error make_error(errc code, std::string message) { return error{code, std::move(message)}; }
+inline error make_error(errc code, std::string message) { return error{code, std::move(message), std::nullopt}; }
 
 }  // namespace berth::core

@@ -10,7 +10,15 @@
 
 namespace berth::core {
 
-void init_logging(std::string_view level, std::string_view format);
+// format "json": one object per line, {"ts","level","module","replica","msg"} plus "sid" when the
+// message names a session (`sid=...`), every string JSON-escaped.
+void init_logging(std::string_view level, std::string_view format, std::string_view replica = {});
+// The formatter LOG_FORMAT=json installs on the shared sink (exposed for tests).
+std::unique_ptr<spdlog::formatter> make_json_formatter(std::string_view replica);
+// The value of the first `sid=` token of a log message ("" if none): the JSON format's "sid".
+std::string_view log_session_id(std::string_view msg) noexcept;
+// `s` escaped for the inside of a JSON string.
+void append_json_escaped(std::string& out, std::string_view s);
 std::shared_ptr<spdlog::logger> logger(const std::string& module);
 
 // First `n` bytes of untrusted text for a log line: never log whole payloads.

@@ -37,12 +37,20 @@ core::result<api_version> negotiate_version(std::string_view daemon_api, std::st
 
 // ---- request builders ----------------------------------------------------------------------
 
+// Inside a sandbox two uids matter. berth-sandbox (the MCP server, and the container's init) runs
+// as root with CAP_SETUID, CAP_SETGID and CAP_KILL only; everything the user or the model runs
+// runs as the user, the owner of /workspace, with no capability: it cannot signal, trace or
+// write into the server, and the server can kill all of it between two users (docs/SANDBOX.md).
+inline constexpr std::string_view sandbox_server_user = "0:0";
+inline constexpr std::string_view sandbox_user = "1000:1000";
+
 // Everything create needs; hardened_spec() fills it from config so hardening is server-side only.
 struct container_spec {
   std::string image;
   std::string name;  // empty: the daemon picks one
   std::vector<std::string> cmd;  // empty: the image's CMD
-  std::string user = "1000:1000";
+  std::string user{sandbox_server_user};
+  std::vector<std::string> cap_add = {"SETUID", "SETGID", "KILL"};  // on top of CapDrop ALL
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> env;
   std::uint64_t memory_bytes = 0;
@@ -57,8 +65,9 @@ struct container_spec {
 // Labels of ARCHITECTURE.md: berth.managed=true, berth.replica=<id>, berth.pool=<name>.
 std::map<std::string, std::string> pool_labels(std::string_view replica, std::string_view pool);
 
-// The hardened spec: CapDrop ALL, no-new-privileges, non-root user, limits, network mode, Init,
-// read-only rootfs with size-capped tmpfs /tmp and a /workspace tmpfs owned by the user.
+// The hardened spec: CapDrop ALL but the three the server needs, no-new-privileges, limits,
+// network mode, Init, read-only rootfs with size-capped tmpfs /tmp and a /workspace tmpfs owned by
+// the user.
 container_spec hardened_spec(const core::config& cfg, std::string_view pool_name);
 
 // The JSON body of POST /containers/create.

@@ -147,9 +147,11 @@ class client {
   boost::asio::awaitable<core::result<exec_stream>> exec_start(std::string exec_id);
   boost::asio::awaitable<core::result<exec_info>> exec_inspect(std::string exec_id);
   // create + start + write stdin + close-write + read all (bounded by max_body_bytes) + exit code.
+  // `user` ("uid:gid"): empty runs as the container's user.
   boost::asio::awaitable<core::result<exec_output>> exec_run(std::string container_id, std::vector<std::string> cmd,
                                                              std::string stdin_data,
-                                                             std::chrono::milliseconds timeout);
+                                                             std::chrono::milliseconds timeout,
+                                                             std::string user = {});
 
   // GET /events?filters={"type":["container"],"label":[...]}.
   boost::asio::awaitable<core::result<event_stream>> events(std::map<std::string, std::string> labels);

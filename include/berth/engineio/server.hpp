@@ -145,6 +145,9 @@ struct address_limits {
 
 struct server_options {
   std::string path = "/socket.io/";
+  // Put in front of every sid this server issues (e.g. 8 hex of a hash of the replica's address):
+  // a load balancer maps `?sid=` back to the replica that holds the session (nginx/nginx.conf).
+  std::string sid_prefix;
   session_options session;
   http::cors_policy cors;
   address_limits per_address;

@@ -1,10 +1,11 @@
 #pragma once
-// The Berth protocol (PROTOCOL.md) on the Socket.IO "/" namespace: authentication and session
-// create/resume in the connection middleware, container lease + MCP session + history after
-// CONNECT (system:queued / system:ready), then the agent turn loop for message, tool:approval,
-// history:reset and session:end, with the per-user limiter in front of every request.
+// The Berth protocol (docs/PROTOCOL.md) on the Socket.IO "/" namespace: authentication, session
+// identity and the per-address cap in the connection middleware; one user_session per socket
+// (src/gateway/user_session.*) does the rest. The gateway also installs the pool's hooks: the
+// sandbox MCP server opened while a container is idle, and the scrub (berth/reset) that lets a
+// released container serve the next user.
 // Lifetime: built once by the app, outlives every socket. Thread-safety: each user session runs
-// on its socket's strand; the registry of connected sessions takes a mutex.
+// on its socket's strand; the registries of connected and parked sessions take a mutex.
 #include <functional>
 #include <map>
 #include <memory>
@@ -12,6 +13,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <chrono>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -29,7 +32,10 @@
 
 namespace berth::gateway {
 
-struct user_session;
+class user_session;
+class parked_sessions;
+struct gateway_counters;
+struct session_services;
 
 using provider_factory =
     std::function<core::result<std::unique_ptr<llm::llm_provider>>(std::optional<std::string> user_api_key)>;
@@ -43,7 +49,8 @@ struct gateway_deps {
   session::history_store& history;
   session::user_limiter& limiter;
   provider_factory make_provider;
-  std::vector<std::string> sandbox_command = {"/usr/local/bin/berth-sandbox", "mcp"};
+  // Root in the container with three capabilities; the user's commands and files as 1000:1000.
+  std::vector<std::string> sandbox_command = {"/usr/local/bin/berth-sandbox", "mcp", "--user", "1000:1000"};
   // Enabled servers of mcp-config.json (MCP_CONFIG_FILE), opened for every session after the sandbox.
   std::vector<mcp::server_config> extra_mcp_servers = {};
 };
@@ -55,11 +62,17 @@ class gateway {
   void attach(socketio::namespace_& nsp);
   // Session ids with a live socket on this replica (the janitor leaves them alone).
   std::vector<std::string> connected_sessions() const;
-  // The janitor ended an abandoned session: destroy its container.
+  // The janitor ended an abandoned session: destroy its container (one no pool holds any more).
   boost::asio::awaitable<void> on_session_reaped(session::session_record rec);
+  // Graceful shutdown, before the sockets close: every session that loses its socket from now on
+  // hibernates at once instead of after its grace.
+  void drain();
+  // Then, once the sockets are closed: parked sessions hibernate now, and this waits (bounded by
+  // `limit`) until none is left; returns how many did not finish.
+  boost::asio::awaitable<std::size_t> hibernate_parked(std::chrono::milliseconds limit);
+  std::size_t parked_count() const;
 
  private:
-  friend struct user_session;
   static boost::asio::awaitable<std::optional<socketio::connect_error>> authenticate(
       gateway* self, std::shared_ptr<socketio::socket> sock);
   void on_connection(std::shared_ptr<socketio::socket> sock);
@@ -67,13 +80,12 @@ class gateway {
   void unregister_session(const std::string& sid, const user_session* s);
 
   gateway_deps deps_;
+  std::unique_ptr<gateway_counters> counters_;
+  std::unique_ptr<parked_sessions> parked_;
+  std::unique_ptr<session_services> services_;
   mutable std::mutex mutex_;
   std::map<std::string, std::weak_ptr<user_session>> connected_;
   core::counter& rejected_connects_;
-  core::counter& too_many_;
-  core::counter& invalid_payloads_;
-  core::counter& provision_failures_;
-  core::counter& containers_replaced_;
 };
 
 }  // namespace berth::gateway

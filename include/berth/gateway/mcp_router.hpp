@@ -47,6 +47,11 @@ class mcp_router : public std::enable_shared_from_this<mcp_router> {
   boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_tool(std::string exposed_name,
                                                                         nlohmann::json args,
                                                                         std::chrono::milliseconds timeout);
+  // Hands the sandbox server's session to the caller (the container goes back to the pool with it);
+  // close() leaves it alone from then on. Calls routed to it fail afterwards.
+  std::shared_ptr<mcp_session> take_sandbox();
+  // The sandbox server's session (its berth/* requests: workspace export and import).
+  std::shared_ptr<mcp_session> sandbox() const;
   void close();
   const mcp::tool_namespace& tools() const noexcept { return names_; }
 

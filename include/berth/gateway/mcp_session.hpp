@@ -40,9 +40,15 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   // tools/call with a deadline: TOOL_TIMEOUT (and the call is cancelled) or the outcome.
   boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_tool(std::string name, nlohmann::json args,
                                                                         std::chrono::milliseconds timeout);
+  // Any other request of the running exec (no restart: a dead exec is an error), e.g. berth/reset.
+  // The JSON-RPC error's code and message come back as SANDBOX_UNAVAILABLE errors.
+  boost::asio::awaitable<core::result<nlohmann::json>> request(std::string method, nlohmann::json params,
+                                                              std::chrono::milliseconds timeout);
   void close();
   // Environment of the exec (extra stdio-docker servers from mcp-config.json); before open().
   void set_env(std::map<std::string, std::string> env) { env_ = std::move(env); }
+  // The uid:gid the exec runs as (docker::sandbox_server_user or docker::sandbox_user); before open().
+  void set_user(std::string user) { user_ = std::move(user); }
   const std::string& container_id() const noexcept { return container_id_; }
 
  private:
@@ -50,6 +56,9 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   // The bodies of the public calls, on ex_.
   static boost::asio::awaitable<tools_result> open_here(std::shared_ptr<mcp_session> self, std::chrono::milliseconds timeout,
                                                         bool reuse_running);
+  static boost::asio::awaitable<core::result<nlohmann::json>> request_here(std::shared_ptr<mcp_session> self,
+                                                                          std::string method, nlohmann::json params,
+                                                                          std::chrono::milliseconds timeout);
   static boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_here(std::shared_ptr<mcp_session> self,
                                                                                std::string name, nlohmann::json args,
                                                                                std::chrono::milliseconds timeout);
@@ -70,6 +79,7 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   std::string container_id_;
   std::vector<std::string> command_;
   std::map<std::string, std::string> env_;
+  std::string user_;
   std::unique_ptr<mcp::client_fsm> fsm_;
   std::shared_ptr<docker::exec_stream> stream_;
   boost::asio::steady_timer timer_;

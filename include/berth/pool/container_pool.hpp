@@ -6,7 +6,10 @@
 //   POOL_IDLE_TIMEOUT_MS and replaces idle containers that die (events stream + periodic check).
 // - acquire(): an idle container at once, else a new one under the max, else a FIFO wait up to
 //   ACQUIRE_TIMEOUT_MS (on_queued gets the 1-based position), then POOL_EXHAUSTED + retryAfterMs.
-// - A container_lease destroys its container when released or destroyed (never reused).
+// - A container_lease destroys its container when released or destroyed; recycle(server) gives it
+//   back with its sandbox MCP server instead: the recycle hook scrubs it (berth/reset) and it goes
+//   idle for the next user, at most POOL_MAX_USES times and for at most POOL_MAX_AGE_MS. A scrub
+//   that fails or times out destroys the container (fail closed). POOL_RECYCLE=false: destroy.
 // - ENABLE_CONTAINER_POOL=false: no idle containers, every acquire creates one.
 // - set_prepare(): a hook run on every container that is about to go idle (the gateway opens the
 //   sandbox's MCP exec there), so the lease hands out a container whose server is already up.
@@ -19,8 +22,10 @@
 #include <cstddef>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -36,6 +41,18 @@
 
 namespace berth::pool {
 
+// Cluster-wide accounting of containers (MAX_CONTAINERS), wired by the app to Redis
+// (session::container_registry). An empty member means no accounting.
+struct container_budget {
+  // A slot for one more container before Docker is asked; false: the cluster is full.
+  std::function<boost::asio::awaitable<core::result<bool>>(std::string reservation)> reserve;
+  // The reservation became `container` (empty: the create failed).
+  std::function<boost::asio::awaitable<core::result<void>>(std::string reservation, std::string container)> settle;
+  std::function<boost::asio::awaitable<core::result<void>>(std::string container)> remove;
+  // Every container the pool holds, every check_interval.
+  std::function<boost::asio::awaitable<core::result<void>>(std::vector<std::string> containers)> refresh;
+};
+
 struct pool_options {
   std::string name = "default";                       // berth.pool label
   std::size_t max_parallel_creates = 4;
@@ -48,20 +65,27 @@ struct pool_options {
   std::chrono::milliseconds destroy_timeout{10000};   // stop() waits at most this for removals
   std::map<std::string, std::string> extra_labels;    // e.g. {"berth.test","1"}
   std::vector<std::string> cmd;                       // empty: the image's CMD
+  container_budget budget;
+  // Containers that live sessions still reference: start() leaves them running when it removes
+  // what a previous run of this replica left (a restart with the same REPLICA_ID must not take
+  // its users' workspaces). Unset: every leftover is removed.
+  std::function<boost::asio::awaitable<core::result<std::set<std::string>>>()> referenced_containers;
 };
 
 struct pool_stats {
   std::size_t idle = 0, active = 0, total = 0, max_pool_size = 0, min_pool_size = 0, creating = 0, waiting = 0;
   std::size_t prepared = 0;  // idle containers holding a prepared resource (set_prepare)
+  std::size_t scrubbing = 0;
   double acquire_p50_ms = 0, acquire_p95_ms = 0, acquire_p99_ms = 0;
+  double scrub_p50_ms = 0, scrub_p95_ms = 0, scrub_p99_ms = 0;
   std::uint64_t created = 0, create_failures = 0, reaped = 0, dead_replaced = 0, exhausted = 0, prepare_failures = 0;
+  std::uint64_t recycled = 0, scrub_failures = 0, retired = 0;
   bool pooling = true;
+  bool recycling = true;
 };
-// {"idle","prepared","active","total","maxPoolSize","minPoolSize","creating","waiting","acquireMs":{p50,p95,p99}}
+// {"idle","prepared","active","total","maxPoolSize","minPoolSize","creating","waiting","acquireMs":{p50,p95,p99},
+//  "scrubbing","recycled","recycleFailures","retired","scrubMs":{p50,p95,p99},"pooling","recycling"}
 nlohmann::json to_json(const pool_stats& s);
-
-// retryAfterMs carried by a POOL_EXHAUSTED error from acquire() (nullopt for other errors).
-std::optional<std::chrono::milliseconds> retry_after_of(const core::error& e);
 
 namespace detail {
 struct pool_state;
@@ -77,6 +101,10 @@ class prepared_resource {
 // Runs on the pool's strand; nullptr means "nothing prepared" (the container is still pooled).
 using prepare_hook =
     std::function<boost::asio::awaitable<std::shared_ptr<prepared_resource>>(std::string container_id)>;
+// Scrubs a released container through the resource it came back with; an error (with the reason)
+// means it is not known to be clean and is destroyed. Runs on the pool's strand, bounded by itself.
+using recycle_hook = std::function<boost::asio::awaitable<core::result<void>>(
+    std::string container_id, std::shared_ptr<prepared_resource> resource)>;
 
 // A leased container. Movable RAII handle: release() or destruction destroys the container.
 class container_lease {
@@ -92,12 +120,18 @@ class container_lease {
   explicit operator bool() const noexcept { return !id_.empty(); }
   // Ends the lease: the pool removes the container in the background and refills.
   void release();
+  // Ends the lease and gives the container back for the next user together with `resource` (the
+  // sandbox MCP server it will be scrubbed through). Without a resource, or with recycling off or
+  // the container worn out, this is release().
+  void recycle(std::shared_ptr<prepared_resource> resource);
   // Ends the lease without destroying the container (the session keeps it across a disconnect;
   // adopt() takes it back later). Returns the id.
   std::string detach();
   // What the prepare hook made ready in this container, if anything; the caller owns it from here
   // (a resource never taken is closed with the lease).
   std::shared_ptr<prepared_resource> take_prepared() noexcept { return std::move(prepared_); }
+  // The same, left in the lease (recycle() hands it back with the container).
+  const std::shared_ptr<prepared_resource>& prepared() const noexcept { return prepared_; }
 
   container_lease(std::weak_ptr<detail::pool_state> pool, std::string id,
                   std::shared_ptr<prepared_resource> prepared = nullptr)
@@ -108,6 +142,22 @@ class container_lease {
   std::weak_ptr<detail::pool_state> pool_;
   std::string id_;
   std::shared_ptr<prepared_resource> prepared_;
+};
+
+// Lets the caller of acquire() give up while it waits (its user left): the wait ends at once with
+// SANDBOX_UNAVAILABLE and its place in the queue goes to the next caller. Thread-safe.
+class acquire_ticket {
+ public:
+  void cancel();
+  bool cancelled() const;
+  // The pool's side: `f` runs on cancel() (at once when already cancelled); clear() drops it.
+  void on_cancel(std::function<void()> f);
+  void clear();
+
+ private:
+  mutable std::mutex mutex_;
+  bool cancelled_ = false;
+  std::function<void()> on_cancel_;
 };
 
 class container_pool {
@@ -126,12 +176,14 @@ class container_pool {
   boost::asio::awaitable<void> stop();
 
   boost::asio::awaitable<core::result<container_lease>> acquire(
-      std::function<void(std::size_t position)> on_queued = {});
+      std::function<void(std::size_t position)> on_queued = {}, std::shared_ptr<acquire_ticket> ticket = nullptr);
   // Takes over a still-running container of a resumed session (inspect: running and berth-managed).
   boost::asio::awaitable<core::result<container_lease>> adopt(std::string container_id);
 
   // Installs the hook for containers that go idle from now on (call before start()).
   void set_prepare(prepare_hook hook);
+  // Installs the scrub that recycle() runs (call before start()); without one, recycle() destroys.
+  void set_recycle(recycle_hook hook);
 
   pool_stats stats() const;
   const pool_options& options() const noexcept;

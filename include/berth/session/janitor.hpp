@@ -1,5 +1,7 @@
 #pragma once
-// replica_heartbeat: `replica:{id}` SET PX ttl, refreshed every ttl/3 while running.
+// replica_heartbeat: `replica:{id}` SET PX ttl, refreshed every ttl/3 while running; with a
+// status function, each beat also writes its JSON to the `replica-stats` hash (field = id), so
+// any replica can answer for the whole cluster without asking the others.
 // janitor: every interval, (1) touches the sessions connected to this replica (connected_fn), so
 // an active user is never reaped, then (2) claims sessions idle past idle_timeout — each claim is
 // an atomic Lua ZREM, so exactly one replica wins — deletes session + history, and calls
@@ -35,6 +37,8 @@ class replica_heartbeat : public std::enable_shared_from_this<replica_heartbeat>
   replica_heartbeat(private_tag, std::shared_ptr<redis::redis_client> redis, key_schema keys, std::string replica_id,
                     std::chrono::milliseconds ttl, core::metrics& metrics);
   boost::asio::awaitable<core::result<void>> beat();
+  // Called on every beat (on the heartbeat's strand); set before start(). Must not block.
+  void set_status(std::function<std::string()> status) { status_ = std::move(status); }
   void start();
   void stop();  // stops beating and deletes the key (orderly shutdown)
 
@@ -44,6 +48,7 @@ class replica_heartbeat : public std::enable_shared_from_this<replica_heartbeat>
   key_schema keys_;
   std::string id_;
   std::chrono::milliseconds ttl_;
+  std::function<std::string()> status_;
   core::counter& c_failed_;
   boost::asio::strand<boost::asio::any_io_executor> strand_;
   boost::asio::steady_timer timer_;

@@ -5,7 +5,14 @@
 // lease_ttl; a live permit refreshes its lease every refresh_interval.
 //
 // user_permit: movable RAII handle. Destruction (or reset()) releases fire-and-forget on the
-// limiter's strand; release() awaits the ZREM. Thread-safety: user_limiter methods may run
+// limiter's strand; release() awaits the ZREM. A release that meets an outage or a failover is
+// retried (ZREM of our own id is idempotent) until Redis answers or the lease has expired anyway.
+//
+// During a Redis failover the limiter fails closed: acquire() answers a transport error (the
+// request is refused, never run unlimited); an acquire whose reply was lost after the script may
+// have run releases its lease again (berth_limiter_ambiguous_acquires_total), so no slot leaks
+// and none is granted twice. With Sentinel, the client makes each script wait until a replica
+// has it (redis::client_options::wait_replicas), so a granted lease survives the failover. Thread-safety: user_limiter methods may run
 // concurrently; a permit is owned by one coroutine at a time. Permits do not need the limiter
 // to outlive them (they share the client and their own state).
 #include <atomic>
@@ -84,6 +91,7 @@ class user_limiter {
   core::counter& c_rejected_;
   core::counter& c_granted_;
   core::counter& c_release_failed_;
+  core::counter& c_ambiguous_;
   std::shared_ptr<const redis::redis_script> acquire_, refresh_;
 };
 

@@ -14,19 +14,53 @@
 namespace berth::session {
 
 // Key names. Every key but `sessions` carries a TTL (set by the operations that write it).
+// Hash tags: the id inside {...} is all Redis Cluster hashes, so every key of one session
+// (session, history, lock) lands in the slot of its session id and every key of one user
+// (inflight) in the slot of its user id; a move to Cluster needs no key renamed (docs/SCALING.md
+// says what else it needs). Keys written before the tags existed are renamed once at start-up
+// (migrate_legacy_keys in migrate.hpp; legacy_to_current below names the new key).
 struct key_schema {
   std::string prefix = "berth:";
-  std::string session(std::string_view sid) const { return prefix + "session:" + std::string(sid); }
-  std::string lock(std::string_view sid) const { return prefix + "session-lock:" + std::string(sid); }
-  std::string history(std::string_view sid) const { return prefix + "history:" + std::string(sid); }
-  std::string inflight(std::string_view user) const { return prefix + "inflight:" + std::string(user); }
+  std::string session(std::string_view sid) const { return prefix + "session:" + tagged(sid); }
+  std::string lock(std::string_view sid) const { return prefix + "session-lock:" + tagged(sid); }
+  std::string history(std::string_view sid) const { return prefix + "history:" + tagged(sid); }
+  // string, the session's TTL: its /workspace as tar.gz while it hibernates (no container).
+  std::string workspace(std::string_view sid) const { return prefix + "workspace:" + tagged(sid); }
+  // zset, TTL: live sessions opened from one client address without auth (sid -> expiry ms).
+  std::string address(std::string_view addr) const { return prefix + "addr:" + std::string(addr); }
+  // zset, no TTL: every sandbox container of the cluster (id or reservation -> expiry ms).
+  std::string containers() const { return prefix + "containers"; }
+  std::string inflight(std::string_view user) const { return prefix + "inflight:" + tagged(user); }
   std::string sessions() const { return prefix + "sessions"; }
   std::string replica(std::string_view id) const { return prefix + "replica:" + std::string(id); }
   // zset, no TTL: replica id -> last heartbeat ms; every replica that ever beat here (the orphan
   // reaper only touches containers of these; it drops dead entries with no container left).
   std::string replicas() const { return prefix + "replicas"; }
+  // hash, no TTL: replica id -> its last published status JSON (pool figures, `updatedMs`),
+  // written with each heartbeat; readers skip stale entries (GET /stats/pool's cluster view).
+  std::string replica_stats() const { return prefix + "replica-stats"; }
   // string, PX = the reap interval: the replica holding it runs this interval's orphan round.
   std::string orphan_lock() const { return prefix + "orphan-reaper-lock"; }
+  // string, no TTL: the key-schema version this Redis holds ("2": hash-tagged keys); written by
+  // the migration once every legacy key is renamed, so later start-ups skip the scan.
+  std::string schema_version() const { return prefix + "schema-version"; }
+  static constexpr std::string_view current_schema_version = "2";
+
+  // A key of the untagged schema (berth:session:SID, berth:history:SID, berth:session-lock:SID,
+  // berth:inflight:USER) -> its tagged name; nullopt for anything else (tagged keys included).
+  // A user id that itself starts with '{' and ends with '}' cannot be told apart from a tagged
+  // key: its old lease set is left to expire (leases live at most the lease TTL).
+  std::optional<std::string> legacy_to_current(std::string_view key) const;
+
+ private:
+  static std::string tagged(std::string_view id) {
+    std::string k;
+    k.reserve(id.size() + 2);
+    k += '{';
+    k += id;
+    k += '}';
+    return k;
+  }
 };
 
 // sessionId: 1..64 of [A-Za-z0-9_-], else errc::invalid_payload with the reason.
@@ -47,6 +81,11 @@ struct session_record {
   std::int64_t created_ms = 0;
   std::int64_t last_seen_ms = 0;
   std::string resume_token_hash;
+  // Where the workspace is while the session has no container: "" (in its container),
+  // "saved:<bytes>" (hibernated in the workspace key), "kept:<bytes>" (over the save cap: the
+  // container was kept instead, and the user is told on resume).
+  std::string workspace;
+  std::string address;  // client address counted against MAX_SESSIONS_PER_ADDRESS ("" with auth)
 };
 // From HGETALL's flat [field, value, ...] list; errc::internal when a field is missing/garbled.
 core::result<session_record> decode_session_hash(std::string_view sid, const std::vector<std::string>& flat);
@@ -87,6 +126,9 @@ extern const char* const unlock;
 extern const char* const append_history;
 extern const char* const acquire_lease;
 extern const char* const refresh_lease;
+extern const char* const hibernate;
+extern const char* const admit_address;
+extern const char* const reserve_container;
 }  // namespace scripts
 
 }  // namespace berth::session

@@ -63,7 +63,9 @@ class session_store {
 
   boost::asio::awaitable<core::result<std::optional<session_record>>> get(std::string sid);
   // New session with a fresh resume token. errc::internal "session exists" if sid is taken.
-  boost::asio::awaitable<core::result<created_session>> create(std::string sid, std::string user, std::string container);
+  // `address`: the client address it was admitted under (admit_address), "" when not counted.
+  boost::asio::awaitable<core::result<created_session>> create(std::string sid, std::string user, std::string container,
+                                                               std::string address = {});
   // last_seen := now (hash + zset), TTL refreshed, replica := ours. false: the session is gone.
   boost::asio::awaitable<core::result<bool>> touch(std::string sid);
   // touch() for many sessions in one pipeline (the sockets connected to this replica); returns
@@ -76,6 +78,21 @@ class session_store {
   // Ends now (session:end): exactly one caller across replicas gets the record (and must destroy
   // its container); the history is deleted too. nullopt: already ended / unknown.
   boost::asio::awaitable<core::result<std::optional<session_record>>> end(std::string sid);
+  // Hibernation: stores the workspace archive (empty: none to store) and marks the session
+  // container-less with `note` in its workspace field, only if it still names `container` and this
+  // replica. false: it moved on (resumed elsewhere, ended): nothing was written.
+  boost::asio::awaitable<core::result<bool>> hibernate(std::string sid, std::string container, std::string archive,
+                                                       std::string note);
+  // The session's workspace field alone (e.g. "kept:<bytes>": over the save cap). false: gone.
+  boost::asio::awaitable<core::result<bool>> set_workspace_note(std::string sid, std::string note);
+  // The saved archive of a hibernated session (nullopt: none).
+  boost::asio::awaitable<core::result<std::optional<std::string>>> load_workspace(std::string sid);
+  // After a restore: the archive is dropped and the workspace field cleared.
+  boost::asio::awaitable<core::result<void>> forget_workspace(std::string sid);
+  // Without auth, live sessions per client address are capped: admits `sid` under `address` unless
+  // `limit` others are alive (SESSION_LIMIT then). end()/end_if_idle() give the place back.
+  boost::asio::awaitable<core::result<void>> admit_address(std::string address, std::string sid, std::size_t limit);
+  boost::asio::awaitable<core::result<void>> release_address(std::string address, std::string sid);
   // Janitor claim: like end() but only if last_seen <= cutoff_ms at claim time.
   boost::asio::awaitable<core::result<std::optional<session_record>>> end_if_idle(std::string sid, std::int64_t cutoff_ms);
   // Sessions whose last_seen <= cutoff_ms (oldest first, at most `limit`).
@@ -98,10 +115,11 @@ class session_store {
   const std::shared_ptr<redis::redis_client>& redis() const noexcept { return redis_; }
 
  private:
+  std::vector<std::string> end_keys(const std::string& sid) const;
   std::shared_ptr<redis::redis_client> redis_;
   session_options opts_;
   core::metrics& metrics_;
-  std::shared_ptr<const redis::redis_script> create_, touch_, end_, unlock_;
+  std::shared_ptr<const redis::redis_script> create_, touch_, end_, unlock_, hibernate_, admit_;
 };
 
 }  // namespace berth::session

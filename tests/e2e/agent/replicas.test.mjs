@@ -111,30 +111,39 @@ test("six concurrent requests from one user on two sockets to two replicas: exac
   }
 });
 
-test("the janitor leaves an active user alone past the idle timeout and reaps an abandoned session", async () => {
-  const { a } = await pair({ SESSION_IDLE_TIMEOUT_MS: "2000" });
+async function counter(url, name) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(" ")[1]) : 0;
+}
+
+// An abandoned session first hibernates (SESSION_DETACH_GRACE_MS, its container recycled); the
+// janitor then ends its record once SESSION_IDLE_TIMEOUT_MS has passed without activity.
+test("the janitor leaves an active user alone past the idle timeout and ends an abandoned session", async () => {
+  const { a } = await pair({ SESSION_IDLE_TIMEOUT_MS: "2000", SESSION_DETACH_GRACE_MS: "300" });
   const active = connect(a.url);
   const abandoned = connect(a.url);
   try {
     const [ra, rb] = await Promise.all([ready(active), ready(abandoned)]);
     abandoned.disconnect();
-    // Wait for the abandoned container to disappear (bounded), keeping the other user busy.
+    // Keep the other user busy until the janitor has ended the abandoned session (bounded).
     const deadline = Date.now() + 30000;
-    let gone = false;
-    while (Date.now() < deadline && !gone) {
+    let reaped = 0;
+    while (Date.now() < deadline && reaped === 0) {
       await approveAll(active, "List all files in /workspace");
-      gone = execFileSync("docker", ["ps", "-aq", "--filter", `id=${rb.containerId}`]).toString().trim() === "";
+      reaped = await counter(a.url, "berth_sessions_reaped_total");
     }
-    assert.ok(gone, "abandoned session's container was not reaped");
-    // The active user's container is still there and works.
+    assert.equal(reaped, 1, "the abandoned session was not reaped");
+    assert.equal(await counter(a.url, "berth_sessions_hibernated_total"), 1);
+    // The active user kept its container past the idle timeout, and it works.
     assert.notEqual(execFileSync("docker", ["ps", "-q", "--filter", `id=${ra.containerId}`]).toString().trim(), "");
     const l = await approveAll(active, "List all files in /workspace");
     assert.equal(l.outputs[0].isError, false);
-    // The reaped session cannot be resumed into its old container.
+    // The ended session cannot be resumed: a new one starts.
     const back = connect(a.url, { query: { sessionId: rb.sessionId }, auth: { resumeToken: rb.resumeToken } });
     const r3 = await ready(back);
     assert.equal(r3.resumed, false);
-    assert.notEqual(r3.containerId, rb.containerId);
+    assert.notEqual(r3.sessionId, rb.sessionId);
     back.disconnect();
   } finally {
     active.disconnect();

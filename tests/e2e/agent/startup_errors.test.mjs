@@ -40,3 +40,16 @@ test("an invalid pool setting stops start-up and names the variable", async () =
   assert.notEqual(r.code, "SIGKILL", "exited by itself");
   assert.match(r.output, /POOL_MIN_SIZE/);
 });
+
+test("a bad REDIS_SENTINELS list or two Redis passwords stop start-up naming the cause, never a secret", async () => {
+  const bad = await runBerth({ REDIS_SENTINELS: "s1:26379,s1:26379", ENABLE_CONTAINER_POOL: "false" });
+  assert.notEqual(bad.code, 0, bad.output);
+  assert.notEqual(bad.code, "SIGKILL", "exited by itself");
+  assert.match(bad.output, /REDIS_SENTINELS: s1:26379 is listed twice/);
+  const two = await runBerth({ REDIS_URL: "redis://:url-pw-123@127.0.0.1:1", REDIS_PASSWORD: "env-pw-456",
+    ENABLE_CONTAINER_POOL: "false" });
+  assert.notEqual(two.code, 0, two.output);
+  assert.notEqual(two.code, "SIGKILL", "exited by itself");
+  assert.match(two.output, /REDIS_PASSWORD is set and REDIS_URL carries a password too/);
+  for (const secret of ["url-pw-123", "env-pw-456"]) assert.ok(!two.output.includes(secret), "a password was logged");
+});

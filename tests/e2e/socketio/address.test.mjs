@@ -109,8 +109,8 @@ describe('X-Forwarded-For', () => {
 });
 
 describe('per-address limits', () => {
-  test('MAX_SESSIONS_PER_ADDRESS: the next session gets 429, other addresses do not notice', { timeout: 15000 }, async () => {
-    const server = await startServer({ MAX_SESSIONS_PER_ADDRESS: '3' });
+  test('MAX_ENGINEIO_SESSIONS_PER_ADDRESS: the next session gets 429, other addresses do not notice', { timeout: 15000 }, async () => {
+    const server = await startServer({ MAX_ENGINEIO_SESSIONS_PER_ADDRESS: '3' });
     const sids = [];
     for (let i = 0; i < 3; i++) sids.push(await handshake(server));
     const refused = await rawHttp(server);
@@ -124,8 +124,8 @@ describe('per-address limits', () => {
     await eventually(async () => (await rawHttp(server)).status === 200, 5000, 'a place after a session closed');
   });
 
-  test('NEW_SESSIONS_PER_ADDRESS_PER_MINUTE: a burst, then 429 with retryAfterMs', { timeout: 15000 }, async () => {
-    const server = await startServer({ NEW_SESSIONS_PER_ADDRESS_PER_MINUTE: '5' });
+  test('NEW_ENGINEIO_SESSIONS_PER_ADDRESS_PER_MINUTE: a burst, then 429 with retryAfterMs', { timeout: 15000 }, async () => {
+    const server = await startServer({ NEW_ENGINEIO_SESSIONS_PER_ADDRESS_PER_MINUTE: '5' });
     for (let i = 0; i < 5; i++) await handshake(server);
     const refused = await rawHttp(server);
     assert.equal(refused.status, 429);
@@ -138,7 +138,7 @@ describe('per-address limits', () => {
     await waitEvent(limited, 'connect_error', 5000);
     const other = clients.track(makeClient(server, 'websocket', { localAddress: OTHER }));
     await connected(other, 'websocket');
-    await logged(server, /refused: over NEW_SESSIONS_PER_ADDRESS_PER_MINUTE=5/);
+    await logged(server, /refused: over NEW_ENGINEIO_SESSIONS_PER_ADDRESS_PER_MINUTE=5/);
   });
 
   test('MAX_CONNECTIONS_PER_ADDRESS: the next TCP connection is closed at once', { timeout: 15000 }, async () => {

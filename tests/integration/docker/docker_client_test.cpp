@@ -99,6 +99,7 @@ TEST_F(DockerClient, HardeningVerifiedByInspect) {
   const auto& raw = info->raw;
   const auto& h = raw["HostConfig"];
   EXPECT_EQ(h["CapDrop"], nlohmann::json::array({"ALL"}));
+  EXPECT_EQ(h["CapAdd"], nlohmann::json::array({"SETUID", "SETGID", "KILL"}));
   EXPECT_NE(h["SecurityOpt"].dump().find("no-new-privileges"), std::string::npos);
   EXPECT_EQ(h["Memory"], 128ll * 1024 * 1024);
   EXPECT_EQ(h["NanoCpus"], 500000000);
@@ -107,17 +108,26 @@ TEST_F(DockerClient, HardeningVerifiedByInspect) {
   EXPECT_EQ(h["Init"], true);
   EXPECT_EQ(h["ReadonlyRootfs"], true);
   EXPECT_EQ(h["Privileged"], false);
-  EXPECT_EQ(raw["Config"]["User"], "1000:1000");
+  EXPECT_EQ(raw["Config"]["User"], "0:0");
   EXPECT_EQ(raw["Config"]["Labels"]["berth.managed"], "true");
 
+  // The sandbox user: no capability at all, owns /workspace, nothing else writable.
   auto r = run(client_->exec_run(*id, {"sh", "-c",
-                                       "id -u; echo x > /workspace/f && cat /workspace/f; echo t > /tmp/t && echo tmp-ok;"
-                                       " (echo y > /root-file) 2>/dev/null || echo ro-ok;"
+                                       "id -u; grep CapEff /proc/self/status; echo x > /workspace/f && cat /workspace/f;"
+                                       " echo t > /tmp/t && echo tmp-ok; (echo y > /root-file) 2>/dev/null || echo ro-ok;"
                                        " ls /sys/class/net | grep -v lo | wc -l"},
-                                 "", 20s));
+                                 "", 20s, std::string(docker::sandbox_user)));
   ASSERT_TRUE(r) << r.error().message;
-  EXPECT_EQ(r->out, "1000\nx\ntmp-ok\nro-ok\n0\n") << r->err;
+  EXPECT_EQ(r->out, "1000\nCapEff:\t0000000000000000\nx\ntmp-ok\nro-ok\n0\n") << r->err;
   EXPECT_EQ(r->exit_code, 0);
+  // Root in the container (where berth-sandbox runs) holds CAP_KILL, CAP_SETGID and CAP_SETUID only,
+  // so it cannot even write into the user's /workspace itself.
+  auto root = run(client_->exec_run(*id, {"sh", "-c",
+                                          "id -u; grep CapEff /proc/self/status; (echo z > /workspace/g) 2>/dev/null || "
+                                          "echo no-dac-override"},
+                                    "", 20s));
+  ASSERT_TRUE(root) << root.error().message;
+  EXPECT_EQ(root->out, "0\nCapEff:\t00000000000000e0\nno-dac-override\n") << root->err;
 }
 
 TEST_F(DockerClient, ExecRoundTripStdinStdoutStderrExitCode) {

@@ -163,7 +163,7 @@ TEST_F(ContainerPool, ExhaustionQueuesFifoAndTimesOut) {
   // The second times out with POOL_EXHAUSTED and a retry hint.
   ASSERT_TRUE(run_until([&] { return log->done == 6; }, 10s));
   EXPECT_EQ(log->order.back(), "w5:POOL_EXHAUSTED");
-  auto retry = pool::retry_after_of(log->errors.at(5));
+  auto retry = log->errors.at(5).retry_after;
   ASSERT_TRUE(retry) << log->errors.at(5).message;
   EXPECT_GT(retry->count(), 0);
   EXPECT_EQ(counter("berth_pool_exhausted_total{pool=\"itest\"}"), 1u);
@@ -275,7 +275,8 @@ TEST_F(ContainerPool, ExecInLeasedContainer) {
   ASSERT_TRUE(run(pool_->start()));
   auto lease = run(pool_->acquire());
   ASSERT_TRUE(lease);
-  auto r = run(client_->exec_run(lease->id(), {"sh", "-c", "cat > /workspace/in && wc -c < /workspace/in"}, "12345", 20s));
+  auto r = run(client_->exec_run(lease->id(), {"sh", "-c", "cat > /workspace/in && wc -c < /workspace/in"}, "12345", 20s,
+                                 std::string(docker::sandbox_user)));
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->out, "5\n");
   EXPECT_EQ(r->exit_code, 0);

@@ -10,6 +10,7 @@
 #include "berth/session/history.hpp"
 #include "berth/session/janitor.hpp"
 #include "berth/session/limiter.hpp"
+#include "berth/session/migrate.hpp"
 #include "berth/session/store.hpp"
 #include "tests/support/io_runner.hpp"
 #include "tests/support/redis_server.hpp"
@@ -99,9 +100,9 @@ TEST_F(session_fixture, create_get_touch_end) {
   EXPECT_EQ(rec->replica, "A");
   EXPECT_EQ(rec->created_ms, *clock_.now);
   // The raw token is never stored: only its hash.
-  EXPECT_EQ(raw({"HGET", "berth:session:s1", "resume_token_hash"}).find(created.resume_token), std::string::npos);
-  EXPECT_NE(raw({"HGET", "berth:session:s1", "resume_token_hash"}).find(sha256_hex(created.resume_token)), std::string::npos);
-  EXPECT_NE(raw({"PTTL", "berth:session:s1"}), ":-1\r\n");  // has a TTL
+  EXPECT_EQ(raw({"HGET", "berth:session:{s1}", "resume_token_hash"}).find(created.resume_token), std::string::npos);
+  EXPECT_NE(raw({"HGET", "berth:session:{s1}", "resume_token_hash"}).find(sha256_hex(created.resume_token)), std::string::npos);
+  EXPECT_NE(raw({"PTTL", "berth:session:{s1}"}), ":-1\r\n");  // has a TTL
 
   // Second create of the same id fails, nothing overwritten.
   auto again = io_.run(store.create("s1", "mallory", "c2"));
@@ -138,7 +139,7 @@ TEST_F(session_fixture, create_get_touch_end) {
   EXPECT_FALSE(io_.run(store.get("s1")).value());
   EXPECT_FALSE(io_.run(store.touch("s1")).value());
   EXPECT_FALSE(io_.run(store.get("s1")).value());
-  EXPECT_EQ(raw({"EXISTS", "berth:history:s1"}), ":0\r\n");
+  EXPECT_EQ(raw({"EXISTS", "berth:history:{s1}"}), ":0\r\n");
   EXPECT_EQ(raw({"ZSCORE", "berth:sessions", "s1"}), "$-1\r\n");
 }
 
@@ -159,16 +160,16 @@ TEST_F(session_fixture, unexpected_reply_types_are_errors) {
   session_store store(a_, sopts("A"), metrics_);
   history_store hist(a_, {}, metrics_);
   // Someone else's data under our keys: a string where a hash/list is expected.
-  raw({"SET", "berth:session:s1", "x"});
-  raw({"SET", "berth:history:s1", "x"});
+  raw({"SET", "berth:session:{s1}", "x"});
+  raw({"SET", "berth:history:{s1}", "x"});
   auto g = io_.run(store.get("s1"));
   ASSERT_FALSE(g);
   EXPECT_NE(g.error().message.find("WRONGTYPE"), std::string::npos);
   EXPECT_FALSE(io_.run(hist.read("s1")));
   EXPECT_FALSE(io_.run(hist.append("s1", {"user", "x", {}, {}, 1})));
   // A hash with missing fields is reported, not trusted.
-  raw({"DEL", "berth:session:s2"});
-  raw({"HSET", "berth:session:s2", "container", "c"});
+  raw({"DEL", "berth:session:{s2}"});
+  raw({"HSET", "berth:session:{s2}", "container", "c"});
   auto h = io_.run(store.get("s2"));
   ASSERT_FALSE(h);
   EXPECT_NE(h.error().message.find("missing"), std::string::npos);
@@ -188,12 +189,12 @@ TEST_F(session_fixture, provisioning_lock_contention) {
     if (*r) winners.push_back(**r);
   }
   ASSERT_EQ(winners.size(), 1u);
-  auto pttl = raw({"PTTL", "berth:session-lock:s1"});
+  auto pttl = raw({"PTTL", "berth:session-lock:{s1}"});
   EXPECT_TRUE(pttl.starts_with(":")) << pttl;
   EXPECT_GT(std::stol(pttl.substr(1)), 20000);
   // Compare-and-delete: a stranger's token does not release it.
   EXPECT_FALSE(io_.run(sb.unlock({"s1", "not-the-owner"})).value());
-  EXPECT_EQ(raw({"EXISTS", "berth:session-lock:s1"}), ":1\r\n");
+  EXPECT_EQ(raw({"EXISTS", "berth:session-lock:{s1}"}), ":1\r\n");
   // lock() with a short wait gives up with a clear error while it is held...
   auto busy = io_.run(sb.lock("s1", 60ms));
   ASSERT_FALSE(busy);
@@ -247,7 +248,7 @@ TEST_F(session_fixture, limiter_exactly_n_across_two_clients) {
   EXPECT_TRUE(test::eventually([&] { return io_.run(la.in_flight("alice")).value() == 4u; }));
   permits.clear();
   EXPECT_TRUE(test::eventually([&] { return io_.run(la.in_flight("alice")).value() == 0u; }));
-  EXPECT_EQ(raw({"ZCARD", "berth:inflight:alice"}), ":0\r\n");
+  EXPECT_EQ(raw({"ZCARD", "berth:inflight:{alice}"}), ":0\r\n");
 }
 
 TEST_F(session_fixture, permits_move_and_release_once) {
@@ -263,11 +264,11 @@ TEST_F(session_fixture, permits_move_and_release_once) {
   EXPECT_TRUE(moved);
   user_permit other = io_.run(l.acquire("u", "req-2")).value();
   other = std::move(moved);  // releases req-2, keeps req-1
-  EXPECT_TRUE(test::eventually([&] { return raw({"ZSCORE", "berth:inflight:u", "req-2"}) == "$-1\r\n"; }));
-  EXPECT_NE(raw({"ZSCORE", "berth:inflight:u", "req-1"}), "$-1\r\n");
+  EXPECT_TRUE(test::eventually([&] { return raw({"ZSCORE", "berth:inflight:{u}", "req-2"}) == "$-1\r\n"; }));
+  EXPECT_NE(raw({"ZSCORE", "berth:inflight:{u}", "req-1"}), "$-1\r\n");
   ASSERT_TRUE(io_.run(other.release()));
   ASSERT_TRUE(io_.run(other.release()));  // empty: no-op
-  EXPECT_EQ(raw({"ZCARD", "berth:inflight:u"}), ":0\r\n");
+  EXPECT_EQ(raw({"ZCARD", "berth:inflight:{u}"}), ":0\r\n");
 }
 
 TEST_F(session_fixture, expired_leases_of_a_dead_replica_are_reclaimed) {
@@ -279,7 +280,7 @@ TEST_F(session_fixture, expired_leases_of_a_dead_replica_are_reclaimed) {
   user_limiter l(a_, lo, metrics_);
   // A replica that died holding 3 leases: written directly, no permit objects to release them.
   auto exp = std::to_string(*clock_.now + 30000);
-  for (auto m : {"dead-1", "dead-2", "dead-3"}) raw({"ZADD", "berth:inflight:carol", exp, m});
+  for (auto m : {"dead-1", "dead-2", "dead-3"}) raw({"ZADD", "berth:inflight:{carol}", exp, m});
   auto full = io_.run(l.acquire("carol"));
   ASSERT_FALSE(full);
   EXPECT_EQ(full.error().code, errc::too_many_requests);
@@ -287,8 +288,8 @@ TEST_F(session_fixture, expired_leases_of_a_dead_replica_are_reclaimed) {
   std::vector<user_permit> ps;
   for (int i = 0; i < 3; ++i) ps.push_back(io_.run(l.acquire("carol")).value());
   EXPECT_FALSE(io_.run(l.acquire("carol")));
-  EXPECT_EQ(raw({"ZSCORE", "berth:inflight:carol", "dead-1"}), "$-1\r\n");
-  auto pttl = raw({"PTTL", "berth:inflight:carol"});
+  EXPECT_EQ(raw({"ZSCORE", "berth:inflight:{carol}", "dead-1"}), "$-1\r\n");
+  auto pttl = raw({"PTTL", "berth:inflight:{carol}"});
   EXPECT_GT(std::stol(pttl.substr(1)), 0);
 }
 
@@ -304,7 +305,7 @@ TEST_F(session_fixture, live_permits_refresh_their_lease) {
   clock_.advance(10s);
   // The refresh loop moves the expiry to now + ttl.
   EXPECT_TRUE(test::eventually([&] {
-    return raw({"ZSCORE", "berth:inflight:dave", "r1"}) ==
+    return raw({"ZSCORE", "berth:inflight:{dave}", "r1"}) ==
            "$13\r\n" + std::to_string(*clock_.now + 30000) + "\r\n";
   }));
   EXPECT_GT(*clock_.now + 30000, first);
@@ -324,6 +325,75 @@ TEST_F(session_fixture, limiter_fails_clearly_when_redis_is_down) {
   server_.start();
   ASSERT_TRUE(io_.run(a_->wait_connected(10s)));
   EXPECT_TRUE(io_.run(l.acquire("erin")));  // scripts reloaded on reconnect
+}
+
+TEST_F(session_fixture, an_acquire_whose_reply_is_lost_gives_its_slot_back) {
+  // The script runs on Redis but its reply comes after the caller gave up (a failover or a stall
+  // looks the same): without the compensating release the slot would stay taken for lease_ttl.
+  redis::client_options o;
+  o.endpoint = redis::parse_redis_url(server_.url()).value();
+  o.name = "slow";
+  o.command_timeout = 150ms;
+  auto c = redis::redis_client::create(io_.executor(), o, metrics_);
+  c->start();
+  clients_.push_back(c);
+  ASSERT_TRUE(io_.run(c->wait_connected(10s)));
+  limiter_options lo;
+  lo.clock = clock_.fn();
+  lo.max_per_user = 1;
+  user_limiter l(c, lo, metrics_);
+  {  // loads the script (NOSCRIPT fallback): the paused EVALSHA below must really run later
+    auto warm = io_.run(l.acquire("frank", "warm")).value();
+    ASSERT_TRUE(io_.run(warm.release()));
+  }
+  auto& ambiguous = metrics_.get_counter("berth_limiter_ambiguous_acquires_total", "");
+  const auto before = ambiguous.value();
+  raw({"CLIENT", "PAUSE", "600", "ALL"});  // every command waits 600 ms: our reply comes too late
+  auto r = io_.run(l.acquire("frank", "lost-1"));
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(redis::is_transport_error(r.error())) << r.error().message;
+  EXPECT_TRUE(redis::may_have_been_applied(r.error())) << r.error().message;
+  EXPECT_EQ(ambiguous.value(), before + 1);
+  // After the pause the script grants the lease, and the release queued behind it removes it.
+  EXPECT_TRUE(test::eventually([&] { return raw({"ZSCORE", "berth:inflight:{frank}", "lost-1"}) == "$-1\r\n"; }, 10s));
+  auto again = io_.run(l.acquire("frank", "next"));
+  EXPECT_TRUE(again) << (again ? "" : again.error().message);  // the only slot is free again
+}
+
+TEST_F(session_fixture, legacy_untagged_keys_are_renamed_once) {
+  connect_all();
+  raw({"HSET", "berth:session:old1", "user", "u1", "container", "c1", "replica", "r", "created_ms", "1", "last_seen_ms", "1"});
+  raw({"PEXPIRE", "berth:session:old1", "600000"});
+  raw({"RPUSH", "berth:history:old1", R"({"role":"user","content":"hi","ts":1})"});
+  raw({"ZADD", "berth:inflight:bob", "99999999999999", "req"});
+  raw({"SET", "berth:session-lock:old1", "tok"});
+  // A session whose tagged key was already written by the new version: the tagged one wins.
+  raw({"HSET", "berth:session:both", "user", "legacy", "created_ms", "1"});
+  raw({"HSET", "berth:session:{both}", "user", "current", "created_ms", "2"});
+  raw({"SET", "berth:unrelated", "x"});
+  auto rep = io_.run(migrate_legacy_keys(a_, key_schema{})).value();
+  EXPECT_FALSE(rep.already_current);
+  EXPECT_EQ(rep.renamed, 4u);
+  EXPECT_EQ(rep.dropped, 1u);
+  for (const char* gone : {"berth:session:old1", "berth:history:old1", "berth:inflight:bob", "berth:session-lock:old1",
+                           "berth:session:both"})
+    EXPECT_EQ(raw({"EXISTS", gone}), ":0\r\n") << gone;
+  EXPECT_EQ(raw({"HGET", "berth:session:{both}", "user"}), "$7\r\ncurrent\r\n");
+  EXPECT_EQ(raw({"EXISTS", "berth:unrelated"}), ":1\r\n");
+  auto pttl = raw({"PTTL", "berth:session:{old1}"});
+  EXPECT_TRUE(pttl.starts_with(":") && pttl != ":-1\r\n" && pttl != ":-2\r\n") << pttl;  // TTL kept
+  EXPECT_EQ(raw({"GET", "berth:schema-version"}), "$1\r\n2\r\n");
+  // The store finds the migrated session and its history under the new names.
+  session_store st(a_, sopts("A"), metrics_);
+  auto got = io_.run(st.get("old1")).value();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->container, "c1");
+  EXPECT_EQ(raw({"LLEN", "berth:history:{old1}"}), ":1\r\n");
+  // Later start-ups do not scan again.
+  raw({"HSET", "berth:session:late", "user", "u", "created_ms", "1"});
+  auto second = io_.run(migrate_legacy_keys(a_, key_schema{})).value();
+  EXPECT_TRUE(second.already_current);
+  EXPECT_EQ(second.scanned, 0u);
 }
 
 TEST_F(session_fixture, history_append_read_trim_ttl_reset) {
@@ -354,7 +424,7 @@ TEST_F(session_fixture, history_append_read_trim_ttl_reset) {
   std::size_t total = 0;
   for (auto& e : got) total += estimate_tokens(encode_history_entry(e));
   EXPECT_LE(total, 100u);
-  auto ttl = raw({"TTL", "berth:history:s1"});
+  auto ttl = raw({"TTL", "berth:history:{s1}"});
   EXPECT_GT(std::stol(ttl.substr(1)), 3500);
   EXPECT_GT(metrics_.get_counter("berth_history_trimmed_total", "").value(), 0u);
 
@@ -367,7 +437,7 @@ TEST_F(session_fixture, history_append_read_trim_ttl_reset) {
   small.max_entry_bytes = 50;
   history_store hs(a_, small, metrics_);
   EXPECT_EQ(io_.run(hs.append("s1", {"user", std::string(100, 'y'), {}, {}, 1})).error().code, errc::invalid_payload);
-  raw({"RPUSH", "berth:history:s1", "{not json"});
+  raw({"RPUSH", "berth:history:{s1}", "{not json"});
   EXPECT_EQ(io_.run(h.read("s1")).value().size(), 1u);
   EXPECT_EQ(metrics_.get_counter("berth_history_bad_entries_total", "").value(), 1u);
 
@@ -431,6 +501,21 @@ TEST_F(session_fixture, janitor_reaps_idle_sessions_exactly_once_and_spares_conn
   EXPECT_EQ(metrics_.get_counter("berth_sessions_reaped_total", "").value(), 28u);
   // A user who comes back before the claim is spared even if listed (cutoff re-checked).
   EXPECT_FALSE(io_.run(sa.end_if_idle("s0", *clock_.now - 60000)).value());
+}
+
+TEST_F(session_fixture, heartbeat_publishes_the_replica_status_and_shutdown_removes_it) {
+  connect_all();
+  auto h = replica_heartbeat::create(a_, {}, "A", 5s, metrics_);
+  int calls = 0;
+  h->set_status([&calls] { return R"({"idle":3,"n":)" + std::to_string(++calls) + "}"; });
+  ASSERT_TRUE(io_.run(h->beat()));
+  EXPECT_EQ(raw({"HGET", "berth:replica-stats", "A"}), "$16\r\n{\"idle\":3,\"n\":1}\r\n");
+  ASSERT_TRUE(io_.run(h->beat()));
+  EXPECT_EQ(raw({"HGET", "berth:replica-stats", "A"}), "$16\r\n{\"idle\":3,\"n\":2}\r\n");
+  h->start();
+  h->stop();  // orderly shutdown: heartbeat key and status go together
+  EXPECT_TRUE(test::eventually([&] { return raw({"HEXISTS", "berth:replica-stats", "A"}) == ":0\r\n"; }));
+  EXPECT_EQ(raw({"EXISTS", "berth:replica:A"}), ":0\r\n");
 }
 
 TEST_F(session_fixture, replicas_heartbeat_and_container_references) {

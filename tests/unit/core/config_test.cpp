@@ -62,6 +62,31 @@ TEST(config, invalid_values_name_variable_value_and_allowed) {
   }
 }
 
+TEST(config, a_bad_redis_url_with_a_password_is_not_echoed) {
+  auto c = parse_config({{"REDIS_URL", "http://:hunter2@redis:6379"}});
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().variable, "REDIS_URL");
+  EXPECT_EQ(c.error().to_string().find("hunter2"), std::string::npos) << c.error().to_string();
+}
+
+TEST(config, redis_sentinel_settings) {
+  auto d = parse_config({}).value();
+  EXPECT_TRUE(d.redis_sentinels.empty());
+  EXPECT_EQ(d.redis_sentinel_master, "mymaster");
+  auto c = parse_config({{"REDIS_SENTINELS", "s1:26379,s2"},
+                         {"REDIS_SENTINEL_MASTER", "berth"},
+                         {"REDIS_SENTINEL_PASSWORD", "sp"},
+                         {"REDIS_PASSWORD", "rp"},
+                         {"REDIS_URL", "redis://ignored/2"}})
+               .value();
+  EXPECT_EQ(c.redis_sentinels, "s1:26379,s2");
+  EXPECT_EQ(c.redis_sentinel_master, "berth");
+  EXPECT_EQ(c.redis_sentinel_password, "sp");
+  EXPECT_EQ(c.redis_password, "rp");
+  // Empty values (a copied .env.example) keep the defaults.
+  EXPECT_EQ(parse_config({{"REDIS_SENTINEL_MASTER", ""}}).value().redis_sentinel_master, "mymaster");
+}
+
 TEST(config, min_above_max_is_rejected) {
   auto c = parse_config({{"POOL_MIN_SIZE", "20"}, {"POOL_MAX_SIZE", "10"}});
   ASSERT_FALSE(c);
@@ -101,8 +126,8 @@ TEST(config, abuse_limit_defaults_and_values) {
   ASSERT_TRUE(d);
   EXPECT_TRUE(d->proxies.empty());  // X-Forwarded-For is believed from nobody by default
   EXPECT_EQ(d->max_connections_per_address, 500u);
-  EXPECT_EQ(d->max_sessions_per_address, 500u);
-  EXPECT_EQ(d->new_sessions_per_address_per_minute, 600u);
+  EXPECT_EQ(d->max_engineio_sessions_per_address, 500u);
+  EXPECT_EQ(d->new_engineio_sessions_per_address_per_minute, 600u);
   EXPECT_EQ(d->socket_events_per_second, 20u);
   EXPECT_EQ(d->socket_event_burst, 100u);
   EXPECT_EQ(d->socket_flood_disconnect_seconds, 5u);
@@ -111,14 +136,14 @@ TEST(config, abuse_limit_defaults_and_values) {
 
   auto c = parse_config({{"TRUSTED_PROXIES", "172.16.0.0/12, 10.0.0.5"},
                          {"MAX_CONNECTIONS_PER_ADDRESS", "0"},
-                         {"NEW_SESSIONS_PER_ADDRESS_PER_MINUTE", "30"},
+                         {"NEW_ENGINEIO_SESSIONS_PER_ADDRESS_PER_MINUTE", "30"},
                          {"SOCKET_EVENTS_PER_SECOND", "5"},
                          {"MAX_CONNECTION_BUFFER_BYTES", "2m"},
                          {"MAX_PROCESS_BUFFER_BYTES", "0"}});
   ASSERT_TRUE(c) << c.error().to_string();
   EXPECT_EQ(c->proxies.networks().size(), 2u);
   EXPECT_EQ(c->max_connections_per_address, 0u);
-  EXPECT_EQ(c->new_sessions_per_address_per_minute, 30u);
+  EXPECT_EQ(c->new_engineio_sessions_per_address_per_minute, 30u);
   EXPECT_EQ(c->socket_events_per_second, 5u);
   EXPECT_EQ(c->max_connection_buffer_bytes, 2u * 1024 * 1024);
   EXPECT_EQ(c->max_process_buffer_bytes, 0u);
@@ -155,4 +180,16 @@ TEST(config, jwt_audience_without_secret_is_a_mistake) {
   auto c = parse_config({{"AUTH_JWT_AUDIENCE", "berth"}});
   ASSERT_FALSE(c);
   EXPECT_EQ(c.error().variable, "AUTH_JWT_AUDIENCE");
+}
+
+TEST(config, route_address_is_host_colon_port) {
+  auto ok = parse_config({{"ROUTE_ADDRESS", "10.0.0.5:3000"}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->route_address, "10.0.0.5:3000");
+  EXPECT_TRUE(parse_config({{"ROUTE_ADDRESS", ""}}));  // empty: derived at start-up
+  for (const char* bad : {"10.0.0.5", ":3000", "host:", "host:0", "host:99999", "host:30x"}) {
+    auto r = parse_config({{"ROUTE_ADDRESS", bad}});
+    ASSERT_FALSE(r) << bad;
+    EXPECT_EQ(r.error().variable, "ROUTE_ADDRESS");
+  }
 }

@@ -45,12 +45,15 @@ TEST(Builders, HardenedCreateBody) {
   auto spec = hardened_spec(cfg, "default");
   const json b = create_body(spec);
   EXPECT_EQ(b["Image"], "img:tag");
-  EXPECT_EQ(b["User"], "1000:1000");
+  // The container's init and the MCP server: root with three capabilities, nothing else; the user's
+  // commands run as 1000:1000 (berth-sandbox --user switches to it).
+  EXPECT_EQ(b["User"], "0:0");
   EXPECT_EQ(b["Labels"]["berth.managed"], "true");
   EXPECT_EQ(b["Labels"]["berth.replica"], "r1");
   EXPECT_EQ(b["Labels"]["berth.pool"], "default");
   const json& h = b["HostConfig"];
   EXPECT_EQ(h["CapDrop"], json::array({"ALL"}));
+  EXPECT_EQ(h["CapAdd"], json::array({"SETUID", "SETGID", "KILL"}));
   EXPECT_EQ(h["SecurityOpt"], json::array({"no-new-privileges:true"}));
   EXPECT_EQ(h["Memory"], 256ull * 1024 * 1024);
   EXPECT_EQ(h["NanoCpus"], 500000000);

@@ -23,6 +23,8 @@ struct harness {
   std::map<waiter_id, std::chrono::milliseconds> retry;
   std::map<waiter_id, std::size_t> position;
   std::map<destroy_reason, int> destroyed;
+  std::set<std::string> held;      // containers a waiter holds right now
+  std::vector<std::string> scrubs;  // scrub actions, in order
   int next_container = 0;
   waiter_id next_waiter = 1;
 
@@ -36,9 +38,14 @@ struct harness {
           break;
         case action::kind::grant:
           ASSERT_TRUE(live.count(a.container)) << a.container;
-          for (const auto& [w, c] : granted) ASSERT_NE(c, a.container) << "container granted twice";
+          ASSERT_TRUE(held.insert(a.container).second) << "container granted to two holders at once";
           ASSERT_FALSE(granted.count(a.waiter) || failed.count(a.waiter));
           granted[a.waiter] = a.container;
+          break;
+        case action::kind::scrub:
+          ASSERT_TRUE(live.count(a.container)) << a.container;
+          ASSERT_FALSE(held.count(a.container)) << "scrubbing a held container";
+          scrubs.push_back(a.container);
           break;
         case action::kind::fail:
           ASSERT_FALSE(granted.count(a.waiter) || failed.count(a.waiter));
@@ -53,11 +60,11 @@ struct harness {
   void check() {
     const auto s = fsm.stats();
     if (!fsm.stopping()) {
-      ASSERT_LE(s.idle + s.active + s.creating, limits.max_total);
+      ASSERT_LE(s.idle + s.active + s.scrubbing + s.creating, limits.max_total);
     }
     ASSERT_LE(s.creating, limits.max_parallel_creates);
     ASSERT_EQ(s.creating, pending.size());
-    ASSERT_EQ(s.total, s.idle + s.active + s.creating);
+    ASSERT_EQ(s.total, s.idle + s.active + s.scrubbing + s.creating);
   }
   void start() { run(fsm.start(now)); }
   waiter_id acquire() {
@@ -83,7 +90,11 @@ struct harness {
   void complete_all(bool ok, int bound = 1000) {
     for (int i = 0; i < bound && !pending.empty(); ++i) complete(ok);
   }
-  void release(waiter_id w) { run(fsm.release(now, granted.at(w))); }
+  void release(waiter_id w, bool recyclable = false) {
+    held.erase(granted.at(w));
+    run(fsm.release(now, granted.at(w), recyclable));
+  }
+  void scrubbed(const std::string& id, bool clean) { run(fsm.scrub_done(now, id, clean)); }
   void advance(std::chrono::milliseconds d) {
     now += d;
     run(fsm.tick(now));
@@ -396,5 +407,151 @@ TEST(PoolFsm, ForgetDropsActiveWithoutDestroy) {
   EXPECT_EQ(h.destroyed[destroy_reason::released], 0);
   EXPECT_EQ(h.pending.size(), 1u);  // the freed slot serves b
 }
+
+// ---- recycling
+
+pool_limits recycling(std::size_t min, std::size_t max, std::size_t max_uses = 3,
+                      std::chrono::milliseconds max_age = 10000ms) {
+  auto l = small(min, max);
+  l.recycle = true;
+  l.max_uses = max_uses;
+  l.max_age = max_age;
+  return l;
+}
+
+TEST(PoolFsmRecycle, AReleasedContainerIsScrubbedThenServesTheNextUserWithoutACreate) {
+  harness h(recycling(1, 2));
+  h.start();
+  const auto first = h.complete(true);
+  const auto a = h.acquire();
+  h.complete_all(true);  // refill to min idle
+  const auto creates_before = h.fsm.stats().created;
+  h.release(a, true);
+  ASSERT_EQ(h.scrubs, std::vector<std::string>{first});
+  EXPECT_EQ(h.fsm.stats().scrubbing, 1u);
+  EXPECT_EQ(h.destroyed[destroy_reason::released], 0);
+  EXPECT_TRUE(h.pending.empty()) << "a container being scrubbed still counts: no create for it";
+  h.scrubbed(first, true);
+  EXPECT_EQ(h.fsm.stats().recycled, 1u);
+  EXPECT_TRUE(h.fsm.is_idle(first));
+  // Newest idle first: the scrubbed one.
+  const auto b = h.acquire();
+  EXPECT_EQ(h.granted.at(b), first);
+  EXPECT_EQ(h.fsm.uses(first), 2u);
+  EXPECT_EQ(h.fsm.stats().created, creates_before);
+}
+
+TEST(PoolFsmRecycle, AFailedScrubDestroysTheContainerAndRefills) {
+  harness h(recycling(1, 2));
+  h.start();
+  const auto c = h.complete(true);
+  const auto a = h.acquire();
+  h.complete_all(true);
+  h.release(a, true);
+  h.scrubbed(c, false);
+  EXPECT_EQ(h.destroyed[destroy_reason::scrub_failed], 1);
+  EXPECT_FALSE(h.live.count(c));
+  EXPECT_EQ(h.fsm.stats().scrub_failures, 1u);
+  EXPECT_EQ(h.fsm.stats().scrubbing, 0u);
+  h.scrubbed(c, true);  // a late or repeated outcome changes nothing
+  EXPECT_EQ(h.fsm.stats().recycled, 0u);
+}
+
+TEST(PoolFsmRecycle, WithoutItsServerOrWithRecyclingOffAReleaseDestroys) {
+  harness h(recycling(0, 2));
+  const auto a = h.acquire();
+  h.complete(true);
+  h.release(a, false);  // no sandbox server came back: nothing to scrub with
+  EXPECT_EQ(h.destroyed[destroy_reason::released], 1);
+  auto off = recycling(0, 2);
+  off.recycle = false;
+  harness g(off);
+  const auto b = g.acquire();
+  g.complete(true);
+  g.release(b, true);
+  EXPECT_TRUE(g.scrubs.empty());
+  EXPECT_EQ(g.destroyed[destroy_reason::released], 1);
+  auto no_pool = recycling(0, 2);
+  no_pool.pooling = false;  // ENABLE_CONTAINER_POOL=false: nowhere to keep a clean container
+  harness n(no_pool);
+  const auto c = n.acquire();
+  n.complete(true);
+  n.release(c, true);
+  EXPECT_TRUE(n.scrubs.empty());
+}
+
+TEST(PoolFsmRecycle, AContainerServesAtMostMaxUsesSessions) {
+  harness h(recycling(0, 2, /*max_uses=*/2));
+  auto a = h.acquire();
+  const auto c = h.complete(true);
+  h.release(a, true);
+  h.scrubbed(c, true);
+  a = h.acquire();
+  ASSERT_EQ(h.granted.at(a), c);
+  h.release(a, true);  // its second session ends: worn out
+  EXPECT_TRUE(h.scrubs.size() == 1u);
+  EXPECT_EQ(h.destroyed[destroy_reason::retired], 1);
+  EXPECT_EQ(h.fsm.stats().retired, 1u);
+}
+
+TEST(PoolFsmRecycle, IdleContainersPastMaxAgeAreRetiredAndReplaced) {
+  harness h(recycling(1, 2, 100, 5000ms));
+  h.start();
+  const auto c = h.complete(true);
+  h.advance(4999ms);
+  EXPECT_TRUE(h.fsm.is_idle(c));
+  ASSERT_TRUE(h.fsm.next_deadline());
+  EXPECT_EQ(*h.fsm.next_deadline(), time_point{} + 5000ms);
+  h.advance(1ms);
+  EXPECT_EQ(h.destroyed[destroy_reason::retired], 1);
+  EXPECT_EQ(h.pending.size(), 1u) << "a replacement is created";
+  // An active container past its age is not reused either.
+  const auto fresh = h.complete(true);
+  const auto a = h.acquire();
+  ASSERT_EQ(h.granted.at(a), fresh);
+  h.now += 6000ms;
+  h.release(a, true);
+  EXPECT_TRUE(h.scrubs.empty());
+  EXPECT_EQ(h.destroyed[destroy_reason::retired], 2);
+}
+
+TEST(PoolFsmRecycle, AWaiterGetsTheScrubbedContainerFirst) {
+  harness h(recycling(0, 1));
+  const auto a = h.acquire();
+  const auto c = h.complete(true);
+  const auto b = h.acquire();  // pool at max: b waits
+  EXPECT_EQ(h.position[b], 1u);
+  h.release(a, true);
+  EXPECT_FALSE(h.granted.count(b)) << "not before the scrub";
+  h.scrubbed(c, true);
+  EXPECT_EQ(h.granted.at(b), c);
+}
+
+TEST(PoolFsmRecycle, ShutdownDuringAScrubDestroysTheContainerWhenTheScrubEnds) {
+  harness h(recycling(0, 2));
+  const auto a = h.acquire();
+  const auto c = h.complete(true);
+  h.release(a, true);
+  h.run(h.fsm.shutdown(h.now));
+  h.scrubbed(c, true);
+  EXPECT_EQ(h.destroyed[destroy_reason::shutdown], 1);
+  EXPECT_FALSE(h.live.count(c));
+}
+
+TEST(PoolFsmRecycle, AnAdoptedContainerOfAnotherPoolIsNeverReused) {
+  harness h(recycling(0, 4));
+  h.live.insert("foreign");
+  h.run(h.fsm.adopt(h.now, "foreign", std::nullopt, /*own=*/false));
+  h.held.insert("foreign");
+  h.run(h.fsm.release(h.now, "foreign", true));
+  h.held.erase("foreign");
+  EXPECT_TRUE(h.scrubs.empty());
+  EXPECT_FALSE(h.live.count("foreign"));
+  h.live.insert("mine");  // ours (same replica, restarted): reusable
+  h.run(h.fsm.adopt(h.now, "mine", std::nullopt, /*own=*/true));
+  h.run(h.fsm.release(h.now, "mine", true));
+  EXPECT_EQ(h.scrubs, std::vector<std::string>{"mine"});
+}
+
 }  // namespace
 }  // namespace berth::pool

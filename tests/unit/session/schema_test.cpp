@@ -5,16 +5,73 @@
 using namespace berth::session;
 using berth::core::errc;
 
-TEST(session_schema, keys_use_the_prefix) {
+TEST(session_schema, keys_use_the_prefix_and_hash_tags) {
   key_schema k;
-  EXPECT_EQ(k.session("abc"), "berth:session:abc");
-  EXPECT_EQ(k.lock("abc"), "berth:session-lock:abc");
-  EXPECT_EQ(k.history("abc"), "berth:history:abc");
-  EXPECT_EQ(k.inflight("u1"), "berth:inflight:u1");
+  EXPECT_EQ(k.session("abc"), "berth:session:{abc}");
+  EXPECT_EQ(k.lock("abc"), "berth:session-lock:{abc}");
+  EXPECT_EQ(k.history("abc"), "berth:history:{abc}");
+  EXPECT_EQ(k.inflight("u1"), "berth:inflight:{u1}");
   EXPECT_EQ(k.sessions(), "berth:sessions");
   EXPECT_EQ(k.replica("r1"), "berth:replica:r1");
   EXPECT_EQ(k.replicas(), "berth:replicas");
   EXPECT_EQ(k.orphan_lock(), "berth:orphan-reaper-lock");
+  EXPECT_EQ(k.schema_version(), "berth:schema-version");
+}
+
+namespace {
+// Redis Cluster's key -> slot mapping (cluster spec: CRC16-XMODEM of the hash tag, or of the whole
+// key when it has none, mod 16384), written from the spec to check the tags do what they claim.
+std::uint16_t crc16_xmodem(std::string_view s) {
+  std::uint16_t crc = 0;
+  for (unsigned char c : s) {
+    crc = static_cast<std::uint16_t>(crc ^ (c << 8));
+    for (int i = 0; i < 8; ++i)
+      crc = static_cast<std::uint16_t>((crc & 0x8000) ? (crc << 1) ^ 0x1021 : crc << 1);
+  }
+  return crc;
+}
+unsigned cluster_slot(std::string_view key) {
+  auto open = key.find('{');
+  if (open != std::string_view::npos) {
+    auto close = key.find('}', open + 1);
+    if (close != std::string_view::npos && close > open + 1) key = key.substr(open + 1, close - open - 1);
+  }
+  return crc16_xmodem(key) % 16384;
+}
+}  // namespace
+
+TEST(session_schema, keys_of_one_session_share_a_cluster_slot) {
+  EXPECT_EQ(crc16_xmodem("123456789"), 0x31C3);  // the spec's check value
+  key_schema k;
+  for (const std::string& sid : std::vector<std::string>{"abc", "s-1", "x_Y_9", std::string(64, 'z')}) {
+    const auto slot = cluster_slot(k.session(sid));
+    EXPECT_EQ(cluster_slot(k.history(sid)), slot) << sid;
+    EXPECT_EQ(cluster_slot(k.lock(sid)), slot) << sid;
+    EXPECT_EQ(slot, cluster_slot(sid)) << sid;
+  }
+  // Different sessions spread (they are not all forced into one slot by a shared tag).
+  EXPECT_NE(cluster_slot(k.session("abc")), cluster_slot(k.session("abd")));
+  EXPECT_EQ(cluster_slot(k.inflight("alice")), cluster_slot("alice"));
+}
+
+TEST(session_schema, legacy_keys_map_to_tagged_ones) {
+  key_schema k;
+  EXPECT_EQ(k.legacy_to_current("berth:session:abc"), "berth:session:{abc}");
+  EXPECT_EQ(k.legacy_to_current("berth:session-lock:abc"), "berth:session-lock:{abc}");
+  EXPECT_EQ(k.legacy_to_current("berth:history:abc"), "berth:history:{abc}");
+  EXPECT_EQ(k.legacy_to_current("berth:inflight:alice@example.com"), "berth:inflight:{alice@example.com}");
+  // Already tagged, not ours, or not per-session/per-user: left alone.
+  EXPECT_FALSE(k.legacy_to_current("berth:session:{abc}"));
+  EXPECT_FALSE(k.legacy_to_current("berth:inflight:{u}"));
+  EXPECT_FALSE(k.legacy_to_current("berth:sessions"));
+  EXPECT_FALSE(k.legacy_to_current("berth:replica:r1"));
+  EXPECT_FALSE(k.legacy_to_current("berth:replicas"));
+  EXPECT_FALSE(k.legacy_to_current("berth:session:"));
+  EXPECT_FALSE(k.legacy_to_current("other:session:abc"));
+  EXPECT_FALSE(k.legacy_to_current("berth:schema-version"));
+  key_schema custom{.prefix = "t:"};
+  EXPECT_EQ(custom.legacy_to_current("t:history:s"), "t:history:{s}");
+  EXPECT_FALSE(custom.legacy_to_current("berth:history:s"));
 }
 
 TEST(session_schema, session_id_validation) {

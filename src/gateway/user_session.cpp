@@ -1,0 +1,680 @@
+#include "user_session.hpp"
+
+#include <utility>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "berth/core/logging.hpp"
+#include "berth/gateway/history_mapping.hpp"
+#include "sandbox_resource.hpp"
+
+namespace berth::gateway {
+
+namespace asio = boost::asio;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* system_prompt =
+    "You are Berth's coding agent. You work inside the user's own sandbox container; its files live in "
+    "/workspace. Use the tools to list, read and write files and to run commands there, and explain what you did.";
+constexpr std::chrono::milliseconds mcp_open_timeout{15000};
+constexpr std::chrono::milliseconds lock_wait{10000};
+constexpr std::chrono::milliseconds archive_timeout{60000};
+constexpr std::size_t max_pending_inputs = 32;
+constexpr core::log_task_failure log_failure{"gateway"};
+
+std::int64_t now_ms() { return session::system_now_ms(); }
+std::shared_ptr<spdlog::logger> log() { return core::logger("gateway"); }
+
+json error_json(const core::error& e) {
+  json j{{"code", core::to_string(e.code)}, {"message", e.message}};
+  if (e.retry_after) j["retryAfterMs"] = e.retry_after->count();
+  return j;
+}
+json ack_ok() { return json::array({json{{"ok", true}}}); }
+json ack_error(const core::error& e) {
+  json body{{"ok", false}, {"code", core::to_string(e.code)}, {"message", e.message}};
+  if (e.retry_after) body["retryAfterMs"] = e.retry_after->count();
+  return json::array({std::move(body)});
+}
+
+std::vector<llm::tool_spec> to_tool_specs(const std::vector<mcp::tool_descriptor>& tools) {
+  std::vector<llm::tool_spec> specs;
+  for (const auto& t : tools) specs.push_back({t.name, t.description, t.input_schema});
+  return specs;
+}
+
+std::string megabytes(std::size_t bytes) {
+  const auto tenths = (bytes * 10 + 512 * 1024) / (1024 * 1024);
+  return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " MB";
+}
+
+// "saved:123" / "kept:123" -> 123.
+std::size_t note_bytes(std::string_view note) {
+  const auto colon = note.find(':');
+  std::size_t n = 0;
+  for (auto c : note.substr(colon == std::string_view::npos ? note.size() : colon + 1))
+    if (c >= '0' && c <= '9') n = n * 10 + static_cast<std::size_t>(c - '0');
+  return n;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- parked_sessions
+
+void parked_sessions::park(const std::shared_ptr<user_session>& s) {
+  std::lock_guard lock(mutex_);
+  parked_[s->sid()] = s;
+}
+
+std::shared_ptr<user_session> parked_sessions::unpark(const std::string& sid) {
+  std::lock_guard lock(mutex_);
+  auto it = parked_.find(sid);
+  if (it == parked_.end()) return nullptr;
+  auto s = std::move(it->second);
+  parked_.erase(it);
+  return s;
+}
+
+bool parked_sessions::leave(const user_session* s) {
+  std::lock_guard lock(mutex_);
+  auto it = parked_.find(s->sid());
+  if (it == parked_.end() || it->second.get() != s) return false;
+  parked_.erase(it);
+  ++hibernating_;
+  return true;
+}
+
+void parked_sessions::done() {
+  std::lock_guard lock(mutex_);
+  if (hibernating_ > 0) --hibernating_;
+}
+
+std::size_t parked_sessions::busy() const {
+  std::lock_guard lock(mutex_);
+  return parked_.size() + hibernating_ + settling_;
+}
+
+void parked_sessions::settling(bool begins) {
+  std::lock_guard lock(mutex_);
+  if (begins) ++settling_;
+  else if (settling_ > 0) --settling_;
+}
+
+std::size_t parked_sessions::size() const {
+  std::lock_guard lock(mutex_);
+  return parked_.size();
+}
+
+std::vector<std::shared_ptr<user_session>> parked_sessions::all() const {
+  std::lock_guard lock(mutex_);
+  std::vector<std::shared_ptr<user_session>> out;
+  for (const auto& [_, s] : parked_) out.push_back(s);
+  return out;
+}
+
+gateway_counters::gateway_counters(core::metrics& m)
+    : too_many(m.get_counter("berth_gateway_too_many_requests_total", "Requests refused by the per-user limit")),
+      invalid_payloads(m.get_counter("berth_gateway_invalid_payloads_total",
+                                     "Client events with an invalid payload or unknown name")),
+      provision_failures(m.get_counter("berth_gateway_provision_failures_total",
+                                       "Sessions that could not get a container or be stored")),
+      containers_replaced(m.get_counter("berth_gateway_containers_replaced_total",
+                                        "Resumed sessions whose container had died")),
+      hibernated(m.get_counter("berth_sessions_hibernated_total",
+                               "Sessions whose workspace was saved and container given back after the detach grace")),
+      hibernate_failures(m.get_counter("berth_sessions_hibernate_failures_total",
+                                       "Hibernations that failed (the session kept its container)")),
+      workspace_too_large(m.get_counter("berth_sessions_workspace_too_large_total",
+                                        "Hibernations skipped: the workspace was over WORKSPACE_SAVE_MAX_BYTES")),
+      restored(m.get_counter("berth_sessions_restored_total", "Hibernated workspaces restored into a container")),
+      restore_failures(m.get_counter("berth_sessions_restore_failures_total",
+                                     "Hibernated workspaces that could not be restored (the user is told)")),
+      resumed_parked(m.get_counter("berth_sessions_resumed_parked_total",
+                                   "Reconnects that took their parked session back on the same replica")) {}
+
+// ---------------------------------------------------------------- user_session
+
+user_session::user_session(session_services& svc, const std::shared_ptr<socketio::socket>& sock, session_identity who)
+    : svc_(svc), sock_(sock), strand_(sock->executor()), who_(std::move(who)) {}
+
+void user_session::emit(const std::string& event, const json& payload) {
+  if (auto s = sock_.lock()) s->emit(event, payload.is_null() ? json::array() : json::array({payload}));
+}
+
+void user_session::emit_error(const core::error& e) { emit("agent:error", error_json(e)); }
+
+void user_session::reject(const core::error& e, ack_fn& ack) {
+  if (e.code == core::errc::invalid_payload) svc_.counters.invalid_payloads.inc();
+  emit_error(e);
+  if (ack) std::exchange(ack, nullptr)(ack_error(e));
+}
+
+void user_session::start() {
+  asio::co_spawn(strand_, provision(shared_from_this()), log_failure);
+}
+
+// ---- client events: one handler each; all wait for the tools before they run
+
+void user_session::on_message(json args, ack_fn ack) { accept(input::message, std::move(args), std::move(ack)); }
+void user_session::on_approval(json args, ack_fn ack) { accept(input::approval, std::move(args), std::move(ack)); }
+void user_session::on_history_reset(json args, ack_fn ack) {
+  accept(input::history_reset, std::move(args), std::move(ack));
+}
+void user_session::on_session_end(json args, ack_fn ack) { accept(input::session_end, std::move(args), std::move(ack)); }
+
+void user_session::on_unknown(const std::string& event, json, ack_fn ack) {
+  reject(core::make_error(core::errc::invalid_payload, "unknown event '" + core::log_prefix(event, 40) + "'"), ack);
+}
+
+void user_session::accept(input kind, json args, ack_fn ack) {
+  if (!ready_) {
+    if (before_ready_.size() >= max_pending_inputs) {
+      if (ack) ack(ack_error(core::make_error(core::errc::too_many_requests, "session is still starting")));
+      return;
+    }
+    before_ready_.push_back({kind, std::move(args), std::move(ack)});
+    return;
+  }
+  asio::co_spawn(strand_, handle(shared_from_this(), kind, std::move(args), std::move(ack)), log_failure);
+}
+
+asio::awaitable<void> user_session::handle(std::shared_ptr<user_session> self, input kind, json args, ack_fn ack) {
+  auto& svc = self->svc_;
+  const json payload = args.empty() ? json() : args[0];
+  if (kind == input::session_end) co_return co_await end_session(self, std::move(ack));
+  if (kind == input::history_reset) {
+    self->current_ack_ = std::move(ack);
+    self->apply(self->fsm_->on_history_reset());
+    if (self->current_ack_) std::exchange(self->current_ack_, nullptr)(ack_ok());
+    co_return;
+  }
+  std::optional<std::string> text;
+  std::optional<agent::approval> approval;
+  if (kind == input::message) {
+    auto parsed = agent::parse_user_message(payload, svc.cfg.max_message_bytes);
+    if (!parsed) co_return self->reject(parsed.error(), ack);
+    text = std::move(*parsed);
+  } else {
+    auto parsed = agent::parse_approval(payload);
+    if (!parsed) co_return self->reject(parsed.error(), ack);
+    approval = std::move(*parsed);
+  }
+  // The per-user limit counts requests across sockets and replicas (Redis leases).
+  auto permit = co_await svc.limiter.acquire(self->who_.user);
+  if (self->closed_ || !self->fsm_) co_return;
+  if (!permit) {
+    if (permit.error().code == core::errc::too_many_requests) {
+      svc.counters.too_many.inc();
+      // The operator guide greps for this phrase (MAX_REQUESTS_PER_USER refusals).
+      log()->warn("sid={} uid={} Too many concurrent requests: {}", self->sid(), core::log_prefix(self->user(), 32),
+                  permit.error().message);
+    }
+    co_return self->reject(permit.error(), ack);
+  }
+  self->current_ack_ = std::move(ack);
+  if (text) {
+    self->turn_permits_.push_back(std::move(*permit));
+    self->apply(self->fsm_->on_user_message(std::move(*text)));
+  } else {
+    self->step_permit_ = std::move(*permit);
+    self->apply(self->fsm_->on_approval(approval->call_id, approval->approved));
+    // NO_PENDING_CALL and the like end the step at once.
+    if (self->fsm_->phase() != agent::turn_phase::running_tool && self->fsm_->phase() != agent::turn_phase::waiting_llm)
+      self->step_permit_.reset();
+  }
+  if (self->current_ack_) std::exchange(self->current_ack_, nullptr)(ack_ok());  // the machine did not ack
+}
+
+// ---- the agent state machine's actions
+
+void user_session::apply(std::vector<agent::action> actions) {
+  auto self = shared_from_this();
+  for (auto& a : actions) {
+    std::visit(
+        [&](auto& act) {
+          using T = std::decay_t<decltype(act)>;
+          if constexpr (std::is_same_v<T, agent::emit>) {
+            if (act.event == "agent:response" || act.event == "agent:error" || act.event == "tool:approval_required")
+              step_permit_.reset();  // the approval's step is over
+            emit(act.event, act.payload);
+          } else if constexpr (std::is_same_v<T, agent::call_llm>) {
+            asio::co_spawn(strand_, run_llm(self, std::move(act)), log_failure);
+          } else if constexpr (std::is_same_v<T, agent::run_tool>) {
+            asio::co_spawn(strand_, run_tool(self, std::move(act)), log_failure);
+          } else if constexpr (std::is_same_v<T, agent::cancel_tool>) {
+            // The MCP deadline cancels a running call; nothing else holds it.
+          } else if constexpr (std::is_same_v<T, agent::append_history>) {
+            for (auto& e : to_history_entries(act.message, now_ms())) history_queue_.push_back(std::move(e));
+            if (!history_writing_) asio::co_spawn(strand_, write_history(self), log_failure);
+          } else if constexpr (std::is_same_v<T, agent::clear_history>) {
+            history_queue_.clear();
+            asio::co_spawn(strand_, reset_history(self), log_failure);
+          } else if constexpr (std::is_same_v<T, agent::ack>) {
+            if (current_ack_)
+              std::exchange(current_ack_, nullptr)(act.ok ? ack_ok() : ack_error(act.error.value_or(core::error{})));
+          } else if constexpr (std::is_same_v<T, agent::end_turn>) {
+            if (!turn_permits_.empty()) turn_permits_.pop_front();
+            step_permit_.reset();
+          }
+        },
+        a);
+  }
+}
+
+asio::awaitable<void> user_session::run_llm(std::shared_ptr<user_session> self, agent::call_llm act) {
+  llm::llm_request req;
+  req.system_prompt = system_prompt;
+  req.messages = std::move(act.messages);
+  req.tools = std::move(act.tools);
+  req.max_output_tokens = self->svc_.cfg.max_output_tokens;
+  req.model = self->svc_.cfg.llm_model;
+  auto reply = co_await self->provider_->complete(req);
+  if (self->closed_ || !self->fsm_) co_return;
+  if (reply)
+    self->apply(self->fsm_->on_llm_reply(*reply));
+  else
+    self->apply(self->fsm_->on_llm_failed(reply.error().code, reply.error().message));
+}
+
+asio::awaitable<void> user_session::run_tool(std::shared_ptr<user_session> self, agent::run_tool act) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto timeout = self->svc_.cfg.tool_timeout;
+  core::result<mcp::tool_call_outcome> outcome = core::make_error(core::errc::sandbox_unavailable, "no sandbox session");
+  if (self->mcp_) outcome = co_await self->mcp_->call_tool(act.name, act.args, timeout);
+  if (self->closed_ || !self->fsm_) co_return;
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  if (!outcome && outcome.error().code == core::errc::tool_timeout) {
+    self->apply(self->fsm_->on_tool_timeout(act.call_id, took));
+  } else if (!outcome) {
+    self->apply(self->fsm_->on_tool_result(act.call_id, outcome.error().message, true, took));
+  } else {
+    self->apply(self->fsm_->on_tool_result(act.call_id, std::move(outcome->text), outcome->is_error, took));
+  }
+}
+
+asio::awaitable<void> user_session::write_history(std::shared_ptr<user_session> self) {
+  self->history_writing_ = true;
+  while (!self->history_queue_.empty()) {
+    auto e = std::move(self->history_queue_.front());
+    self->history_queue_.pop_front();
+    auto r = co_await self->svc_.history.append(self->sid(), std::move(e));
+    if (!r) log()->warn("sid={} history not saved: {}", self->sid(), r.error().message);
+  }
+  self->history_writing_ = false;
+}
+
+asio::awaitable<void> user_session::reset_history(std::shared_ptr<user_session> self) {
+  auto r = co_await self->svc_.history.reset(self->sid());
+  if (!r) log()->warn("sid={} history not cleared: {}", self->sid(), r.error().message);
+}
+
+// ---- session:end: the session, its history and saved workspace go; the container is scrubbed
+// and serves someone else.
+
+asio::awaitable<void> user_session::end_session(std::shared_ptr<user_session> self, ack_fn ack) {
+  auto& svc = self->svc_;
+  self->ended_ = true;
+  if (self->fsm_) self->apply(self->fsm_->abort(core::errc::internal, "session ended"));
+  auto r = co_await svc.sessions.end(self->sid());
+  self->recycle_container();
+  log()->info("sid={} uid={} session ended by the user", self->sid(), self->user());
+  if (ack) ack(r ? ack_ok() : ack_error(r.error()));
+  self->emit("system:message", "Session ended; its sandbox was wiped and released.");
+  if (auto s = self->sock_.lock()) s->disconnect(true);
+}
+
+void user_session::recycle_container() {
+  std::shared_ptr<mcp_session> sandbox;
+  if (mcp_) {
+    sandbox = mcp_->take_sandbox();
+    mcp_->close();  // the extra servers; they run as the user and the scrub ends them anyway
+    mcp_.reset();
+  }
+  if (lease_) lease_.recycle(sandbox ? std::make_shared<prepared_sandbox_mcp>(std::move(sandbox)) : nullptr);
+  recorded_ = false;
+}
+
+// ---- provisioning
+
+void user_session::fail_provisioning(const core::error& e) {
+  if (closed_) return;  // nobody to tell
+  svc_.counters.provision_failures.inc();
+  log()->warn("sid={} uid={} provisioning failed: {} {}", sid(), user(), core::to_string(e.code), e.message);
+  emit_error(e);
+  for (auto& in : before_ready_)
+    if (in.ack) in.ack(ack_error(e));
+  before_ready_.clear();
+  if (auto s = sock_.lock()) s->disconnect(true);
+}
+
+asio::awaitable<void> user_session::provision(std::shared_ptr<user_session> self) {
+  auto& svc = self->svc_;
+  // Only one replica provisions (or hibernates) a session id at a time; what the record says is
+  // read again under the lock (a hibernation or a resume elsewhere may have changed it).
+  auto lock = co_await svc.sessions.lock(self->sid(), lock_wait);
+  if (!lock) co_return self->fail_provisioning(lock.error());
+  auto rec = co_await svc.sessions.get(self->sid());
+  if (!rec) {
+    co_await svc.sessions.unlock(*lock);
+    co_return self->fail_provisioning(rec.error());
+  }
+  if (!*rec && self->who_.known) {
+    co_await svc.sessions.unlock(*lock);
+    co_return self->fail_provisioning(core::make_error(core::errc::session_forbidden, "the session ended meanwhile"));
+  }
+  std::optional<std::string> notice;
+  auto leased = co_await lease_step(self, *rec, notice);
+  if (leased && !self->closed_) leased = co_await record_step(self, *rec);
+  co_await svc.sessions.unlock(*lock);
+  if (!leased) {
+    if (!self->who_.address.empty() && !*rec) (void)co_await svc.sessions.release_address(self->who_.address, self->sid());
+    if (self->closed_) co_return co_await settle_container(self);  // gave up waiting: nobody to tell
+    co_return self->fail_provisioning(leased.error());
+  }
+  if (self->closed_) co_return co_await settle_container(self);
+
+  auto provider = svc.make_provider(self->who_.api_key);
+  if (!provider) co_return self->fail_provisioning(provider.error());
+  self->provider_ = std::move(*provider);
+
+  std::vector<session::history_entry> entries;
+  if (auto h = co_await svc.history.read(self->sid()); h) entries = std::move(*h);
+  else log()->warn("sid={} history unavailable: {}", self->sid(), h.error().message);
+  if (self->closed_) co_return;
+  json history = json::array();
+  for (const auto& e : entries) {
+    json j{{"role", e.role}, {"content", e.content}, {"ts", e.ts_ms}};
+    if (e.name) j["name"] = *e.name;
+    if (e.call_id) j["callId"] = *e.call_id;
+    history.push_back(std::move(j));
+  }
+  // Ready as soon as the container and the session are the user's. The tools (usually open
+  // already: the pool prepared the sandbox's MCP server) and a hibernated workspace follow while
+  // the user types; input that arrives meanwhile waits in before_ready_.
+  const bool resumed = rec->has_value();
+  self->emit("system:ready", json{{"sessionId", self->sid()},
+                                  {"containerId", self->lease_.id()},
+                                  {"provider", std::string(self->provider_->name())},
+                                  {"model", self->provider_->model()},
+                                  {"resumed", resumed},
+                                  {"resumeToken", self->resume_token_},
+                                  {"limits", {{"maxConcurrentRequests", svc.cfg.max_requests_per_user}}},
+                                  {"history", std::move(history)}});
+
+  std::vector<mcp::tool_descriptor> tools;
+  co_await tools_step(self, tools);
+  if (self->closed_) co_return;
+  if (*rec && (*rec)->workspace == "saved:0") {
+    (void)co_await svc.sessions.forget_workspace(self->sid());  // hibernated before any tool ran
+  } else if (*rec && (*rec)->workspace.starts_with("saved:")) {
+    auto problem = co_await restore_step(self);
+    if (problem) notice = notice ? *notice + " " + *problem : *problem;
+  } else if (*rec && (*rec)->workspace.starts_with("kept:")) {
+    notice = "Your workspace (" + megabytes(note_bytes((*rec)->workspace)) + ") was over the " +
+             megabytes(svc.cfg.workspace_save_max_bytes) +
+             " hibernation limit (WORKSPACE_SAVE_MAX_BYTES), so it stayed in its container instead of being saved.";
+  }
+  if (self->closed_) co_return;
+
+  agent::turn_options opts;
+  opts.max_tool_rounds = svc.cfg.max_tool_rounds;
+  self->fsm_.emplace(opts, to_tool_specs(tools), from_history_entries(entries));
+  self->ready_ = true;
+  log()->info("sid={} uid={} cid={} ready ({}, {} tools)", self->sid(), self->user(), self->lease_.id().substr(0, 12),
+              resumed ? "resumed" : "new", tools.size());
+  if (notice) self->emit("system:message", *notice);
+  auto pending = std::move(self->before_ready_);
+  self->before_ready_.clear();
+  for (auto& in : pending) self->accept(in.kind, std::move(in.args), std::move(in.ack));
+}
+
+// A container for the session: the one this replica still holds for it (a reconnect within the
+// grace), the one its record names (a resume elsewhere), or one from the pool (new, hibernated,
+// or its container died). A lost container is never silent: the user gets `notice`.
+asio::awaitable<core::result<void>> user_session::lease_step(std::shared_ptr<user_session> self,
+                                                             std::optional<session::session_record> rec,
+                                                             std::optional<std::string>& notice) {
+  auto& svc = self->svc_;
+  if (auto parked = svc.parked.unpark(self->sid())) {
+    // On the parked session's own strand (it is another socket's).
+    auto hold = co_await asio::co_spawn(parked->strand_, hand_over(parked), asio::use_awaitable);
+    self->lease_ = std::move(hold.lease);
+    self->mcp_ = std::move(hold.mcp);
+    if (self->lease_ && rec && rec->container == self->lease_.id()) {
+      self->recorded_ = true;
+      svc.counters.resumed_parked.inc();
+      co_return core::result<void>{};
+    }
+    self->recycle_container();  // the record names no longer this one: nobody resumes into it
+  }
+  if (rec && !rec->container.empty()) {
+    auto adopted = co_await svc.pool.adopt(rec->container);
+    if (adopted) {
+      self->lease_ = std::move(*adopted);
+      self->recorded_ = true;  // the record names it already: never handed to another user from here
+      co_return core::result<void>{};
+    }
+    svc.counters.containers_replaced.inc();
+    log()->warn("sid={} container {} is gone ({}): replacing it", self->sid(), rec->container.substr(0, 12),
+                adopted.error().message);
+    notice = "Your previous sandbox container was no longer running, and the files in its /workspace are lost; "
+             "a new, empty one was started.";
+  }
+  auto on_queued = [weak = std::weak_ptr<user_session>(self)](std::size_t position) {
+    if (auto s = weak.lock()) s->emit("system:queued", json{{"position", position}});
+  };
+  self->acquiring_ = std::make_shared<pool::acquire_ticket>();
+  auto lease = co_await svc.pool.acquire(on_queued, self->acquiring_);
+  self->acquiring_.reset();
+  if (!lease) co_return lease.error();
+  self->lease_ = std::move(*lease);
+  co_return core::result<void>{};
+}
+
+asio::awaitable<user_session::sandbox_hold> user_session::hand_over(std::shared_ptr<user_session> parked) {
+  if (parked->grace_timer_) parked->grace_timer_->cancel();  // its grace sees it unparked and stops
+  co_return sandbox_hold{std::move(parked->lease_), std::move(parked->mcp_)};
+}
+
+asio::awaitable<core::result<void>> user_session::record_step(std::shared_ptr<user_session> self,
+                                                              const std::optional<session::session_record>& rec) {
+  auto& svc = self->svc_;
+  if (!rec) {
+    auto created = co_await svc.sessions.create(self->sid(), self->user(), self->lease_.id(), self->who_.address);
+    if (!created) co_return created.error();
+    self->resume_token_ = created->resume_token;
+    self->recorded_ = true;
+    co_return core::result<void>{};
+  }
+  // Claims the session for this replica and container (set_container writes both): a parked
+  // session elsewhere then sees it moved on and lets its container go without touching it.
+  auto claimed = co_await svc.sessions.set_container(self->sid(), self->lease_.id());
+  if (!claimed || !*claimed) {
+    co_return claimed ? core::make_error(core::errc::internal, "session vanished while resuming") : claimed.error();
+  }
+  self->recorded_ = true;
+  if (rec->workspace.starts_with("kept:")) (void)co_await svc.sessions.set_workspace_note(self->sid(), "");  // told once
+  auto token = co_await svc.sessions.rotate_resume_token(self->sid());
+  if (!token || !*token)
+    co_return token ? core::make_error(core::errc::internal, "session vanished while resuming") : token.error();
+  self->resume_token_ = **token;
+  co_return core::result<void>{};
+}
+
+asio::awaitable<void> user_session::tools_step(std::shared_ptr<user_session> self,
+                                               std::vector<mcp::tool_descriptor>& tools) {
+  auto& svc = self->svc_;
+  if (!self->mcp_) {
+    llm::http_client_options mcp_http;
+    mcp_http.connect_timeout = std::chrono::milliseconds(5000);
+    mcp_http.total_timeout = std::max(svc.cfg.tool_timeout, std::chrono::milliseconds(15000));
+    mcp_http.extra_ca_file = svc.cfg.llm_ca_file;
+    self->mcp_ = std::make_shared<mcp_router>(self->strand_, svc.docker, self->lease_.id(), svc.sandbox_command,
+                                              svc.extra_mcp_servers, mcp_http, svc.metrics, "sid=" + self->sid(),
+                                              prepared_sandbox_mcp::session_of(self->lease_.take_prepared()));
+  }
+  auto opened = co_await self->mcp_->open(mcp_open_timeout);
+  tools = std::move(opened.tools);
+  if (opened.sandbox_error) {
+    log()->warn("sid={} cid={} sandbox MCP unavailable: {}", self->sid(), self->lease_.id().substr(0, 12),
+                opened.sandbox_error->message);
+    self->emit_error(*opened.sandbox_error);
+  }
+}
+
+// The hibernated workspace goes into the new container before any input runs. A failure is told
+// (never silent) and the saved copy stays for a later resume.
+asio::awaitable<std::optional<std::string>> user_session::restore_step(std::shared_ptr<user_session> self) {
+  auto& svc = self->svc_;
+  auto fail = [&](const std::string& why) -> std::optional<std::string> {
+    svc.counters.restore_failures.inc();
+    log()->warn("sid={} workspace not restored: {}", self->sid(), why);
+    return "Your saved workspace could not be restored (" + why + "); it is kept, and the next resume tries again.";
+  };
+  auto archive = co_await svc.sessions.load_workspace(self->sid());
+  if (!archive) co_return fail(archive.error().message);
+  if (!*archive) co_return fail("it is no longer in Redis");
+  auto sandbox = self->mcp_ ? self->mcp_->sandbox() : nullptr;
+  if (!sandbox) co_return fail("the sandbox server is not running");
+  // Named first: GCC 12 miscompiles a braced json temporary inside a co_await expression.
+  json params = json::object();
+  params["data"] = std::move(**archive);
+  auto imported = co_await sandbox->request("berth/workspace.import", std::move(params), archive_timeout);
+  if (!imported) co_return fail(imported.error().message);
+  (void)co_await svc.sessions.forget_workspace(self->sid());
+  svc.counters.restored.inc();
+  co_return std::nullopt;
+}
+
+// ---- the socket is gone
+
+void user_session::on_disconnect(std::string reason) {
+  asio::dispatch(strand_, [self = shared_from_this(), reason = std::move(reason)]() mutable {
+    if (self->closed_) return;
+    self->closed_ = true;
+    if (self->acquiring_) self->acquiring_->cancel();  // queued for a container: not any more
+    self->svc_.parked.settling(true);
+    asio::co_spawn(self->strand_, after_disconnect(self, std::move(reason)), log_failure);
+  });
+}
+
+asio::awaitable<void> user_session::after_disconnect(std::shared_ptr<user_session> self, std::string reason) {
+  self->turn_permits_.clear();
+  self->step_permit_.reset();
+  log()->info("sid={} uid={} disconnected ({})", self->sid(), self->user(), reason);
+  struct settled {  // on every way out, exceptions included
+    parked_sessions& parked;
+    ~settled() { parked.settling(false); }
+  } guard{self->svc_.parked};
+  co_await settle_container(self);
+}
+
+// What becomes of the container once the socket is gone (provisioning calls it too, when the user
+// left while it ran): a container no session names is nobody's to resume into, so the next user
+// gets it; one the session names waits for a reconnect, then hibernates.
+asio::awaitable<void> user_session::settle_container(std::shared_ptr<user_session> self) {
+  if (self->ended_ || !self->lease_ || self->grace_timer_) co_return;
+  if (!self->recorded_) {
+    self->recycle_container();
+    co_return;
+  }
+  (void)co_await self->svc_.sessions.touch(self->sid());
+  self->park();
+}
+
+void user_session::park() {
+  svc_.parked.park(shared_from_this());
+  const auto wait = svc_.parked.draining() ? std::chrono::milliseconds(0) : svc_.cfg.session_detach_grace;
+  grace_timer_ = std::make_unique<asio::steady_timer>(strand_, wait);
+  asio::co_spawn(strand_, grace(shared_from_this()), log_failure);
+}
+
+void user_session::hibernate_now() {
+  asio::dispatch(strand_, [self = shared_from_this()] {
+    if (self->grace_timer_) self->grace_timer_->cancel();
+  });
+}
+
+asio::awaitable<void> user_session::grace(std::shared_ptr<user_session> self) {
+  auto* timer = self->grace_timer_.get();
+  if (timer) co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+  // Taken back by a reconnect (unpark) meanwhile: that session owns the container now.
+  if (!self->svc_.parked.leave(self.get())) co_return;
+  co_await hibernate(self);
+  self->svc_.parked.done();
+}
+
+// Saves /workspace where every replica can read it and gives the container back, unless the
+// session moved on meanwhile (resumed elsewhere: that replica owns the container now).
+asio::awaitable<void> user_session::hibernate(std::shared_ptr<user_session> self) {
+  auto& svc = self->svc_;
+  const std::string container = self->lease_.id();
+  auto keep_container = [&](const char* why) {
+    svc.counters.hibernate_failures.inc();
+    log()->warn("sid={} cid={} not hibernated ({}): it keeps its container until the idle timeout", self->sid(),
+                container.substr(0, 12), why);
+    if (self->mcp_) self->mcp_->close();
+    self->lease_.detach();  // the session's now; the janitor removes it with the session
+  };
+  auto lock = co_await svc.sessions.lock(self->sid(), lock_wait);
+  if (!lock) co_return keep_container("session lock unavailable");
+  auto rec = co_await svc.sessions.get(self->sid());
+  if (!rec || !*rec || (*rec)->container != container || (*rec)->replica != svc.cfg.replica_id) {
+    co_await svc.sessions.unlock(*lock);
+    // Ended, or resumed elsewhere: never ours to touch again.
+    if (self->mcp_) self->mcp_->close();
+    self->lease_.detach();
+    co_return;
+  }
+  // The server the tools use, or (the user left before they opened) the one the pool prepared.
+  auto sandbox = self->mcp_ ? self->mcp_->sandbox() : prepared_sandbox_mcp::session_of(self->lease_.prepared());
+  if (!sandbox && !self->mcp_) {
+    // No server at all, and no tool ever ran: the workspace is as the pool gave it (empty). Nothing
+    // to save; the container goes (it cannot be scrubbed without its server).
+    auto stored = co_await svc.sessions.hibernate(self->sid(), container, "", "saved:0");
+    co_await svc.sessions.unlock(*lock);
+    if (!stored || !*stored) co_return keep_container("the session moved on");
+    svc.counters.hibernated.inc();
+    self->lease_.release();
+    co_return;
+  }
+  core::result<json> saved = core::make_error(core::errc::sandbox_unavailable, "no sandbox server");
+  if (sandbox) {
+    json params = json::object();
+    params["maxBytes"] = svc.cfg.workspace_save_max_bytes;
+    saved = co_await sandbox->request("berth/workspace.export", std::move(params), archive_timeout);
+  }
+  if (!saved || !saved->is_object()) {
+    co_await svc.sessions.unlock(*lock);
+    co_return keep_container(saved ? "unexpected export reply" : saved.error().message.c_str());
+  }
+  const auto bytes = (*saved).value("bytes", std::size_t{0});
+  if ((*saved).value("tooLarge", false)) {
+    // Never cut a workspace: the container stays with the session, and the user hears why on resume.
+    svc.counters.workspace_too_large.inc();
+    std::string note = "kept:" + std::to_string(bytes);
+    (void)co_await svc.sessions.set_workspace_note(self->sid(), std::move(note));
+    co_await svc.sessions.unlock(*lock);
+    log()->info("sid={} workspace of {} bytes is over WORKSPACE_SAVE_MAX_BYTES={}: kept in its container until the "
+                "idle timeout", self->sid(), bytes, svc.cfg.workspace_save_max_bytes);
+    if (self->mcp_) self->mcp_->close();
+    self->lease_.detach();
+    co_return;
+  }
+  std::string archive = (*saved).value("data", std::string());
+  std::string note = "saved:" + std::to_string(bytes);
+  auto stored = co_await svc.sessions.hibernate(self->sid(), container, std::move(archive), std::move(note));
+  co_await svc.sessions.unlock(*lock);
+  if (!stored || !*stored) co_return keep_container(stored ? "the session moved on" : "Redis refused the archive");
+  svc.counters.hibernated.inc();
+  log()->info("sid={} hibernated: {} bytes of workspace saved, container {} back to the pool", self->sid(), bytes,
+              container.substr(0, 12));
+  self->recycle_container();
+}
+
+}  // namespace berth::gateway

@@ -1,0 +1,212 @@
+#pragma once
+// One user's session on this replica, from CONNECT to hibernation or session:end. Provisioning
+// reads as the protocol does: lease a container, write the session record, system:ready, open the
+// tools, restore a hibernated workspace; then the turn loop (agent::turn_fsm) for message,
+// tool:approval and history:reset, with the per-user limiter in front of every request.
+// Its container's life: on session:end it goes back to the pool (scrubbed) at once; when the
+// socket goes, the session parks on this replica for SESSION_DETACH_GRACE_MS (a reconnect here
+// takes it back with its container and MCP server, without a Docker call), then hibernates: the
+// workspace is saved in Redis and the container goes back to the pool.
+// Lifetime: shared_ptr, held by its socket (user_data) and by parked_sessions while parked; its
+// coroutines hold it too. Thread-safety: lives on its socket's strand (event handlers, the
+// provisioning and hibernation coroutines); only start()/on_disconnect() hop onto it.
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
+
+#include "berth/agent/turn_fsm.hpp"
+#include "berth/core/config.hpp"
+#include "berth/core/metrics.hpp"
+#include "berth/docker/client.hpp"
+#include "berth/gateway/gateway.hpp"
+#include "berth/gateway/mcp_router.hpp"
+#include "berth/pool/container_pool.hpp"
+#include "berth/session/history.hpp"
+#include "berth/session/limiter.hpp"
+#include "berth/session/store.hpp"
+#include "berth/socketio/server.hpp"
+
+namespace berth::gateway {
+
+class user_session;
+
+// Sessions this replica holds without a socket, until their grace ends (then they hibernate).
+class parked_sessions {
+ public:
+  void park(const std::shared_ptr<user_session>& s);
+  // The parked session of `sid`, now the caller's; nullptr when none is parked (or it already
+  // started to hibernate: the caller then waits for the session lock and finds it hibernated).
+  std::shared_ptr<user_session> unpark(const std::string& sid);
+  // The grace of `s` ended: true when it was still parked; it then counts as hibernating until done().
+  bool leave(const user_session* s);
+  void done();
+  std::size_t size() const;
+  // Parked, hibernating, or between disconnect and parking: what a graceful shutdown waits for.
+  std::size_t busy() const;
+  void settling(bool begins);
+  // From here on (graceful shutdown) a session parks with no grace: it hibernates at once.
+  void drain() { draining_ = true; }
+  bool draining() const noexcept { return draining_; }
+  std::vector<std::shared_ptr<user_session>> all() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<user_session>> parked_;
+  std::size_t hibernating_ = 0;
+  std::size_t settling_ = 0;
+  std::atomic<bool> draining_{false};
+};
+
+struct gateway_counters {
+  core::counter& too_many;
+  core::counter& invalid_payloads;
+  core::counter& provision_failures;
+  core::counter& containers_replaced;
+  core::counter& hibernated;
+  core::counter& hibernate_failures;
+  core::counter& workspace_too_large;
+  core::counter& restored;
+  core::counter& restore_failures;
+  core::counter& resumed_parked;
+  explicit gateway_counters(core::metrics& m);
+};
+
+// What a user session may use of the replica: the services, and nothing of the gateway.
+struct session_services {
+  const core::config& cfg;
+  core::metrics& metrics;
+  docker::client& docker;
+  pool::container_pool& pool;
+  session::session_store& sessions;
+  session::history_store& history;
+  session::user_limiter& limiter;
+  const provider_factory& make_provider;
+  const std::vector<std::string>& sandbox_command;
+  const std::vector<mcp::server_config>& extra_mcp_servers;
+  gateway_counters& counters;
+  parked_sessions& parked;
+};
+
+// Who the middleware decided is connecting.
+struct session_identity {
+  std::string sid;
+  std::string user;
+  std::optional<std::string> api_key;
+  std::string address;  // counted against MAX_SESSIONS_PER_ADDRESS; "" when not counted
+  bool known = false;   // the session existed in Redis when the socket connected
+};
+
+class user_session : public std::enable_shared_from_this<user_session> {
+ public:
+  using ack_fn = socketio::socket::ack_fn;
+
+  user_session(session_services& svc, const std::shared_ptr<socketio::socket>& sock, session_identity who);
+
+  const std::string& sid() const noexcept { return who_.sid; }
+  const std::string& user() const noexcept { return who_.user; }
+  std::shared_ptr<socketio::socket> socket() const { return sock_.lock(); }
+
+  // After CONNECT: provisioning on the socket's strand.
+  void start();
+  // The socket is gone (any reason). Parks, hibernates or gives the container back.
+  void on_disconnect(std::string reason);
+
+  // One handler per client event (registered once per namespace by the gateway).
+  void on_message(nlohmann::json args, ack_fn ack);
+  void on_approval(nlohmann::json args, ack_fn ack);
+  void on_history_reset(nlohmann::json args, ack_fn ack);
+  void on_session_end(nlohmann::json args, ack_fn ack);
+  void on_unknown(const std::string& event, nlohmann::json args, ack_fn ack);
+
+  // The hibernation that parking leads to, at once (graceful shutdown).
+  void hibernate_now();
+
+ private:
+  enum class input { message, approval, history_reset, session_end };
+  struct pending_input {
+    input kind;
+    nlohmann::json args;
+    ack_fn ack;
+  };
+  // What a reconnect on this replica takes over from the parked session.
+  struct sandbox_hold {
+    pool::container_lease lease;
+    std::shared_ptr<mcp_router> mcp;
+  };
+
+  void emit(const std::string& event, const nlohmann::json& payload);
+  void emit_error(const core::error& e);
+  void reject(const core::error& e, ack_fn& ack);
+  void accept(input kind, nlohmann::json args, ack_fn ack);
+  void apply(std::vector<agent::action> actions);
+  void fail_provisioning(const core::error& e);
+  void park();
+  // Gives the container back to the pool with its sandbox server, for the next user.
+  void recycle_container();
+
+  // Provisioning, in the protocol's order.
+  static boost::asio::awaitable<void> provision(std::shared_ptr<user_session> self);
+  static boost::asio::awaitable<core::result<void>> lease_step(std::shared_ptr<user_session> self,
+                                                               std::optional<session::session_record> rec,
+                                                               std::optional<std::string>& notice);
+  static boost::asio::awaitable<sandbox_hold> hand_over(std::shared_ptr<user_session> parked);
+  static boost::asio::awaitable<core::result<void>> record_step(std::shared_ptr<user_session> self,
+                                                                const std::optional<session::session_record>& rec);
+  static boost::asio::awaitable<void> tools_step(std::shared_ptr<user_session> self,
+                                                 std::vector<mcp::tool_descriptor>& tools);
+  static boost::asio::awaitable<std::optional<std::string>> restore_step(std::shared_ptr<user_session> self);
+
+  static boost::asio::awaitable<void> handle(std::shared_ptr<user_session> self, input kind, nlohmann::json args,
+                                             ack_fn ack);
+  static boost::asio::awaitable<void> end_session(std::shared_ptr<user_session> self, ack_fn ack);
+  static boost::asio::awaitable<void> run_llm(std::shared_ptr<user_session> self, agent::call_llm act);
+  static boost::asio::awaitable<void> run_tool(std::shared_ptr<user_session> self, agent::run_tool act);
+  static boost::asio::awaitable<void> write_history(std::shared_ptr<user_session> self);
+  static boost::asio::awaitable<void> reset_history(std::shared_ptr<user_session> self);
+  static boost::asio::awaitable<void> after_disconnect(std::shared_ptr<user_session> self, std::string reason);
+  static boost::asio::awaitable<void> settle_container(std::shared_ptr<user_session> self);
+  static boost::asio::awaitable<void> grace(std::shared_ptr<user_session> self);
+  static boost::asio::awaitable<void> hibernate(std::shared_ptr<user_session> self);
+
+  session_services& svc_;
+  std::weak_ptr<socketio::socket> sock_;
+  engineio::strand_type strand_;
+  session_identity who_;
+
+  // The session's resources.
+  pool::container_lease lease_;
+  std::shared_ptr<mcp_router> mcp_;
+  std::unique_ptr<llm::llm_provider> provider_;
+  std::optional<agent::turn_fsm> fsm_;
+  std::string resume_token_;
+  bool recorded_ = false;  // the session record exists (created or resumed) with lease_'s container
+
+  // Where it is in its life.
+  bool ready_ = false;
+  bool closed_ = false;  // the socket is gone
+  bool ended_ = false;   // session:end
+  std::shared_ptr<pool::acquire_ticket> acquiring_;  // a queued acquire to cancel on disconnect
+  std::unique_ptr<boost::asio::steady_timer> grace_timer_;
+
+  // The turn loop's bookkeeping.
+  ack_fn current_ack_;
+  std::deque<pending_input> before_ready_;  // inputs that arrived before the tools were known
+  std::deque<session::user_permit> turn_permits_;  // one per accepted message, released by end_turn
+  session::user_permit step_permit_;               // the tool:approval being processed
+  std::deque<session::history_entry> history_queue_;
+  bool history_writing_ = false;
+
+  friend class parked_sessions;
+};
+
+}  // namespace berth::gateway
