@@ -94,6 +94,12 @@ const ownEnv = () => {
     // POOL_EXHAUSTED rather than a client-side timeout.
     ACQUIRE_TIMEOUT_MS: env.ACQUIRE_TIMEOUT_MS || String(Math.max(1000, cfg.readyTimeoutMs - 5000)),
     MAX_CONNECTIONS: env.MAX_CONNECTIONS || "50000",
+    // Every generated user comes from this one address: the per-address limits are off
+    // (docs/HARDENING.md, "Load tests").
+    MAX_CONNECTIONS_PER_ADDRESS: "0",
+    MAX_ENGINEIO_SESSIONS_PER_ADDRESS: "0",
+    NEW_ENGINEIO_SESSIONS_PER_ADDRESS_PER_MINUTE: "0",
+    MAX_SESSIONS_PER_ADDRESS: "0",
   };
   for (const kv of (env.BERTH_SET || "").split(/\s+/).filter(Boolean)) {
     const i = kv.indexOf("=");
