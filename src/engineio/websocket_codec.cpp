@@ -110,7 +110,10 @@ ws_close_code websocket_decoder::feed(std::string_view bytes, std::vector<ws_mes
     if (used < in.size()) pending_.assign(in.substr(used));
   } else {
     pending_.erase(0, used);
-    if (pending_.empty()) pending_.shrink_to_fit();  // release memory of idle connections
+    // Keep no more storage than the rest needs: a big frame that just completed must not stay
+    // held (and counted against MAX_CONNECTION_BUFFER_BYTES) because the next frame's first
+    // bytes came in the same read. While a frame accumulates, capacity stays within 2x its size.
+    if (pending_.capacity() > 2 * pending_.size() + 4096) pending_.shrink_to_fit();
   }
   return ws_close_code::none;
 }

@@ -137,9 +137,10 @@ asio::awaitable<std::optional<socketio::connect_error>> gateway::authenticate(ga
   if (*existing) {
     auto allowed = session::authorize_resume(**existing, jwt_user, auth_string("resumeToken"));
     if (!allowed) co_return refuse(allowed.error());
-  } else if (!jwt_user && cfg.max_sessions_per_address > 0 && !sock->handshake().remote_address.empty()) {
-    // Without auth anyone may open sessions: one address may hold only so many at once.
-    who.address = sock->handshake().remote_address;
+  } else if (!jwt_user && cfg.max_sessions_per_address > 0 && !sock->handshake().address_key.empty()) {
+    // Without auth anyone may open sessions: one address may hold only so many at once. The
+    // same key as Engine.IO's per-address limits (TRUSTED_PROXIES rule; IPv6 counted per /64).
+    who.address = sock->handshake().address_key;
     auto admitted = co_await self->deps_.sessions.admit_address(who.address, who.sid, cfg.max_sessions_per_address);
     if (!admitted) co_return refuse(admitted.error());
   }

@@ -90,6 +90,26 @@ TEST(websocket_codec, oversize_is_rejected_before_buffering) {
   EXPECT_EQ(f.feed(client_frame(ws_opcode::continuation, std::string(600, 'a')), out), ws_close_code::too_big);
 }
 
+// Seen in the e2e MAX_CONNECTION_BUFFER_BYTES test (one run in two): a 900 KB frame completed in
+// the same read as the first bytes of the next frame, and the decoder kept the 900 KB buffer for
+// those few bytes, so the connection was counted (and held) twice the attachment.
+TEST(websocket_codec, a_completed_big_frame_leaves_no_big_buffer_behind) {
+  const std::string big = client_frame(ws_opcode::binary, std::string(900000, 'b'));
+  const std::string next = client_frame(ws_opcode::binary, "tail");
+  websocket_decoder d(1000000);
+  std::vector<ws_message> out;
+  ASSERT_EQ(d.feed(std::string_view(big).substr(0, 500000), out), ws_close_code::none);
+  EXPECT_GE(d.buffered_bytes(), 500000u);  // a partial frame is held, and counted
+  const std::string rest = big.substr(500000) + next.substr(0, 3);
+  ASSERT_EQ(d.feed(rest, out), ws_close_code::none);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].data.size(), 900000u);
+  EXPECT_LT(d.buffered_bytes(), 8192u);  // three bytes of the next frame, not 900 KB
+  ASSERT_EQ(d.feed(next.substr(3), out), ws_close_code::none);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[1].data, "tail");
+}
+
 TEST(websocket_codec, server_frames_use_the_right_length_forms) {
   for (std::size_t n : {0u, 125u, 126u, 65535u, 65536u}) {
     std::string out;
