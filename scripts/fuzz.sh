@@ -5,16 +5,16 @@
 # execs/s, coverage (cov = edges, ft = features), corpus size, crashes (crash/leak/timeout/oom
 # artifacts). Exit code 0 only if no target found anything.
 #
-#   bash scripts/fuzz.sh                          # CI: 8 s per target, 2 at a time (~1 min + build)
+#   bash scripts/fuzz.sh                          # CI: 5 s per target, 2 at a time (~50 s + the build)
 #   FUZZ_SECONDS=600 FUZZ_JOBS=2 bash scripts/fuzz.sh   # what bench/fuzz/run.sh does
 #   FUZZ_TARGETS="resp_fuzz jwt_fuzz" bash scripts/fuzz.sh
 #
-# Environment: FUZZ_SECONDS (8), FUZZ_JOBS (2), FUZZ_TARGETS (all), FUZZ_OUT (build/fuzz/runs:
+# Environment: FUZZ_SECONDS (5), FUZZ_JOBS (2), FUZZ_TARGETS (all), FUZZ_OUT (build/fuzz/runs:
 # per target its log, new corpus entries and artifacts), FUZZ_MAX_LEN (4096).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-export FUZZ_SECONDS=${FUZZ_SECONDS:-8}
+export FUZZ_SECONDS=${FUZZ_SECONDS:-5}
 FUZZ_JOBS=${FUZZ_JOBS:-2}
 export FUZZ_MAX_LEN=${FUZZ_MAX_LEN:-4096}
 export FUZZ_OUT=${FUZZ_OUT:-$ROOT/build/fuzz/runs}

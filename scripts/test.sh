@@ -119,7 +119,8 @@ e2e_browser() {
 step build 2400 build || { echo "build failed"; echo "suites: 0 passed, 1 failed"; exit 1; }
 step unit 600 unit_tests
 step "unit (asan+ubsan)" 2400 sanitized_unit_tests
-step "fuzz (libFuzzer)" 900 bash scripts/fuzz.sh
+# libFuzzer targets of tests/fuzz, 5 s each (the clang build is most of the time; docs/HARDENING.md).
+step "fuzz (libFuzzer)" 600 bash scripts/fuzz.sh
 step integration 1800 integration_tests
 step conformance 600 conformance
 step "conformance (tsan, 4 threads)" 1800 conformance_tsan
