@@ -120,7 +120,9 @@ async function counter(url, name) {
 // An abandoned session first hibernates (SESSION_DETACH_GRACE_MS, its container recycled); the
 // janitor then ends its record once SESSION_IDLE_TIMEOUT_MS has passed without activity.
 test("the janitor leaves an active user alone past the idle timeout and ends an abandoned session", async () => {
-  const { a } = await pair({ SESSION_IDLE_TIMEOUT_MS: "2000", SESSION_DETACH_GRACE_MS: "300" });
+  // The loop below sends turns as fast as the local model answers them, well over the 20 events
+  // per second a socket may send by default (SOCKET_EVENTS_PER_SECOND): that limit is off here.
+  const { a } = await pair({ SESSION_IDLE_TIMEOUT_MS: "2000", SESSION_DETACH_GRACE_MS: "300", SOCKET_EVENTS_PER_SECOND: "0" });
   const active = connect(a.url);
   const abandoned = connect(a.url);
   try {
