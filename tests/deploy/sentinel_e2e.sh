@@ -28,7 +28,8 @@ export SENTINEL_DOWN_AFTER_MS=${SENTINEL_DOWN_AFTER_MS:-2000}
 export APP_REPLICAS=${APP_REPLICAS:-2} LLM_PROVIDER=local POOL_MIN_SIZE=${POOL_MIN_SIZE:-4} POOL_MAX_SIZE=${POOL_MAX_SIZE:-12} \
        CONTAINER_MEMORY=${CONTAINER_MEMORY:-128m} REDIS_MAXMEMORY=${REDIS_MAXMEMORY:-128mb} APP_MEMORY_LIMIT=${APP_MEMORY_LIMIT:-512m} \
        UPSTREAM_CHECK_INTERVAL=${UPSTREAM_CHECK_INTERVAL:-1} \
-       MAX_HISTORY_TOKENS=10000000  # no token-budget trimming: every answered turn must be in the resumed history
+       MAX_HISTORY_TOKENS=10000000 \
+       SOCKET_EVENTS_PER_SECOND=0  # no trimming: every answered turn must be in the resumed history; users chat faster than 20 events/s
 NGINX_PORT=$(free_port); export NGINX_PORT
 hard=$(ulimit -Hn); [ "$hard" = unlimited ] && hard=65536
 export NOFILE_LIMIT=${NOFILE_LIMIT:-$(( hard < 65536 ? hard : 65536 ))}

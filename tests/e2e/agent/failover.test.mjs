@@ -26,7 +26,9 @@ test("SIGKILL of the Redis master under load: no session lost, clean errors, rec
     POOL_MIN_SIZE: String(Math.ceil(USERS / 2) + 1), POOL_MAX_SIZE: String(USERS + 4),
     // No token-budget trimming: every answered turn must be in the resumed history, however
     // many a fast machine answers before the kill.
-    MAX_HISTORY_TOKENS: "10000000" };
+    MAX_HISTORY_TOKENS: "10000000",
+    // Each user chats as fast as the local model answers, over a socket's default 20 events/s.
+    SOCKET_EVENTS_PER_SECOND: "0" };
   const a = await startBerth(env);
   const b = await startBerth(env);
   cleanups.push(async () => {
