@@ -138,8 +138,10 @@ void session::enforce_buffer_limits() {
   const auto& opts = server_.opts_;
   if (opts.session.max_buffered_bytes != 0 && accounted_ > opts.session.max_buffered_bytes) {
     server_.buffer_overflows_.inc();
-    core::logger("engineio")->warn("sid={} closed: holds {} bytes ({} inbound), over MAX_CONNECTION_BUFFER_BYTES={}", id(),
-                                   accounted_, inbound, opts.session.max_buffered_bytes);
+    core::logger("engineio")->warn("sid={} closed: holds {} bytes ({} inbound: {} partial frames, {} attachments), over "
+                                   "MAX_CONNECTION_BUFFER_BYTES={}",
+                                   id(), accounted_, inbound, inbound_buffered_, inbound - inbound_buffered_,
+                                   opts.session.max_buffered_bytes);
     fsm_.close(close_reason::buffer_overflow);
     return;
   }
