@@ -96,7 +96,7 @@ e2e_socketio() {
 
 # The agent flow through the real gateway: socket.io-client -> berth -> Redis, dockerd, sandbox.
 e2e_agent() {
-  (cd tests/e2e && node --test --test-concurrency=1 --test-reporter=spec agent/)
+  (cd tests/e2e && node --test --test-force-exit --test-concurrency=1 --test-reporter=spec agent/)
 }
 
 # The capacity harness at CI size (bench/capacity/README.md), so it cannot rot: its own tests,
@@ -113,7 +113,7 @@ capacity_bench() {
 
 # The chat UI in Debian's Chromium against berth + Redis + dockerd (the local model).
 e2e_browser() {
-  (cd tests/e2e && node support/run-with-berth.mjs LLM_PROVIDER=local -- node --test --test-concurrency=1 browser/)
+  (cd tests/e2e && node support/run-with-berth.mjs LLM_PROVIDER=local -- node --test --test-force-exit --test-concurrency=1 browser/)
 }
 
 step build 2400 build || { echo "build failed"; echo "suites: 0 passed, 1 failed"; exit 1; }

@@ -39,15 +39,15 @@ async function approveAll(socket, text) {
   return { outputs, response };
 }
 
+// Cleanups are registered as each process starts, so a berth that refuses to start leaves no
+// redis-server behind (a live child keeps the test file's process, and CI, waiting).
 async function pair(env = {}) {
   const redis = await startRedis();
+  cleanups.push(() => redis.stop());
   const a = await startBerth({ REDIS_URL: redis.url, ...env });
+  cleanups.push(() => a.stop());
   const b = await startBerth({ REDIS_URL: redis.url, ...env });
-  cleanups.push(async () => {
-    await a.stop();
-    await b.stop();
-    await redis.stop();
-  });
+  cleanups.push(() => b.stop());
   return { redis, a, b };
 }
 
@@ -127,6 +127,7 @@ test("the janitor leaves an active user alone past the idle timeout and ends an 
   const abandoned = connect(a.url);
   try {
     const [ra, rb] = await Promise.all([ready(active), ready(abandoned)]);
+    await approveAll(abandoned, "List all files in /workspace");  // a history to lose
     abandoned.disconnect();
     // Keep the other user busy until the janitor has ended the abandoned session (bounded).
     const deadline = Date.now() + 30000;
@@ -145,7 +146,7 @@ test("the janitor leaves an active user alone past the idle timeout and ends an 
     const back = connect(a.url, { query: { sessionId: rb.sessionId }, auth: { resumeToken: rb.resumeToken } });
     const r3 = await ready(back);
     assert.equal(r3.resumed, false);
-    assert.notEqual(r3.sessionId, rb.sessionId);
+    assert.deepEqual(r3.history ?? [], [], "an ended session's history must not come back");
     back.disconnect();
   } finally {
     active.disconnect();

@@ -13,4 +13,4 @@ cd "$E2E" || exit 2
 echo "socket.io e2e: server=${BERTH_E2E_SERVER_CMD:-conformance server in ${BERTH_BUILD_DIR:-build/debug}}" \
      "namespace=${BERTH_E2E_NAMESPACE:-/}"
 # One file at a time: the timing assertions (ping timeout) should not compete for the 2 CPUs.
-exec node --test --test-concurrency=1 --test-reporter=spec "$HERE"/*.test.mjs
+exec node --test --test-force-exit --test-concurrency=1 --test-reporter=spec "$HERE"/*.test.mjs
