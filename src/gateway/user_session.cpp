@@ -512,7 +512,9 @@ asio::awaitable<void> user_session::provision(std::shared_ptr<user_session> self
   std::vector<mcp::tool_descriptor> tools;
   co_await tools_step(self, tools);
   if (self->closed_) co_return;
-  if (*rec && (*rec)->workspace.starts_with("saved:")) {
+  if (*rec && (*rec)->workspace == "saved:0") {
+    (void)co_await svc.sessions.forget_workspace(self->sid());  // hibernated before any tool ran
+  } else if (*rec && (*rec)->workspace.starts_with("saved:")) {
     auto problem = co_await restore_step(self);
     if (problem) notice = notice ? *notice + " " + *problem : *problem;
   } else if (*rec && (*rec)->workspace.starts_with("kept:")) {
@@ -733,7 +735,18 @@ asio::awaitable<void> user_session::hibernate(std::shared_ptr<user_session> self
     self->lease_.detach();
     co_return;
   }
-  auto sandbox = self->mcp_ ? self->mcp_->sandbox() : nullptr;
+  // The server the tools use, or (the user left before they opened) the one the pool prepared.
+  auto sandbox = self->mcp_ ? self->mcp_->sandbox() : prepared_sandbox_mcp::session_of(self->lease_.prepared());
+  if (!sandbox && !self->mcp_) {
+    // No server at all, and no tool ever ran: the workspace is as the pool gave it (empty). Nothing
+    // to save; the container goes (it cannot be scrubbed without its server).
+    auto stored = co_await svc.sessions.hibernate(self->sid(), container, "", "saved:0");
+    co_await svc.sessions.unlock(*lock);
+    if (!stored || !*stored) co_return keep_container("the session moved on");
+    svc.counters.hibernated.inc();
+    self->lease_.release();
+    co_return;
+  }
   core::result<json> saved = core::make_error(core::errc::sandbox_unavailable, "no sandbox server");
   if (sandbox) {
     json params = json::object();

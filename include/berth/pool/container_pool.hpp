@@ -130,6 +130,8 @@ class container_lease {
   // What the prepare hook made ready in this container, if anything; the caller owns it from here
   // (a resource never taken is closed with the lease).
   std::shared_ptr<prepared_resource> take_prepared() noexcept { return std::move(prepared_); }
+  // The same, left in the lease (recycle() hands it back with the container).
+  const std::shared_ptr<prepared_resource>& prepared() const noexcept { return prepared_; }
 
   container_lease(std::weak_ptr<detail::pool_state> pool, std::string id,
                   std::shared_ptr<prepared_resource> prepared = nullptr)
