@@ -165,8 +165,12 @@ class http_provider final : public llm_provider {
         sent.error.message = std::string(name()) + ": " + redact(std::move(sent.error.message), secret);
         outcome = parse_outcome{sent.error, sent.retryable, std::nullopt};
       }
-      if (!outcome.reply && shown && outcome.reply.error().code == core::errc::llm_unavailable)
-        outcome.reply.error().message += " (after part of the answer was streamed)";
+      if (!outcome.reply && shown && outcome.reply.error().code == core::errc::llm_unavailable) {
+        // (result::error() returns a copy: build the amended error and put it back.)
+        core::error amended = outcome.reply.error();
+        amended.message += " (after part of the answer was streamed)";
+        outcome.reply = std::move(amended);
+      }
       log_->debug("provider={} stream status={} attempt={} bytes={} ms={}", name(), sent.reply ? sent.reply->status : 0,
                   attempt, bytes,
                   std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started).count());
