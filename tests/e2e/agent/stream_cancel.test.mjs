@@ -11,7 +11,7 @@ import { startBerth, startRedis, once } from "../support/berth.mjs";
 import { startFakeOpenAI } from "../support/fake-openai.mjs";
 
 let redis;
-let local;  // LLM_PROVIDER=local, one request per user at a time
+let local;  // LLM_PROVIDER=local; two requests per user: a turn and its approval step
 let remote; // LLM_PROVIDER=openai against the fake
 let fake;
 
@@ -24,7 +24,7 @@ before(async () => {
     { pieces: ["a ", "b ", "c "], gapMs: 20, cutAfter: 2 }, // the provider dies
     { pieces: ["recovered"] },
   ]);
-  local = await startBerth({ REDIS_URL: redis.url, MAX_REQUESTS_PER_USER: "1", TOOL_TIMEOUT_MS: "60000" });
+  local = await startBerth({ REDIS_URL: redis.url, MAX_REQUESTS_PER_USER: "2", TOOL_TIMEOUT_MS: "60000" });
   remote = await startBerth({
     REDIS_URL: redis.url,
     LLM_PROVIDER: "openai",
@@ -135,7 +135,8 @@ test("agent:cancel kills the running tool in the container, frees the limiter sl
     const bad = await s.timeout(5000).emitWithAck("agent:cancel", { turnId: 42 });
     assert.equal(bad.code, "INVALID_PAYLOAD");
 
-    // MAX_REQUESTS_PER_USER=1: only a freed slot lets the next message in.
+    // MAX_REQUESTS_PER_USER=2, and the stopped turn held both (its message and its approval step):
+    // the next message and its approval get in only if the cancel freed both.
     s.removeAllListeners("tool:approval_required");
     s.on("tool:approval_required", (q) => s.emit("tool:approval", { callId: q.callId, approved: true }));
     const next = await s.timeout(10000).emitWithAck("message", "List all files in /workspace");

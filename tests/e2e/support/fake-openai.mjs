@@ -28,15 +28,21 @@ export async function startFakeOpenAI(script = [{ pieces: ["Hello", " there"], g
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "close" });
       const chunk = (choices, usage = null) =>
         `data: ${JSON.stringify({ id: "chatcmpl-fake", object: "chat.completion.chunk", created: 1733000000, model: "gpt-4o-mini-2024-07-18", choices, usage })}\n\n`;
+      // Node corks a response's socket until the next tick: a cut right after a write would drop
+      // the written piece, so a cut waits for the last write to reach the socket.
+      let flushed = Promise.resolve();
       const write = (s) => {
         if (rec.firstByteNs === null) rec.firstByteNs = process.hrtime.bigint();
-        return res.write(s);
+        let done;
+        flushed = new Promise((r) => (done = r));
+        return res.write(s, () => done());
       };
       write(chunk([{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }]));
       const pieces = entry.pieces || [];
       for (let i = 0; i < pieces.length; i++) {
         if (res.destroyed) return;
         if (entry.cutAfter !== undefined && i === entry.cutAfter) {
+          await flushed;
           res.socket?.destroy();
           return;
         }
