@@ -16,6 +16,7 @@
   const form = $("composer");
   const input = $("message");
   const sendBtn = $("send");
+  const stopBtn = $("stop");
   const resetBtn = $("reset");
   const endBtn = $("end");
   const banner = $("banner");
@@ -131,6 +132,75 @@
   }
   function hideBanner() { banner.hidden = true; }
 
+  // ---- turns in flight and streamed answers -------------------------------------------------
+  // activeTurn: the turnId the server is working on (agent:thinking); streams: turnId -> the
+  // assistant bubble its agent:delta text goes into until agent:response (or a tool call) ends it.
+  let activeTurn = null;
+  const streams = new Map();
+
+  function setRunning(turnId) {
+    activeTurn = turnId;
+    stopBtn.hidden = !turnId;
+    stopBtn.disabled = false;
+  }
+
+  function streamFor(turnId) {
+    let s = streams.get(turnId);
+    if (s) return s;
+    const item = el("article", "msg msg-assistant is-streaming");
+    item.dataset.turnId = turnId;
+    item.dataset.deltas = "0";
+    const head = el("header", "msg-head");
+    head.appendChild(el("span", "msg-who", "Agent"));
+    item.appendChild(head);
+    const body = el("div", "msg-body");
+    const text = el("p", "text", "");
+    body.appendChild(text);
+    item.appendChild(body);
+    s = { item, body, text, content: "" };
+    streams.set(turnId, s);
+    append(item);
+    return s;
+  }
+
+  function onDelta(p) {
+    if (!p || typeof p.turnId !== "string" || typeof p.text !== "string") return;
+    setThinking(false);
+    const s = streamFor(p.turnId);
+    const stick = nearBottom();
+    s.content += p.text;
+    s.text.textContent = s.content;
+    s.item.dataset.deltas = String(Number(s.item.dataset.deltas) + 1);
+    if (stick) log.scrollTop = log.scrollHeight;
+  }
+
+  // The streamed bubble of `turnId` becomes a finished message: `final` (agent:response) replaces
+  // its text; `note` marks how it ended.
+  function endStream(turnId, final, note) {
+    const s = turnId && streams.get(turnId);
+    if (!s) return false;
+    streams.delete(turnId);
+    s.item.classList.remove("is-streaming");
+    const content = typeof final === "string" ? final : s.content;
+    s.body.replaceChildren(richText(content));
+    if (note) s.item.appendChild(el("p", "msg-note is-stopped", note));
+    if (!content.trim() && !note) s.item.remove();
+    return true;
+  }
+
+  function stop() {
+    if (!socket || !activeTurn || stopBtn.disabled) return;
+    stopBtn.disabled = true;
+    const turnId = activeTurn;
+    socket.emit("agent:cancel", { turnId }, (ack) => {
+      if (ack && ack.ok === false) {
+        stopBtn.disabled = false;
+        // The turn ended on its own meanwhile: nothing to say.
+        if (ack.code !== "NO_ACTIVE_TURN") addError(ack.code, ack.message, ack);
+      }
+    });
+  }
+
   // ---- transcript items ----------------------------------------------------------------------
   function addMessage(role, content, ts) {
     const item = el("article", "msg msg-" + role);
@@ -209,6 +279,7 @@
     setThinking(false);
     const c = cardFor(p.callId, p.name);
     if (c.decided) return; // repeated notice after a reconnect
+    if (typeof p.turnId === "string") c.turnId = p.turnId;
     c.args.textContent = pretty(p.args);
     c.args.hidden = false;
     if (p.queuePosition && p.totalInQueue) {
@@ -353,16 +424,41 @@
       hideBanner();
     });
 
-    socket.on("agent:thinking", () => setThinking(true));
+    socket.on("agent:thinking", (p) => {
+      setThinking(true);
+      setRunning(p && typeof p.turnId === "string" ? p.turnId : "?");
+    });
+
+    socket.on("agent:delta", onDelta);
 
     socket.on("agent:response", (text) => {
       setThinking(false);
       const content = typeof text === "string" ? text : text && typeof text.text === "string" ? text.text : pretty(text);
-      if (content.trim()) addMessage("assistant", content);
+      if (!endStream(activeTurn, content) && content.trim()) addMessage("assistant", content);
+      setRunning(null);
       focusNextApproval = false;
     });
 
-    socket.on("tool:approval_required", onApprovalRequired);
+    socket.on("agent:cancelled", (p) => {
+      const turnId = p && p.turnId;
+      setThinking(false);
+      if (!endStream(turnId, undefined, "Stopped.")) addSystem(p && p.queued ? "Queued message cancelled." : "Stopped.");
+      if (turnId === activeTurn) setRunning(null);
+      // The cancelled turn's calls that were waiting or running did not (and will not) finish.
+      for (const c of calls.values()) {
+        if (c.turnId && turnId && c.turnId !== turnId) continue;
+        if (c.decided && c.card.dataset.state !== "approved") continue;
+        c.decided = true;
+        c.actions.hidden = true;
+        if (c.card.dataset.state === "pending" || c.card.dataset.state === "approved") setCallState(c, "stopped", "Stopped");
+      }
+    });
+
+    socket.on("tool:approval_required", (p) => {
+      // Text streamed before the model asked for a tool stays as a message of its own.
+      if (p && p.turnId) endStream(p.turnId);
+      onApprovalRequired(p);
+    });
     socket.on("tool:output", (p) => addToolOutput(p, false));
 
     socket.on("agent:error", (e) => {
@@ -370,6 +466,10 @@
       focusNextApproval = false;
       if (typeof e === "string") e = { code: "ERROR", message: e };
       e = e || {};
+      if (!e.callId && e.turnId) {
+        endStream(e.turnId, undefined, "Interrupted.");
+        if (e.turnId === activeTurn) setRunning(null);
+      }
       addError(e.code, e.message, e);
       if (e.callId && calls.has(e.callId)) {
         const c = calls.get(e.callId);
@@ -402,6 +502,8 @@
     socket.on("disconnect", (reason) => {
       setReady(false);
       setThinking(false);
+      for (const turnId of [...streams.keys()]) endStream(turnId, undefined, "Interrupted.");
+      setRunning(null);
       if (ended) return;
       if (reason === "io server disconnect") {
         setStatus("error", "Disconnected by the server");
@@ -458,6 +560,13 @@
     }
   });
   input.addEventListener("input", autosize);
+  stopBtn.addEventListener("click", stop);
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && activeTurn && !stopBtn.hidden) {
+      e.preventDefault();
+      stop();
+    }
+  });
 
   resetBtn.addEventListener("click", () => {
     if (!socket || !ready) return;

@@ -46,34 +46,121 @@ std::optional<std::string> turn_fsm::pending_call_id() const {
   return calls_[presented_].call.id;
 }
 
+std::string turn_fsm::next_turn_id() { return opts_.turn_id_prefix + "-" + std::to_string(++turns_); }
+
+json turn_fsm::error_json(errc code, const std::string& message, const std::string* call_id) const {
+  json j = error_payload(code, message, call_id);
+  if (!turn_id_.empty()) j["turnId"] = turn_id_;
+  return j;
+}
+
 std::vector<action> turn_fsm::on_user_message(std::string text) {
   std::vector<action> out;
   if (phase_ != turn_phase::idle) {
     if (queue_.size() >= opts_.max_queued_messages) {
       out.push_back(ack{false, core::make_error(errc::too_many_requests,
-                                                "too many queued messages (" + std::to_string(queue_.size()) + ")")});
+                                                "too many queued messages (" + std::to_string(queue_.size()) + ")"),
+                        std::nullopt});
       return out;
     }
-    queue_.push_back(std::move(text));
-    out.push_back(ack{true, std::nullopt});
+    queue_.push_back({std::move(text), next_turn_id()});
+    out.push_back(ack{true, std::nullopt, queue_.back().turn_id});
     return out;
   }
-  out.push_back(ack{true, std::nullopt});
-  start_turn(std::move(text), out);
+  queued_message m{std::move(text), next_turn_id()};
+  out.push_back(ack{true, std::nullopt, m.turn_id});
+  start_turn(std::move(m), out);
   return out;
 }
 
-void turn_fsm::start_turn(std::string text, std::vector<action>& out) {
+void turn_fsm::start_turn(queued_message m, std::vector<action>& out) {
   rounds_ = 0;
   calls_.clear();
-  push_history(chat_message::user(std::move(text)), out);
-  out.push_back(emit{"agent:thinking", nullptr});
+  turn_id_ = std::move(m.turn_id);
+  push_history(chat_message::user(std::move(m.text)), out);
+  out.push_back(emit{"agent:thinking", json{{"turnId", turn_id_}}});
   ask_llm(out);
 }
 
 void turn_fsm::ask_llm(std::vector<action>& out) {
   phase_ = turn_phase::waiting_llm;
+  partial_.clear();
   out.push_back(call_llm{history_, tools_});
+}
+
+void turn_fsm::on_llm_delta(std::string_view text) {
+  if (phase_ == turn_phase::waiting_llm) partial_.append(text);
+}
+
+std::vector<action> turn_fsm::on_cancel(std::optional<std::string_view> turn_id) {
+  std::vector<action> out;
+  if (!turn_id || (*turn_id == turn_id_ && phase_ != turn_phase::idle)) {
+    if (phase_ == turn_phase::idle) {
+      out.push_back(ack{false, core::make_error(errc::no_active_turn, "agent:cancel: no turn is running"), std::nullopt});
+      return out;
+    }
+    out.push_back(ack{true, std::nullopt, turn_id_});
+    cancel_running(out);
+    return out;
+  }
+  for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+    if (it->turn_id != *turn_id) continue;
+    out.push_back(ack{true, std::nullopt, it->turn_id});
+    out.push_back(emit{"agent:cancelled", json{{"turnId", it->turn_id}, {"queued", true}}});
+    queue_.erase(it);
+    out.push_back(end_turn{false});  // its request lease
+    return out;
+  }
+  const std::string id(turn_id->substr(0, max_call_id_bytes));
+  // Ids are prefix-n: one of ours with n already issued has ended; anything else is not ours.
+  const std::string mine = opts_.turn_id_prefix + "-";
+  bool ended = false;
+  if (id.size() > mine.size() && id.compare(0, mine.size(), mine) == 0) {
+    std::uint64_t n = 0;
+    bool digits = id.size() - mine.size() <= 18;
+    for (std::size_t i = mine.size(); digits && i < id.size(); ++i) {
+      digits = id[i] >= '0' && id[i] <= '9';
+      n = n * 10 + static_cast<std::uint64_t>(id[i] - '0');
+    }
+    ended = digits && n >= 1 && n <= turns_;
+  }
+  if (ended)
+    out.push_back(ack{false, core::make_error(errc::no_active_turn, "agent:cancel: turn \"" + id + "\" has already ended"),
+                      std::nullopt});
+  else
+    out.push_back(ack{false, core::make_error(errc::turn_not_found,
+                                              "agent:cancel: no turn \"" + shorten(id, 64) + "\" in this session"),
+                      std::nullopt});
+  return out;
+}
+
+// Ends the running turn so the history stays one the providers accept: every tool call of the
+// round gets a result, and an assistant message (after what was streamed) says it was stopped.
+void turn_fsm::cancel_running(std::vector<action>& out) {
+  const turn_phase was = phase_;
+  if (was == turn_phase::waiting_llm) out.push_back(abort_llm{});
+  if (was == turn_phase::running_tool) out.push_back(cancel_tool{calls_[running_].call.id});
+  if (was == turn_phase::awaiting_approval || was == turn_phase::running_tool) {
+    for (std::size_t i = 0; i < calls_.size(); ++i) {
+      const auto& cs = calls_[i];
+      const auto& c = cs.call;
+      std::string content;
+      if (!cs.needs_approval) content = "Error: " + cs.error;
+      else if (cs.approved.has_value() && !*cs.approved) content = rejected_text;
+      else if (was == turn_phase::running_tool && i < running_ && *cs.approved) content = cs.result;
+      else if (was == turn_phase::running_tool && i == running_) content = cancelled_running_text;
+      else content = cancelled_call_text;
+      const bool is_error = !(was == turn_phase::running_tool && i < running_ && cs.needs_approval &&
+                              cs.approved.value_or(false) && !cs.result_is_error);
+      push_history(chat_message::tool_result(c.id, c.name, std::move(content), is_error), out);
+    }
+  }
+  std::string text = was == turn_phase::waiting_llm ? std::move(partial_) : std::string();
+  text += (text.empty() ? "" : "\n\n") + std::string(cancelled_note);
+  push_history(chat_message::assistant(std::move(text)), out);
+  partial_.clear();
+  out.push_back(emit{"agent:cancelled", json{{"turnId", turn_id_}, {"phase", to_string(was)}}});
+  end(out, false);
 }
 
 std::vector<action> turn_fsm::on_llm_reply(const llm_reply& reply) {
@@ -81,7 +168,7 @@ std::vector<action> turn_fsm::on_llm_reply(const llm_reply& reply) {
   if (phase_ != turn_phase::waiting_llm) return out;  // stale (after abort): nothing to do
   if (reply.tool_calls.empty()) {
     if (reply.text.empty()) {
-      out.push_back(emit{"agent:error", error_payload(errc::llm_error, "the model returned an empty reply")});
+      out.push_back(emit{"agent:error", error_json(errc::llm_error, "the model returned an empty reply")});
       end(out, false);
       return out;
     }
@@ -123,7 +210,7 @@ std::vector<action> turn_fsm::on_llm_reply(const llm_reply& reply) {
   for (auto& cs : calls_) {
     if (cs.needs_approval) continue;
     const bool unknown = cs.error.rfind("unknown tool", 0) == 0;
-    out.push_back(emit{"agent:error", error_payload(unknown ? errc::tool_failed : errc::invalid_payload, cs.error, &cs.call.id)});
+    out.push_back(emit{"agent:error", error_json(unknown ? errc::tool_failed : errc::invalid_payload, cs.error, &cs.call.id)});
   }
   presented_ = 0;
   present_next(out);
@@ -145,7 +232,8 @@ void turn_fsm::present_next(std::vector<action>& out) {
                                                       {"args", c.args},
                                                       {"callId", c.id},
                                                       {"queuePosition", position},
-                                                      {"totalInQueue", total}}});
+                                                      {"totalInQueue", total},
+                                                      {"turnId", turn_id_}}});
     return;
   }
   running_ = 0;
@@ -157,11 +245,11 @@ std::vector<action> turn_fsm::on_approval(std::string_view call_id, bool approve
   if (phase_ != turn_phase::awaiting_approval || calls_[presented_].call.id != call_id) {
     const std::string id(call_id.substr(0, max_call_id_bytes));
     const std::string msg = "no tool call awaiting approval with callId \"" + shorten(id, 64) + "\"";
-    out.push_back(ack{false, core::make_error(errc::no_pending_call, msg)});
+    out.push_back(ack{false, core::make_error(errc::no_pending_call, msg), std::nullopt});
     out.push_back(emit{"agent:error", error_payload(errc::no_pending_call, msg, &id)});
     return out;
   }
-  out.push_back(ack{true, std::nullopt});
+  out.push_back(ack{true, std::nullopt, std::nullopt});
   calls_[presented_].approved = approved;
   ++presented_;
   present_next(out);
@@ -205,7 +293,7 @@ std::vector<action> turn_fsm::on_tool_timeout(std::string_view call_id, std::chr
   if (phase_ != turn_phase::running_tool || calls_[running_].call.id != call_id) return out;
   const auto& c = calls_[running_].call;
   const std::string msg = "tool " + c.name + " timed out after " + std::to_string(after.count()) + " ms";
-  out.push_back(emit{"agent:error", error_payload(errc::tool_timeout, msg, &c.id)});
+  out.push_back(emit{"agent:error", error_json(errc::tool_timeout, msg, &c.id)});
   finish_tool(msg, true, after, out);
   return out;
 }
@@ -217,7 +305,8 @@ void turn_fsm::finish_tool(const std::string& content, bool is_error, std::chron
                                          {"name", c.name},
                                          {"content", content},
                                          {"isError", is_error},
-                                         {"durationMs", duration.count()}}});
+                                         {"durationMs", duration.count()},
+                                         {"turnId", turn_id_}}});
   calls_[running_].result = content;
   calls_[running_].result_is_error = is_error;
   ++running_;
@@ -227,7 +316,13 @@ void turn_fsm::finish_tool(const std::string& content, bool is_error, std::chron
 std::vector<action> turn_fsm::on_llm_failed(errc code, std::string message) {
   std::vector<action> out;
   if (phase_ != turn_phase::waiting_llm) return out;
-  out.push_back(emit{"agent:error", error_payload(code, message)});
+  // Text the user already saw stays in the history, marked, so the next request reads what
+  // happened (and the conversation still alternates user / assistant).
+  if (!partial_.empty())
+    push_history(chat_message::assistant(std::move(partial_) + "\n\n[interrupted: " + std::string(core::to_string(code)) + "]"),
+                 out);
+  partial_.clear();
+  out.push_back(emit{"agent:error", error_json(code, message)});
   end(out, false);
   return out;
 }
@@ -235,28 +330,33 @@ std::vector<action> turn_fsm::on_llm_failed(errc code, std::string message) {
 std::vector<action> turn_fsm::on_history_reset() {
   std::vector<action> out;
   if (phase_ != turn_phase::idle) {
-    out.push_back(ack{false, core::make_error(errc::invalid_payload, "history:reset: a turn is in progress")});
+    out.push_back(ack{false, core::make_error(errc::invalid_payload, "history:reset: a turn is in progress"), std::nullopt});
     return out;
   }
   history_.clear();
   out.push_back(clear_history{});
   out.push_back(emit{"system:message", "Conversation history cleared."});
-  out.push_back(ack{true, std::nullopt});
+  out.push_back(ack{true, std::nullopt, std::nullopt});
   return out;
 }
 
 std::vector<action> turn_fsm::abort(errc code, std::string message) {
   std::vector<action> out;
   if (phase_ == turn_phase::running_tool) out.push_back(cancel_tool{calls_[running_].call.id});
+  if (phase_ == turn_phase::waiting_llm) out.push_back(abort_llm{});
   if (phase_ != turn_phase::idle) {
-    out.push_back(emit{"agent:error", error_payload(code, message)});
+    out.push_back(emit{"agent:error", error_json(code, message)});
     phase_ = turn_phase::idle;
     calls_.clear();
+    partial_.clear();
+    turn_id_.clear();
     out.push_back(end_turn{false});
   }
   while (!queue_.empty()) {
+    json j = error_payload(code, message);
+    j["turnId"] = queue_.front().turn_id;
     queue_.pop_front();
-    out.push_back(emit{"agent:error", error_payload(code, message)});
+    out.push_back(emit{"agent:error", std::move(j)});
     out.push_back(end_turn{false});
   }
   return out;
@@ -265,6 +365,8 @@ std::vector<action> turn_fsm::abort(errc code, std::string message) {
 void turn_fsm::end(std::vector<action>& out, bool ok) {
   phase_ = turn_phase::idle;
   calls_.clear();
+  partial_.clear();
+  turn_id_.clear();
   out.push_back(end_turn{ok});
   if (!queue_.empty()) {
     auto next = std::move(queue_.front());

@@ -257,6 +257,7 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"ANTHROPIC_API_KEY", text(&config::anthropic_api_key)},
       {"ANTHROPIC_BASE_URL", text(&config::anthropic_base_url, false)},
       {"MAX_OUTPUT_TOKENS", integer<std::uint32_t>(&config::max_output_tokens, 1, 1'000'000)},
+      {"STREAM_DELTA_INTERVAL_MS", millis(&config::stream_delta_interval, 0, 10'000)},
       {"MAX_HISTORY_TOKENS", integer<std::uint32_t>(&config::max_history_tokens, 100, 10'000'000)},
       {"HISTORY_TTL_SECONDS", integer<std::uint32_t>(&config::history_ttl_seconds, 1, 365u * 86400)},
       {"MAX_TOOL_ROUNDS", integer<std::uint32_t>(&config::max_tool_rounds, 1, 100)},

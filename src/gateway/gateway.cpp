@@ -100,6 +100,7 @@ void gateway::attach(socketio::namespace_& nsp) {
   route<&user_session::on_approval>(nsp, "tool:approval");
   route<&user_session::on_history_reset>(nsp, "history:reset");
   route<&user_session::on_session_end>(nsp, "session:end");
+  route<&user_session::on_cancel>(nsp, "agent:cancel");
   nsp.on_connection([this](std::shared_ptr<socket> sock) { on_connection(std::move(sock)); });
 }
 

@@ -86,7 +86,8 @@ asio::awaitable<mcp_router::opened> mcp_router::open(std::chrono::milliseconds t
 }
 
 asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_router::call_tool(std::string exposed_name, json args,
-                                                                           std::chrono::milliseconds timeout) {
+                                                                           std::chrono::milliseconds timeout,
+                                                                           std::shared_ptr<call_cancel> cancel) {
   auto self = shared_from_this();
   const auto* entry = names_.find(exposed_name);
   if (!entry)
@@ -96,7 +97,7 @@ asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_router::call_tool(std:
   const std::string tool_name = entry->tool.name;
   for (auto& s : servers_) {
     if (s.name != server_name) continue;
-    if (s.stdio) co_return co_await s.stdio->call_tool(tool_name, std::move(args), timeout);
+    if (s.stdio) co_return co_await s.stdio->call_tool(tool_name, std::move(args), timeout, std::move(cancel));
     if (s.http) co_return co_await s.http->call_tool(tool_name, std::move(args), timeout);
   }
   co_return core::make_error(core::errc::internal, "MCP server '" + server_name + "' is gone");

@@ -18,6 +18,38 @@ namespace {
 core::error sandbox_error(std::string msg) { return core::make_error(core::errc::sandbox_unavailable, std::move(msg)); }
 }  // namespace
 
+void call_cancel::request() {
+  std::function<void()> fn;
+  {
+    std::lock_guard lock(mutex_);
+    if (requested_) return;
+    requested_ = true;
+    fn = std::move(on_request_);
+  }
+  if (fn) fn();
+}
+
+bool call_cancel::requested() const {
+  std::lock_guard lock(mutex_);
+  return requested_;
+}
+
+void call_cancel::bind(std::function<void()> fn) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!requested_) {
+      on_request_ = std::move(fn);
+      return;
+    }
+  }
+  fn();
+}
+
+void call_cancel::unbind() {
+  std::lock_guard lock(mutex_);
+  on_request_ = nullptr;
+}
+
 mcp_session::mcp_session(executor_type ex, docker::client& docker, std::string container_id,
                          std::vector<std::string> command, core::metrics& metrics)
     : ex_(std::move(ex)),
@@ -55,10 +87,22 @@ asio::awaitable<mcp_session::tools_result> mcp_session::ensure_open(std::chrono:
 }
 
 asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_session::call_tool(std::string name, json args,
-                                                                            std::chrono::milliseconds timeout) {
-  co_return co_await asio::co_spawn(ex_, call_here(shared_from_this(), std::move(name), std::move(args), timeout),
-                                    asio::use_awaitable);
+                                                                            std::chrono::milliseconds timeout,
+                                                                            std::shared_ptr<call_cancel> cancel) {
+  co_return co_await asio::co_spawn(
+      ex_, call_here(shared_from_this(), std::move(name), std::move(args), timeout, std::move(cancel)),
+      asio::use_awaitable);
 }
+
+void mcp_session::cancel_request(std::uint64_t id, std::uint64_t generation) {
+  if (generation != generation_ || !fsm_) return;
+  if (!fsm_->cancel(id, "cancelled by the user")) return;  // already answered
+  dispatch_events();
+  timer_.cancel();  // the deadline set changed
+  asio::co_spawn(ex_, flush_owned(shared_from_this()), asio::detached);
+}
+
+asio::awaitable<void> mcp_session::flush_owned(std::shared_ptr<mcp_session> self) { co_await self->flush(); }
 
 asio::awaitable<mcp_session::tools_result> mcp_session::open_here(std::shared_ptr<mcp_session> self,
                                                                   std::chrono::milliseconds timeout, bool reuse_running) {
@@ -112,7 +156,9 @@ asio::awaitable<mcp_session::tools_result> mcp_session::start_exec(std::chrono::
 
 asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_session::call_here(std::shared_ptr<mcp_session> self,
                                                                             std::string name, json args,
-                                                                            std::chrono::milliseconds timeout) {
+                                                                            std::chrono::milliseconds timeout,
+                                                                            std::shared_ptr<call_cancel> cancel) {
+  if (cancel && cancel->requested()) co_return core::make_error(core::errc::tool_failed, "tool '" + name + "' was cancelled");
   if (!self->fsm_ || self->fsm_->state() != mcp::client_state::ready) {
     // The exec died (or never started): restart it once for this call.
     auto reopened = co_await self->start_exec(std::min(timeout, std::chrono::milliseconds(15000)));
@@ -121,11 +167,22 @@ asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_session::call_here(std
   auto id = self->fsm_->call_tool(name, args, mcp::clock::now() + timeout);
   if (!id) co_return id.error();
   self->timer_.cancel();  // re-arm for the new deadline
+  if (cancel) {
+    const std::weak_ptr<mcp_session> weak = self;
+    cancel->bind([weak, request = *id, generation = self->generation_, ex = self->ex_] {
+      asio::dispatch(ex, [weak, request, generation] {
+        if (auto s = weak.lock()) s->cancel_request(request, generation);
+      });
+    });
+  }
   co_await self->flush();
   auto ev = co_await self->wait_for(*id);
+  if (cancel) cancel->unbind();
   if (!ev) co_return sandbox_error("the sandbox MCP session closed");
   if (auto* r = std::get_if<mcp::ev_tool_result>(&*ev)) co_return std::move(r->outcome);
   if (auto* f = std::get_if<mcp::ev_request_failed>(&*ev)) {
+    if (f->reason == mcp::failure::cancelled)
+      co_return core::make_error(core::errc::tool_failed, "tool '" + name + "' was cancelled");
     if (f->reason == mcp::failure::timeout)
       co_return core::make_error(core::errc::tool_timeout,
                                  "tool '" + name + "' did not finish within " + std::to_string(timeout.count()) + " ms");

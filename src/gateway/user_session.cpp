@@ -5,9 +5,11 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "berth/core/logging.hpp"
+#include "berth/core/random.hpp"
 #include "berth/gateway/history_mapping.hpp"
 #include "sandbox_resource.hpp"
 
@@ -25,6 +27,7 @@ constexpr std::chrono::milliseconds mcp_open_timeout{15000};
 constexpr std::chrono::milliseconds lock_wait{10000};
 constexpr std::chrono::milliseconds archive_timeout{60000};
 constexpr std::size_t max_pending_inputs = 32;
+constexpr std::size_t delta_burst = 8;  // agent:delta events a socket gets at once before pacing
 constexpr core::log_task_failure log_failure{"gateway"};
 
 std::int64_t now_ms() { return session::system_now_ms(); }
@@ -36,6 +39,11 @@ json error_json(const core::error& e) {
   return j;
 }
 json ack_ok() { return json::array({json{{"ok", true}}}); }
+json ack_ok(const std::optional<std::string>& turn_id) {
+  json body{{"ok", true}};
+  if (turn_id) body["turnId"] = *turn_id;
+  return json::array({std::move(body)});
+}
 json ack_error(const core::error& e) {
   json body{{"ok", false}, {"code", core::to_string(e.code)}, {"message", e.message}};
   if (e.retry_after) body["retryAfterMs"] = e.retry_after->count();
@@ -140,7 +148,11 @@ gateway_counters::gateway_counters(core::metrics& m)
 // ---------------------------------------------------------------- user_session
 
 user_session::user_session(session_services& svc, const std::shared_ptr<socketio::socket>& sock, session_identity who)
-    : svc_(svc), sock_(sock), strand_(sock->executor()), who_(std::move(who)) {}
+    : svc_(svc),
+      sock_(sock),
+      strand_(sock->executor()),
+      who_(std::move(who)),
+      deltas_(svc.cfg.stream_delta_interval, delta_burst) {}
 
 void user_session::emit(const std::string& event, const json& payload) {
   if (auto s = sock_.lock()) s->emit(event, payload.is_null() ? json::array() : json::array({payload}));
@@ -166,6 +178,7 @@ void user_session::on_history_reset(json args, ack_fn ack) {
   accept(input::history_reset, std::move(args), std::move(ack));
 }
 void user_session::on_session_end(json args, ack_fn ack) { accept(input::session_end, std::move(args), std::move(ack)); }
+void user_session::on_cancel(json args, ack_fn ack) { accept(input::cancel, std::move(args), std::move(ack)); }
 
 void user_session::on_unknown(const std::string& event, json, ack_fn ack) {
   reject(core::make_error(core::errc::invalid_payload, "unknown event '" + core::log_prefix(event, 40) + "'"), ack);
@@ -187,6 +200,7 @@ asio::awaitable<void> user_session::handle(std::shared_ptr<user_session> self, i
   auto& svc = self->svc_;
   const json payload = args.empty() ? json() : args[0];
   if (kind == input::session_end) co_return co_await end_session(self, std::move(ack));
+  if (kind == input::cancel) co_return self->cancel_turn(payload, std::move(ack));
   if (kind == input::history_reset) {
     self->current_ack_ = std::move(ack);
     self->apply(self->fsm_->on_history_reset());
@@ -247,7 +261,9 @@ void user_session::apply(std::vector<agent::action> actions) {
           } else if constexpr (std::is_same_v<T, agent::run_tool>) {
             asio::co_spawn(strand_, run_tool(self, std::move(act)), log_failure);
           } else if constexpr (std::is_same_v<T, agent::cancel_tool>) {
-            // The MCP deadline cancels a running call; nothing else holds it.
+            if (tool_cancel_ && tool_call_id_ == act.call_id) tool_cancel_->request();
+          } else if constexpr (std::is_same_v<T, agent::abort_llm>) {
+            abort_llm();
           } else if constexpr (std::is_same_v<T, agent::append_history>) {
             for (auto& e : to_history_entries(act.message, now_ms())) history_queue_.push_back(std::move(e));
             if (!history_writing_) asio::co_spawn(strand_, write_history(self), log_failure);
@@ -256,7 +272,7 @@ void user_session::apply(std::vector<agent::action> actions) {
             asio::co_spawn(strand_, reset_history(self), log_failure);
           } else if constexpr (std::is_same_v<T, agent::ack>) {
             if (current_ack_)
-              std::exchange(current_ack_, nullptr)(act.ok ? ack_ok() : ack_error(act.error.value_or(core::error{})));
+              std::exchange(current_ack_, nullptr)(act.ok ? ack_ok(act.turn_id) : ack_error(act.error.value_or(core::error{})));
           } else if constexpr (std::is_same_v<T, agent::end_turn>) {
             if (!turn_permits_.empty()) turn_permits_.pop_front();
             step_permit_.reset();
@@ -273,8 +289,23 @@ asio::awaitable<void> user_session::run_llm(std::shared_ptr<user_session> self, 
   req.tools = std::move(act.tools);
   req.max_output_tokens = self->svc_.cfg.max_output_tokens;
   req.model = self->svc_.cfg.llm_model;
-  auto reply = co_await self->provider_->complete(req);
+  // Streamed: each piece of text becomes agent:delta (paced); agent:cancel cancels llm_abort_,
+  // which ends the `||` below and with it the request (its connection is closed).
+  const auto epoch = ++self->llm_epoch_;
+  auto abort = std::make_shared<asio::steady_timer>(self->strand_, asio::steady_timer::time_point::max());
+  self->llm_abort_ = abort;
+  llm::delta_fn on_delta = [raw = self.get(), epoch](std::string_view text) {
+    if (raw->llm_epoch_ == epoch && !raw->closed_ && raw->fsm_) raw->on_llm_delta(text);
+  };
+  using namespace asio::experimental::awaitable_operators;
+  auto streamed = self->provider_->stream(req, std::move(on_delta));
+  auto aborted = abort->async_wait(asio::as_tuple(asio::use_awaitable));
+  auto outcome = co_await (std::move(streamed) || std::move(aborted));
+  if (self->llm_abort_ == abort) self->llm_abort_.reset();
+  if (outcome.index() != 0 || epoch != self->llm_epoch_) co_return;  // aborted: the machine moved on
+  auto reply = std::get<0>(std::move(outcome));
   if (self->closed_ || !self->fsm_) co_return;
+  self->flush_deltas();  // every delta before agent:response / tool:approval_required
   if (reply)
     self->apply(self->fsm_->on_llm_reply(*reply));
   else
@@ -285,8 +316,15 @@ asio::awaitable<void> user_session::run_tool(std::shared_ptr<user_session> self,
   const auto started = std::chrono::steady_clock::now();
   const auto timeout = self->svc_.cfg.tool_timeout;
   core::result<mcp::tool_call_outcome> outcome = core::make_error(core::errc::sandbox_unavailable, "no sandbox session");
-  if (self->mcp_) outcome = co_await self->mcp_->call_tool(act.name, act.args, timeout);
-  if (self->closed_ || !self->fsm_) co_return;
+  auto cancel = std::make_shared<call_cancel>();
+  self->tool_cancel_ = cancel;
+  self->tool_call_id_ = act.call_id;
+  if (self->mcp_) outcome = co_await self->mcp_->call_tool(act.name, act.args, timeout, cancel);
+  if (self->tool_cancel_ == cancel) {
+    self->tool_cancel_.reset();
+    self->tool_call_id_.clear();
+  }
+  if (self->closed_ || !self->fsm_ || cancel->requested()) co_return;
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
   if (!outcome && outcome.error().code == core::errc::tool_timeout) {
     self->apply(self->fsm_->on_tool_timeout(act.call_id, took));
@@ -306,6 +344,71 @@ asio::awaitable<void> user_session::write_history(std::shared_ptr<user_session> 
     if (!r) log()->warn("sid={} history not saved: {}", self->sid(), r.error().message);
   }
   self->history_writing_ = false;
+}
+
+// ---- streaming and stopping (issue 16)
+
+void user_session::cancel_turn(const json& payload, ack_fn ack) {
+  std::optional<std::string> turn_id;
+  if (!payload.is_null()) {
+    const json* id = &payload;
+    if (payload.is_object()) {
+      auto it = payload.find("turnId");
+      id = it == payload.end() ? nullptr : &*it;
+    }
+    if (id && !id->is_null()) {
+      if (!id->is_string() || id->get_ref<const std::string&>().empty() || id->get_ref<const std::string&>().size() > 128)
+        return reject(core::make_error(core::errc::invalid_payload, "agent:cancel: turnId must be a string of 1-128 bytes"),
+                      ack);
+      turn_id = id->get<std::string>();
+    }
+  }
+  current_ack_ = std::move(ack);
+  auto actions = turn_id ? fsm_->on_cancel(std::string_view(*turn_id)) : fsm_->on_cancel(std::nullopt);
+  // Not a failure worth an agent:error: the ack tells (NO_ACTIVE_TURN / TURN_NOT_FOUND).
+  apply(std::move(actions));
+  if (current_ack_) std::exchange(current_ack_, nullptr)(ack_ok());
+}
+
+void user_session::on_llm_delta(std::string_view text) {
+  fsm_->on_llm_delta(text);
+  const auto& turn = fsm_->turn_id();
+  if (turn != delta_turn_) {
+    flush_deltas();  // (a previous turn's held text, if any)
+    delta_turn_ = turn;
+    delta_index_ = 0;
+  }
+  if (auto now = deltas_.push(text, agent::delta_coalescer::clock::now())) send_delta(std::move(*now));
+  else arm_delta_timer();
+}
+
+void user_session::send_delta(std::string text) {
+  emit("agent:delta", json{{"turnId", delta_turn_}, {"index", delta_index_++}, {"text", std::move(text)}});
+}
+
+void user_session::flush_deltas() {
+  if (deltas_.holding()) send_delta(deltas_.take(agent::delta_coalescer::clock::now()));
+}
+
+void user_session::arm_delta_timer() {
+  const auto due = deltas_.due();
+  if (!due || delta_timer_armed_) return;
+  if (!delta_timer_) delta_timer_ = std::make_unique<asio::steady_timer>(strand_);
+  delta_timer_armed_ = true;
+  delta_timer_->expires_at(*due);
+  delta_timer_->async_wait([weak = weak_from_this()](boost::system::error_code) {
+    auto self = weak.lock();
+    if (!self) return;
+    self->delta_timer_armed_ = false;
+    if (self->closed_) return;
+    self->flush_deltas();
+  });
+}
+
+void user_session::abort_llm() {
+  flush_deltas();  // what the user saw is what the history keeps
+  ++llm_epoch_;
+  if (llm_abort_) llm_abort_->cancel();
 }
 
 asio::awaitable<void> user_session::reset_history(std::shared_ptr<user_session> self) {
@@ -423,6 +526,7 @@ asio::awaitable<void> user_session::provision(std::shared_ptr<user_session> self
 
   agent::turn_options opts;
   opts.max_tool_rounds = svc.cfg.max_tool_rounds;
+  opts.turn_id_prefix = "t" + core::random_token(6);  // a turn of another session never matches
   self->fsm_.emplace(opts, to_tool_specs(tools), from_history_entries(entries));
   self->ready_ = true;
   log()->info("sid={} uid={} cid={} ready ({}, {} tools)", self->sid(), self->user(), self->lease_.id().substr(0, 12),

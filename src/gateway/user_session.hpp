@@ -24,12 +24,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 
+#include "berth/agent/delta_coalescer.hpp"
 #include "berth/agent/turn_fsm.hpp"
 #include "berth/core/config.hpp"
 #include "berth/core/metrics.hpp"
 #include "berth/docker/client.hpp"
 #include "berth/gateway/gateway.hpp"
 #include "berth/gateway/mcp_router.hpp"
+#include "berth/gateway/mcp_session.hpp"
 #include "berth/pool/container_pool.hpp"
 #include "berth/session/history.hpp"
 #include "berth/session/limiter.hpp"
@@ -126,13 +128,15 @@ class user_session : public std::enable_shared_from_this<user_session> {
   void on_approval(nlohmann::json args, ack_fn ack);
   void on_history_reset(nlohmann::json args, ack_fn ack);
   void on_session_end(nlohmann::json args, ack_fn ack);
+  // agent:cancel {turnId?}: stops the running (or a queued) turn; no limiter permit needed.
+  void on_cancel(nlohmann::json args, ack_fn ack);
   void on_unknown(const std::string& event, nlohmann::json args, ack_fn ack);
 
   // The hibernation that parking leads to, at once (graceful shutdown).
   void hibernate_now();
 
  private:
-  enum class input { message, approval, history_reset, session_end };
+  enum class input { message, approval, history_reset, session_end, cancel };
   struct pending_input {
     input kind;
     nlohmann::json args;
@@ -170,6 +174,13 @@ class user_session : public std::enable_shared_from_this<user_session> {
                                              ack_fn ack);
   static boost::asio::awaitable<void> end_session(std::shared_ptr<user_session> self, ack_fn ack);
   static boost::asio::awaitable<void> run_llm(std::shared_ptr<user_session> self, agent::call_llm act);
+  // Streaming and stopping (issue 16): deltas paced per socket, the LLM call and tool in flight.
+  void cancel_turn(const nlohmann::json& payload, ack_fn ack);
+  void on_llm_delta(std::string_view text);
+  void send_delta(std::string text);
+  void flush_deltas();
+  void arm_delta_timer();
+  void abort_llm();
   static boost::asio::awaitable<void> run_tool(std::shared_ptr<user_session> self, agent::run_tool act);
   static boost::asio::awaitable<void> write_history(std::shared_ptr<user_session> self);
   static boost::asio::awaitable<void> reset_history(std::shared_ptr<user_session> self);
@@ -205,6 +216,17 @@ class user_session : public std::enable_shared_from_this<user_session> {
   session::user_permit step_permit_;               // the tool:approval being processed
   std::deque<session::history_entry> history_queue_;
   bool history_writing_ = false;
+
+  // Streaming and stopping (issue 16).
+  agent::delta_coalescer deltas_;
+  std::unique_ptr<boost::asio::steady_timer> delta_timer_;  // sends held delta text when due
+  bool delta_timer_armed_ = false;
+  std::string delta_turn_;           // the turn the deltas (held or sent) belong to
+  std::uint64_t delta_index_ = 0;    // agent:delta index within delta_turn_
+  std::uint64_t llm_epoch_ = 0;      // bumps per LLM call and per abort: late results are stale
+  std::shared_ptr<boost::asio::steady_timer> llm_abort_;  // cancelled to abort the call in flight
+  std::shared_ptr<call_cancel> tool_cancel_;              // the running tool call's
+  std::string tool_call_id_;
 
   friend class parked_sessions;
 };

@@ -2,6 +2,8 @@
 // content blocks text / tool_use / tool_result, strictly alternating roles.
 #include "codec_common.hpp"
 
+#include <map>
+
 #include "berth/core/json.hpp"
 #include "berth/core/logging.hpp"
 
@@ -19,7 +21,11 @@ class anthropic_codec final : public json_codec {
   explicit anthropic_codec(codec_settings s) : json_codec(std::move(s)) {}
   std::string_view name() const noexcept override { return "anthropic"; }
 
-  core::result<http_call> build(const llm_request& req) const override {
+  core::result<http_call> build(const llm_request& req) const override { return build_call(req, false); }
+  core::result<http_call> build_stream(const llm_request& req) const override { return build_call(req, true); }
+  std::unique_ptr<stream_decoder> make_stream_decoder(const llm_request& req) const override;
+
+  core::result<http_call> build_call(const llm_request& req, bool stream) const {
     if (settings_.api_key.empty())
       return core::make_error(core::errc::llm_error, "anthropic: no API key configured (ANTHROPIC_API_KEY)");
     std::string system = req.system_prompt;
@@ -72,6 +78,7 @@ class anthropic_codec final : public json_codec {
         tools.push_back({{"name", t.name}, {"description", t.description}, {"input_schema", t.input_schema}});
       body["tools"] = std::move(tools);
     }
+    if (stream) body["stream"] = true;
     http_call call = json_post(join_url(settings_.base_url, "v1/messages"), body);
     call.headers.push_back({"anthropic-version", "2023-06-01", false});
     call.headers.push_back({"x-api-key", settings_.api_key, true});
@@ -109,6 +116,127 @@ class anthropic_codec final : public json_codec {
     return accept(name(), req, std::move(out));
   }
 };
+
+// Messages streaming: message_start {message: model, usage}, then per content block
+// content_block_start {index, content_block: text | tool_use {id, name, input}},
+// content_block_delta {index, delta: text_delta {text} | input_json_delta {partial_json} | ...},
+// content_block_stop; message_delta {delta: {stop_reason}, usage: {output_tokens}};
+// message_stop. `ping` events may come anywhere; `error` events end the stream with a failure.
+// Unknown event and delta types are skipped, as the API's versioning policy asks.
+class anthropic_stream final : public stream_decoder {
+ public:
+  anthropic_stream(const llm_request& req, std::string secret) : req_(req), secret_(std::move(secret)) {}
+
+  stream_progress on_event(const sse_event& ev) override {
+    stream_progress p;
+    const json j = core::parse_json(ev.data);
+    if (j.is_discarded() || !j.is_object()) {
+      p.failed = malformed("anthropic", "stream event is not a JSON object", secret_);
+      return p;
+    }
+    const std::string type = j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : ev.type;
+    if (type == "error") {
+      p.failed = stream_error("anthropic", ev.data, secret_);
+    } else if (type == "message_start") {
+      if (j.contains("message") && j["message"].is_object()) {
+        const auto& m = j["message"];
+        if (m.contains("model") && m["model"].is_string()) tail_["model"] = m["model"];
+        if (m.contains("usage") && m["usage"].is_object()) tail_["usage"] = m["usage"];
+      }
+    } else if (type == "content_block_start") {
+      const auto index = block_index(j);
+      if (!index || !j.contains("content_block") || !j["content_block"].is_object()) {
+        p.failed = malformed("anthropic", "content_block_start without index or block", secret_);
+        return p;
+      }
+      auto& b = blocks_[*index];
+      const auto& cb = j["content_block"];
+      b.type = cb.value("type", "");
+      if (b.type == "text" && cb.contains("text") && cb["text"].is_string()) {
+        b.text = cb["text"].get<std::string>();
+        p.text = b.text;
+      } else if (b.type == "tool_use") {
+        b.id = cb.contains("id") && cb["id"].is_string() ? cb["id"].get<std::string>() : "";
+        b.name = cb.contains("name") && cb["name"].is_string() ? cb["name"].get<std::string>() : "";
+        if (cb.contains("input") && cb["input"].is_object()) b.input = cb["input"];
+      }
+    } else if (type == "content_block_delta") {
+      const auto index = block_index(j);
+      if (!index || !j.contains("delta") || !j["delta"].is_object()) {
+        p.failed = malformed("anthropic", "content_block_delta without index or delta", secret_);
+        return p;
+      }
+      auto& b = blocks_[*index];
+      const auto& d = j["delta"];
+      const std::string dtype = d.value("type", "");
+      if (dtype == "text_delta" && d.contains("text") && d["text"].is_string()) {
+        if (b.type.empty()) b.type = "text";
+        p.text = d["text"].get<std::string>();
+        b.text += p.text;
+      } else if (dtype == "input_json_delta" && d.contains("partial_json") && d["partial_json"].is_string()) {
+        b.partial_json += d["partial_json"].get<std::string>();
+      }
+      // thinking_delta, signature_delta, citations_delta: nothing we relay.
+    } else if (type == "message_delta") {
+      if (j.contains("delta") && j["delta"].is_object() && j["delta"].contains("stop_reason") &&
+          j["delta"]["stop_reason"].is_string())
+        tail_["stop_reason"] = j["delta"]["stop_reason"];
+      if (j.contains("usage") && j["usage"].is_object()) {
+        // Cumulative output_tokens; input_tokens stays as message_start gave it unless repeated.
+        if (!tail_.contains("usage")) tail_["usage"] = json::object();
+        for (auto it = j["usage"].begin(); it != j["usage"].end(); ++it)
+          if (!it->is_null()) tail_["usage"][it.key()] = *it;
+      }
+    } else if (type == "message_stop") {
+      stopped_ = true;
+      p.done = true;
+    }
+    // ping, content_block_stop and unknown events: nothing to do.
+    return p;
+  }
+
+  parse_outcome finish() override {
+    if (!stopped_) return stream_cut("anthropic", "message_stop");
+    llm_reply out;
+    for (auto& [index, b] : blocks_) {
+      if (b.type == "text") {
+        out.text += b.text;
+      } else if (b.type == "tool_use") {
+        if (b.id.empty() || b.name.empty()) return malformed("anthropic", "tool_use block without id or name", secret_);
+        tool_call call{b.id, b.name, b.input};
+        if (!b.partial_json.empty()) {
+          call.args = core::parse_json(b.partial_json);
+          if (call.args.is_discarded())
+            return malformed("anthropic", "input of tool '" + core::log_prefix(b.name) + "' is not valid JSON", secret_);
+        }
+        out.tool_calls.push_back(std::move(call));
+      }
+    }
+    finish_reply(out, tail_, tail_, words);
+    return accept("anthropic", req_, std::move(out));
+  }
+
+ private:
+  struct block {
+    std::string type, text, id, name, partial_json;
+    json input = json::object();
+  };
+  static std::optional<std::size_t> block_index(const json& j) {
+    if (!j.contains("index") || !j["index"].is_number_unsigned()) return std::nullopt;
+    const auto i = j["index"].get<std::size_t>();
+    if (i > 1024) return std::nullopt;
+    return i;
+  }
+  const llm_request& req_;
+  std::string secret_;
+  std::map<std::size_t, block> blocks_;
+  json tail_ = json::object();
+  bool stopped_ = false;
+};
+
+std::unique_ptr<stream_decoder> anthropic_codec::make_stream_decoder(const llm_request& req) const {
+  return std::make_unique<anthropic_stream>(req, settings_.api_key);
+}
 }  // namespace
 
 std::unique_ptr<provider_codec> make_anthropic_codec(codec_settings s) {

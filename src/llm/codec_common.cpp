@@ -167,6 +167,42 @@ parse_outcome http_failure(std::string_view provider, const http_reply& rep, std
   return out;
 }
 
+parse_outcome stream_error(std::string_view provider, std::string_view event_data, std::string_view secret) {
+  std::string kind, text;
+  auto j = core::parse_json(event_data);
+  if (!j.is_discarded() && j.is_object() && j.contains("error")) {
+    const auto& e = j["error"];
+    if (e.is_string()) {
+      text = e.get<std::string>();
+    } else if (e.is_object()) {
+      if (e.contains("message")) text = text_of(e["message"]);
+      for (auto key : {"status", "type", "code"})
+        if (kind.empty() && e.contains(key) && e[key].is_string()) kind = e[key].get<std::string>();
+    }
+  }
+  if (text.empty()) text = core::log_prefix(event_data, 200);
+  std::string lower = kind;
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // overloaded_error, api_error (Anthropic), server_error, rate_limit* (OpenAI), INTERNAL,
+  // UNAVAILABLE, RESOURCE_EXHAUSTED (Gemini); an error without a kind is taken as the server's.
+  const bool unavailable = kind.empty() || lower.find("overload") != std::string::npos ||
+                           lower.find("server") != std::string::npos || lower.find("rate") != std::string::npos ||
+                           lower == "api_error" || lower == "internal" || lower == "unavailable" ||
+                           lower == "resource_exhausted" || lower == "deadline_exceeded";
+  std::string msg = std::string(provider) + ": error in the reply stream";
+  if (!kind.empty()) msg += " (" + core::log_prefix(kind, 60) + ")";
+  msg += ": " + core::log_prefix(text, 300);
+  return {core::make_error(unavailable ? core::errc::llm_unavailable : core::errc::llm_error,
+                           redact(std::move(msg), secret)),
+          unavailable, std::nullopt};
+}
+
+parse_outcome stream_cut(std::string_view provider, std::string_view missing) {
+  return {core::make_error(core::errc::llm_unavailable, std::string(provider) + ": the reply stream ended before " +
+                                                            std::string(missing) + " (connection cut)"),
+          true, std::nullopt};
+}
+
 parse_outcome malformed(std::string_view provider, std::string_view what, std::string_view secret) {
   std::string msg = std::string(provider) + ": malformed reply: " + std::string(what);
   return {core::make_error(core::errc::llm_error, redact(std::move(msg), secret)), false, std::nullopt};

@@ -20,6 +20,14 @@ parse_outcome http_failure(std::string_view provider, const http_reply& rep, std
 // A 2xx reply we could not understand: llm_error, not retryable.
 parse_outcome malformed(std::string_view provider, std::string_view what, std::string_view secret);
 
+// An error event inside a 200 event stream ({"error": {...}} or {"type":"error","error":{...}}):
+// LLM_UNAVAILABLE for overload, rate limit and server errors (worth another attempt when no text
+// was shown yet), LLM_ERROR otherwise. The provider's text is redacted and bounded.
+parse_outcome stream_error(std::string_view provider, std::string_view event_data, std::string_view secret);
+
+// The stream ended (the connection closed) before the provider's documented last event.
+parse_outcome stream_cut(std::string_view provider, std::string_view missing);
+
 // Success, after checking every tool call names a tool the request offered.
 parse_outcome accept(std::string_view provider, const llm_request& req, llm_reply reply);
 

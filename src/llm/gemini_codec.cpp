@@ -56,7 +56,11 @@ class gemini_codec final : public json_codec {
   explicit gemini_codec(codec_settings s) : json_codec(std::move(s)) {}
   std::string_view name() const noexcept override { return "gemini"; }
 
-  core::result<http_call> build(const llm_request& req) const override {
+  core::result<http_call> build(const llm_request& req) const override { return build_call(req, false); }
+  core::result<http_call> build_stream(const llm_request& req) const override { return build_call(req, true); }
+  std::unique_ptr<stream_decoder> make_stream_decoder(const llm_request& req) const override;
+
+  core::result<http_call> build_call(const llm_request& req, bool stream) const {
     if (settings_.api_key.empty())
       return core::make_error(core::errc::llm_error, "gemini: no API key configured (GEMINI_API_KEY)");
     std::string model = req.model.empty() ? settings_.default_model : req.model;
@@ -118,7 +122,8 @@ class gemini_codec final : public json_codec {
       }
       body["tools"] = json::array({{{"functionDeclarations", std::move(decls)}}});
     }
-    http_call call = json_post(join_url(settings_.base_url, "v1beta/models/" + model + ":generateContent"), body);
+    const std::string method = stream ? ":streamGenerateContent?alt=sse" : ":generateContent";
+    http_call call = json_post(join_url(settings_.base_url, "v1beta/models/" + model + method), body);
     call.headers.push_back({"x-goog-api-key", settings_.api_key, true});
     return call;
   }
@@ -167,6 +172,89 @@ class gemini_codec final : public json_codec {
     return accept(name(), req, std::move(out));
   }
 };
+
+// streamGenerateContent with alt=sse: every event's data is a whole GenerateContentResponse
+// holding the next piece: candidates[0].content.parts (text pieces; a functionCall part comes
+// whole), finishReason on the last candidate, usageMetadata (cumulative) and modelVersion. The
+// stream has no end marker: it ends with the response, after the chunk with finishReason.
+class gemini_stream final : public stream_decoder {
+ public:
+  gemini_stream(const llm_request& req, std::string secret) : req_(req), secret_(std::move(secret)) {}
+
+  stream_progress on_event(const sse_event& ev) override {
+    stream_progress p;
+    const json j = core::parse_json(ev.data);
+    if (j.is_discarded() || !j.is_object()) {
+      p.failed = malformed("gemini", "stream event is not a JSON object", secret_);
+      return p;
+    }
+    if (j.contains("error")) {
+      p.failed = stream_error("gemini", ev.data, secret_);
+      return p;
+    }
+    if (j.contains("usageMetadata") && j["usageMetadata"].is_object()) tail_["usageMetadata"] = j["usageMetadata"];
+    if (j.contains("modelVersion") && j["modelVersion"].is_string()) tail_["modelVersion"] = j["modelVersion"];
+    if (!j.contains("candidates") || !j["candidates"].is_array() || j["candidates"].empty()) {
+      if (j.contains("promptFeedback") && j["promptFeedback"].is_object() && j["promptFeedback"].contains("blockReason"))
+        p.failed = parse_outcome{core::make_error(core::errc::llm_error,
+                                                  "gemini: prompt blocked (" +
+                                                      core::log_prefix(text_of(j["promptFeedback"]["blockReason"])) + ")"),
+                                 false, std::nullopt};
+      return p;  // a usage-only chunk
+    }
+    const auto& cand = j["candidates"][0];
+    if (!cand.is_object()) {
+      p.failed = malformed("gemini", "candidate is not an object", secret_);
+      return p;
+    }
+    if (cand.contains("finishReason") && cand["finishReason"].is_string()) finish_["finishReason"] = cand["finishReason"];
+    if (!cand.contains("content") || !cand["content"].is_object() || !cand["content"].contains("parts") ||
+        !cand["content"]["parts"].is_array())
+      return p;
+    for (const auto& part : cand["content"]["parts"]) {
+      if (!part.is_object() || part.value("thought", false)) continue;
+      if (part.contains("text") && part["text"].is_string()) {
+        p.text += part["text"].get<std::string>();
+      } else if (part.contains("functionCall")) {
+        const auto& fc = part["functionCall"];
+        if (!fc.is_object() || !fc.contains("name") || !fc["name"].is_string()) {
+          p.failed = malformed("gemini", "functionCall without name", secret_);
+          return p;
+        }
+        tool_call call;
+        call.name = fc["name"].get<std::string>();
+        call.id = fc.contains("id") && fc["id"].is_string() && !fc["id"].get<std::string>().empty()
+                      ? fc["id"].get<std::string>()
+                      : "call_" + std::to_string(req_.messages.size()) + "_" + std::to_string(calls_.size() + 1);
+        call.args = fc.contains("args") && !fc["args"].is_null() ? fc["args"] : json::object();
+        calls_.push_back(std::move(call));
+      }
+    }
+    text_ += p.text;
+    return p;
+  }
+
+  parse_outcome finish() override {
+    if (finish_.empty()) return stream_cut("gemini", "a candidate with finishReason");
+    llm_reply out;
+    out.text = std::move(text_);
+    out.tool_calls = std::move(calls_);
+    finish_reply(out, tail_, finish_, words);
+    return accept("gemini", req_, std::move(out));
+  }
+
+ private:
+  const llm_request& req_;
+  std::string secret_;
+  std::string text_;
+  std::vector<tool_call> calls_;
+  json finish_ = json::object();
+  json tail_ = json::object();
+};
+
+std::unique_ptr<stream_decoder> gemini_codec::make_stream_decoder(const llm_request& req) const {
+  return std::make_unique<gemini_stream>(req, settings_.api_key);
+}
 }  // namespace
 
 std::unique_ptr<provider_codec> make_gemini_codec(codec_settings s) {

@@ -1,5 +1,6 @@
 #include "berth/llm/http_client.hpp"
 
+#include <array>
 #include <stdexcept>
 
 #include <boost/asio/as_tuple.hpp>
@@ -29,7 +30,7 @@ constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint32_t header_limit = 64 * 1024;
 
 http_outcome failure(core::errc code, std::string msg, bool retryable) {
-  return http_outcome{std::nullopt, core::make_error(code, std::move(msg)), retryable};
+  return http_outcome{std::nullopt, core::make_error(code, std::move(msg)), retryable, false};
 }
 
 std::string where(const url& u) { return u.host + ":" + std::to_string(u.port); }
@@ -40,16 +41,19 @@ bool is_ip_literal(const std::string& host) {
   return !ec;
 }
 
-// Writes the request and reads the whole response on a connected (and, for TLS, handshaken) stream.
+// Writes the request and reads the response on a connected (and, for TLS, handshaken) stream.
+// With a sink, a 2xx text/event-stream body goes to it piece by piece as it arrives (each read
+// under the idle deadline); any other body is collected whole, as without one.
 template <class Stream>
-asio::awaitable<http_outcome> exchange(Stream& stream, const url& u, const http_call& call, std::size_t body_limit) {
+asio::awaitable<http_outcome> exchange(Stream& stream, const url& u, const http_call& call, std::size_t body_limit,
+                                       const body_sink* sink, std::chrono::milliseconds idle) {
   bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(call.method), u.target, 11};
   if (req.method() == bhttp::verb::unknown) req.method_string(call.method);
   const bool default_port = u.port == (u.tls ? 443 : 80);
   const std::string host = u.host.find(':') != std::string::npos ? "[" + u.host + "]" : u.host;
   req.set(bhttp::field::host, default_port ? host : host + ":" + std::to_string(u.port));
   req.set(bhttp::field::user_agent, "berth/0.1");
-  req.set(bhttp::field::accept, "application/json");
+  req.set(bhttp::field::accept, sink ? "text/event-stream, application/json" : "application/json");
   req.set(bhttp::field::connection, "close");
   for (const auto& h : call.headers) req.set(h.name, h.value);
   req.body() = call.body;
@@ -59,29 +63,55 @@ asio::awaitable<http_outcome> exchange(Stream& stream, const url& u, const http_
   (void)wn;
   if (wec) co_return failure(core::errc::llm_unavailable, "cannot send to " + where(u) + ": " + wec.message(), true);
 
+  auto& lowest = beast::get_lowest_layer(stream);
+  auto read_failure = [&](const boost::system::error_code& ec) {
+    if (ec == bhttp::error::body_limit)
+      return failure(core::errc::llm_error, "reply from " + where(u) + " exceeds " + std::to_string(body_limit) + " bytes",
+                     false);
+    if (ec == beast::error::timeout)
+      return failure(core::errc::llm_unavailable,
+                     "no data from " + where(u) + " for " + std::to_string(idle.count()) + " ms", true);
+    // A peer that closes or garbles mid-reply is treated like a dropped connection.
+    return failure(core::errc::llm_unavailable, "cannot read reply from " + where(u) + ": " + ec.message(), true);
+  };
   beast::flat_buffer buffer;
-  bhttp::response_parser<bhttp::string_body> parser;
+  bhttp::response_parser<bhttp::buffer_body> parser;
   parser.header_limit(header_limit);
   parser.body_limit(body_limit);
-  auto [rec, rn] = co_await bhttp::async_read(stream, buffer, parser, tuple_awaitable);
-  (void)rn;
-  if (rec == bhttp::error::body_limit)
-    co_return failure(core::errc::llm_error, "reply from " + where(u) + " exceeds " + std::to_string(body_limit) + " bytes",
-                      false);
-  if (rec) {
-    // A peer that closes or garbles mid-reply is treated like a dropped connection.
-    co_return failure(core::errc::llm_unavailable, "cannot read reply from " + where(u) + ": " + rec.message(), true);
-  }
-  auto res = parser.release();
+  if (sink) lowest.expires_after(idle);
+  auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, tuple_awaitable);
+  (void)hn;
+  if (hec) co_return read_failure(hec);
   http_reply out;
-  out.status = res.result_int();
-  for (const auto& f : res) {
+  const auto& head = parser.get();
+  out.status = head.result_int();
+  for (const auto& f : head) {
     std::string name(f.name_string());
     for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     out.headers.emplace_back(std::move(name), std::string(f.value()));
   }
-  out.body = std::move(res.body());
-  co_return http_outcome{std::move(out), {}, false};
+  const bool streaming = sink != nullptr && out.status >= 200 && out.status <= 299 &&
+                         out.header("content-type").substr(0, 17) == "text/event-stream";
+  std::array<char, 16 * 1024> piece{};
+  while (!parser.is_done()) {
+    parser.get().body().data = piece.data();
+    parser.get().body().size = piece.size();
+    if (sink) lowest.expires_after(idle);
+    auto [ec, n] = co_await bhttp::async_read_some(stream, buffer, parser, tuple_awaitable);
+    (void)n;
+    if (ec == bhttp::error::need_buffer) ec = {};
+    const std::size_t got = piece.size() - parser.get().body().size;
+    if (got > 0) {
+      if (!streaming) {
+        out.body.append(piece.data(), got);
+      } else if (!(*sink)(std::string_view(piece.data(), got))) {
+        break;  // the reader has what it needs (or gave up): the connection is closed unread
+      }
+    }
+    if (ec) co_return read_failure(ec);
+  }
+  lowest.expires_never();
+  co_return http_outcome{std::move(out), {}, false, streaming};
 }
 
 }  // namespace
@@ -100,16 +130,23 @@ http_client::http_client(asio::any_io_executor ex, http_client_options opts)
   }
 }
 
-asio::awaitable<http_outcome> http_client::send(const http_call& call) {
+asio::awaitable<http_outcome> http_client::send(const http_call& call) { co_return co_await run(call, nullptr); }
+
+asio::awaitable<http_outcome> http_client::stream(const http_call& call, body_sink on_body) {
+  co_return co_await run(call, &on_body);
+}
+
+asio::awaitable<http_outcome> http_client::run(const http_call& call, const body_sink* sink) {
   auto parsed = parse_url(call.url);
-  if (!parsed) co_return http_outcome{std::nullopt, parsed.error(), false};
+  if (!parsed) co_return http_outcome{std::nullopt, parsed.error(), false, false};
   const url u = *parsed;
   const std::size_t body_limit = opts_.max_response_bytes;
   const auto connect_timeout = opts_.connect_timeout;
   auto tls_ctx = &tls_;
   auto ex = ex_;
+  const auto idle = opts_.idle_timeout;
 
-  auto run = [&]() -> asio::awaitable<http_outcome> {
+  auto connect_and_exchange = [&]() -> asio::awaitable<http_outcome> {
     tcp::resolver resolver(ex);
     auto [rec, endpoints] = co_await resolver.async_resolve(u.host, std::to_string(u.port), tuple_awaitable);
     if (rec) co_return failure(core::errc::llm_unavailable, "cannot resolve " + u.host + ": " + rec.message(), true);
@@ -122,7 +159,7 @@ asio::awaitable<http_outcome> http_client::send(const http_call& call) {
         co_return failure(core::errc::llm_unavailable, "connect to " + where(u) + " timed out", true);
       if (cec) co_return failure(core::errc::llm_unavailable, "cannot connect to " + where(u) + ": " + cec.message(), true);
       stream.expires_never();  // the total deadline below bounds the rest
-      co_return co_await exchange(stream, u, call, body_limit);
+      co_return co_await exchange(stream, u, call, body_limit, sink, idle);
     }
     asio::ssl::stream<beast::tcp_stream> stream(ex, *tls_ctx);
     // SNI carries host names only (RFC 6066); verification checks the name or the IP SAN.
@@ -145,12 +182,12 @@ asio::awaitable<http_outcome> http_client::send(const http_call& call) {
                         !tls_error);
     }
     beast::get_lowest_layer(stream).expires_never();
-    co_return co_await exchange(stream, u, call, body_limit);
+    co_return co_await exchange(stream, u, call, body_limit, sink, idle);
   };
 
   using namespace asio::experimental::awaitable_operators;
   asio::steady_timer deadline(ex_, opts_.total_timeout);
-  auto result = co_await (run() || deadline.async_wait(tuple_awaitable));
+  auto result = co_await (connect_and_exchange() || deadline.async_wait(tuple_awaitable));
   if (result.index() == 1)
     co_return failure(core::errc::llm_unavailable,
                       "no complete reply from " + where(u) + " within " + std::to_string(opts_.total_timeout.count()) +

@@ -2,6 +2,8 @@
 // POST {base}/chat/completions, Authorization: Bearer (omitted when no key is configured).
 #include "codec_common.hpp"
 
+#include <map>
+
 #include "berth/core/json.hpp"
 #include "berth/core/logging.hpp"
 
@@ -26,7 +28,11 @@ class openai_codec final : public json_codec {
   explicit openai_codec(codec_settings s) : json_codec(std::move(s)) {}
   std::string_view name() const noexcept override { return "openai"; }
 
-  core::result<http_call> build(const llm_request& req) const override {
+  core::result<http_call> build(const llm_request& req) const override { return build_call(req, false); }
+  core::result<http_call> build_stream(const llm_request& req) const override { return build_call(req, true); }
+  std::unique_ptr<stream_decoder> make_stream_decoder(const llm_request& req) const override;
+
+  core::result<http_call> build_call(const llm_request& req, bool stream) const {
     const std::string model = req.model.empty() ? settings_.default_model : req.model;
     json messages = json::array();
     if (!req.system_prompt.empty()) messages.push_back({{"role", "system"}, {"content", req.system_prompt}});
@@ -66,6 +72,10 @@ class openai_codec final : public json_codec {
         tools.push_back({{"type", "function"},
                          {"function", {{"name", t.name}, {"description", t.description}, {"parameters", t.input_schema}}}});
       body["tools"] = std::move(tools);
+    }
+    if (stream) {
+      body["stream"] = true;
+      body["stream_options"] = {{"include_usage", true}};  // a last chunk with empty choices and usage
     }
     http_call call = json_post(join_url(settings_.base_url, "chat/completions"), body);
     if (!settings_.api_key.empty()) call.headers.push_back({"authorization", "Bearer " + settings_.api_key, true});
@@ -124,6 +134,104 @@ class openai_codec final : public json_codec {
     return accept(name(), req, std::move(out));
   }
 };
+
+// Chat Completions streaming: `data:` chunks of chat.completion.chunk objects whose
+// choices[0].delta carries content pieces and tool_calls pieces keyed by `index` (id, type and
+// function.name in the first piece, function.arguments split across pieces); finish_reason in
+// the last choice chunk; with include_usage a chunk with empty choices and usage; then
+// `data: [DONE]`. An {"error": ...} object in the stream is the server failing mid-reply.
+class openai_stream final : public stream_decoder {
+ public:
+  openai_stream(const llm_request& req, std::string secret) : req_(req), secret_(std::move(secret)) {}
+
+  stream_progress on_event(const sse_event& ev) override {
+    stream_progress p;
+    if (ev.data == "[DONE]") {
+      done_ = true;
+      p.done = true;
+      return p;
+    }
+    if (ev.type == "error") {
+      p.failed = stream_error("openai", ev.data, secret_);
+      return p;
+    }
+    const json j = core::parse_json(ev.data);
+    if (j.is_discarded() || !j.is_object()) {
+      p.failed = malformed("openai", "stream event is not a JSON object", secret_);
+      return p;
+    }
+    if (j.contains("error") && !j["error"].is_null()) {
+      p.failed = stream_error("openai", ev.data, secret_);
+      return p;
+    }
+    if (j.contains("model") && j["model"].is_string()) tail_["model"] = j["model"];
+    if (j.contains("usage") && j["usage"].is_object()) tail_["usage"] = j["usage"];
+    if (!j.contains("choices") || !j["choices"].is_array()) return p;
+    for (const auto& c : j["choices"]) {
+      if (!c.is_object() || c.value("index", 0) != 0) continue;  // n=1: one choice
+      if (c.contains("finish_reason") && c["finish_reason"].is_string()) finish_["finish_reason"] = c["finish_reason"];
+      if (!c.contains("delta") || !c["delta"].is_object()) continue;
+      const auto& d = c["delta"];
+      if (d.contains("content") && d["content"].is_string()) {
+        p.text += d["content"].get<std::string>();
+        text_ += d["content"].get<std::string>();
+      }
+      if (!d.contains("tool_calls") || !d["tool_calls"].is_array()) continue;
+      for (const auto& piece : d["tool_calls"]) {
+        if (!piece.is_object()) continue;
+        const auto index = piece.contains("index") && piece["index"].is_number_unsigned() ? piece["index"].get<std::size_t>()
+                                                                                           : calls_.size();
+        if (index > 128) {
+          p.failed = malformed("openai", "tool call index out of range", secret_);
+          return p;
+        }
+        auto& call = calls_[index];
+        if (piece.contains("id") && piece["id"].is_string()) call.id += piece["id"].get<std::string>();
+        if (!piece.contains("function") || !piece["function"].is_object()) continue;
+        const auto& f = piece["function"];
+        if (f.contains("name") && f["name"].is_string()) call.name += f["name"].get<std::string>();
+        if (f.contains("arguments") && f["arguments"].is_string()) call.args += f["arguments"].get<std::string>();
+      }
+    }
+    return p;
+  }
+
+  parse_outcome finish() override {
+    if (!done_ && finish_.empty()) return stream_cut("openai", "finish_reason and [DONE]");
+    llm_reply out;
+    out.text = std::move(text_);
+    std::size_t n = 0;
+    for (auto& [index, c] : calls_) {
+      ++n;
+      if (c.name.empty()) return malformed("openai", "streamed tool call without function name", secret_);
+      tool_call call;
+      call.name = std::move(c.name);
+      call.id = !c.id.empty() ? std::move(c.id) : "call_" + std::to_string(req_.messages.size()) + "_" + std::to_string(n);
+      call.args = c.args.empty() ? json::object() : core::parse_json(c.args);
+      if (call.args.is_discarded())
+        return malformed("openai", "arguments of tool '" + core::log_prefix(call.name) + "' are not valid JSON", secret_);
+      out.tool_calls.push_back(std::move(call));
+    }
+    finish_reply(out, tail_, finish_, words);
+    return accept("openai", req_, std::move(out));
+  }
+
+ private:
+  struct partial_call {
+    std::string id, name, args;
+  };
+  const llm_request& req_;
+  std::string secret_;
+  std::string text_;
+  std::map<std::size_t, partial_call> calls_;
+  json finish_ = json::object();
+  json tail_ = json::object();
+  bool done_ = false;
+};
+
+std::unique_ptr<stream_decoder> openai_codec::make_stream_decoder(const llm_request& req) const {
+  return std::make_unique<openai_stream>(req, settings_.api_key);
+}
 }  // namespace
 
 std::unique_ptr<provider_codec> make_openai_codec(codec_settings s) {

@@ -1,11 +1,14 @@
 #include "berth/llm/provider.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "berth/core/logging.hpp"
 #include "berth/llm/local_model.hpp"
+#include "berth/llm/sse.hpp"
 #include "berth/llm/url.hpp"
 
 namespace berth::llm {
@@ -56,7 +59,28 @@ class local_provider final : public llm_provider {
     co_return reply;
   }
 
+  asio::awaitable<core::result<llm_reply>> stream(const llm_request& req, delta_fn on_delta) override {
+    auto reply = co_await complete(req);
+    if (!reply || !on_delta) co_return reply;
+    // Word groups, one turn of the event loop apart, so clients see the answer arrive in pieces.
+    const std::string& text = reply->text;
+    auto ex = co_await asio::this_coro::executor;
+    std::size_t from = 0;
+    while (from < text.size()) {
+      std::size_t to = from;
+      for (int words = 0; words < local_words_per_delta && to < text.size(); ++words) {
+        const auto space = text.find(' ', to);
+        to = space == std::string::npos ? text.size() : space + 1;
+      }
+      on_delta(std::string_view(text).substr(from, to - from));
+      from = to;
+      if (from < text.size()) co_await asio::post(ex, asio::use_awaitable);
+    }
+    co_return reply;
+  }
+
  private:
+  static constexpr int local_words_per_delta = 3;
   provider_counters counters_;
   std::uint32_t max_tokens_;
 };
@@ -76,6 +100,120 @@ class http_provider final : public llm_provider {
   }
   std::string_view name() const noexcept override { return codec_->name(); }
   std::string model() const override { return codec_->settings().default_model; }
+
+  asio::awaitable<core::result<llm_reply>> stream(const llm_request& in, delta_fn on_delta) override {
+    const llm_request* req = &in;
+    llm_request copy;
+    if (in.max_output_tokens == 0) {
+      copy = in;
+      copy.max_output_tokens = max_tokens_;
+      req = &copy;
+    }
+    auto call = codec_->build_stream(*req);
+    if (!call) {
+      counters_.count(call.error());
+      co_return call.error();
+    }
+    const auto& secret = codec_->api_key();
+    bool shown = false;  // text went to on_delta: no retry can take it back
+    for (unsigned attempt = 1;; ++attempt) {
+      const auto started = std::chrono::steady_clock::now();
+      auto decoder = codec_->make_stream_decoder(*req);
+      sse_parser events;
+      std::vector<sse_event> batch;
+      std::optional<parse_outcome> failed;
+      bool done = false;
+      std::size_t bytes = 0;
+      auto on_body = [&](std::string_view piece) {
+        bytes += piece.size();
+        if (events.feed(piece, batch) != sse_status::ok) {
+          failed = parse_outcome{core::make_error(core::errc::llm_error,
+                                                  std::string(name()) + ": a reply stream event exceeds " +
+                                                      std::to_string(sse_parser::default_max_event_bytes) + " bytes"),
+                                 false, std::nullopt};
+          return false;
+        }
+        for (const auto& ev : batch) {
+          auto step = decoder->on_event(ev);
+          if (!step.text.empty() && on_delta) {
+            shown = true;
+            on_delta(step.text);
+          }
+          if (step.failed) {
+            failed = std::move(step.failed);
+            break;
+          }
+          if (step.done) done = true;
+        }
+        batch.clear();
+        return !failed && !done;
+      };
+      auto sent = co_await client_.stream(*call, on_body);
+      parse_outcome outcome;
+      if (failed) {
+        outcome = std::move(*failed);
+      } else if (sent.reply && sent.streamed) {
+        outcome = decoder->finish();
+      } else if (sent.reply) {
+        // An error status, or a server that answered with one JSON body: as complete() does.
+        outcome = codec_->parse(*req, *sent.reply);
+        if (outcome.reply && on_delta && !outcome.reply->text.empty()) {
+          shown = true;
+          on_delta(outcome.reply->text);
+        }
+      } else {
+        sent.error.message = std::string(name()) + ": " + redact(std::move(sent.error.message), secret);
+        outcome = parse_outcome{sent.error, sent.retryable, std::nullopt};
+      }
+      if (!outcome.reply && shown && outcome.reply.error().code == core::errc::llm_unavailable) {
+        // (result::error() returns a copy: build the amended error and put it back.)
+        core::error amended = outcome.reply.error();
+        amended.message += " (after part of the answer was streamed)";
+        outcome.reply = std::move(amended);
+      }
+      log_->debug("provider={} stream status={} attempt={} bytes={} ms={}", name(), sent.reply ? sent.reply->status : 0,
+                  attempt, bytes,
+                  std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started).count());
+      if (outcome.reply) {
+        counters_.ok.inc();
+        co_return std::move(outcome.reply);
+      }
+      core::error err = outcome.reply.error();
+      if (shown || !outcome.retryable || attempt >= retry_.max_attempts) {
+        if (outcome.retryable && !shown) err.message += " (gave up after " + std::to_string(attempt) + " attempts)";
+        log_->warn("provider={} stream failed: {} {}", name(), core::to_string(err.code), err.message);
+        counters_.count(err);
+        co_return err;
+      }
+      auto delay = retry_delay(outcome, err, attempt);
+      if (!delay) {
+        counters_.count(err);
+        co_return err;
+      }
+      counters_.retries.inc();
+      log_->warn("provider={} attempt {}/{} failed: {}; retrying in {} ms", name(), attempt, retry_.max_attempts,
+                 err.message, delay->count());
+      asio::steady_timer timer(ex_, *delay);
+      auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (ec) {
+        counters_.count(err);
+        co_return err;
+      }
+    }
+  }
+
+  // The wait before the next attempt, or nullopt (with err explained and logged) when the
+  // server's hint is too long to wait inside a chat turn.
+  std::optional<milliseconds> retry_delay(const parse_outcome& outcome, core::error& err, unsigned attempt) {
+    milliseconds delay = backoff_delay(retry_, attempt);
+    if (!outcome.retry_after) return delay;
+    if (*outcome.retry_after > retry_.max_retry_after) {
+      err.message += " (server asks to retry after " + std::to_string(outcome.retry_after->count() / 1000) + " s)";
+      log_->warn("provider={} request failed: {} {}", name(), core::to_string(err.code), err.message);
+      return std::nullopt;
+    }
+    return *outcome.retry_after;
+  }
 
   asio::awaitable<core::result<llm_reply>> complete(const llm_request& in) override {
     const llm_request* req = &in;

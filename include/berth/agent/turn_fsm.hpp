@@ -9,7 +9,12 @@
 //    results (and rejections) go back to the LLM; at most max_tool_rounds rounds;
 //  - every turn ends with agent:response or agent:error, then end_turn;
 //  - an approval for a callId that is not the one awaiting a decision (repeated, unknown, stale,
-//    not yet presented) gets NO_PENDING_CALL and runs nothing.
+//    not yet presented) gets NO_PENDING_CALL and runs nothing;
+//  - every turn has a turnId (turn_id_prefix + "-" + n), given in the message's ack and in the
+//    turn's events; agent:cancel ends the running turn (abort_llm / cancel_tool, history made
+//    whole: every tool call gets a result and an assistant message says the user stopped it,
+//    after any text already streamed; agent:cancelled; end_turn) or drops a queued one. Nothing
+//    to cancel: NO_ACTIVE_TURN; an id this session never issued: TURN_NOT_FOUND.
 // Lifetime: one per session. Thread-safety: none (drive it from the session's strand).
 #include <chrono>
 #include <cstddef>
@@ -42,9 +47,10 @@ struct run_tool {
   std::string name;
   nlohmann::json args;
 };
-struct cancel_tool {  // abort(): stop a running tool
+struct cancel_tool {  // stop a running tool (MCP cancellation: the sandbox kills its process group)
   std::string call_id;
 };
+struct abort_llm {};  // stop the LLM request in flight; whatever it still returns is stale
 struct append_history {  // persist (e.g. to Redis) in this order
   chat_message message;
 };
@@ -52,17 +58,26 @@ struct clear_history {};
 struct ack {  // the Socket.IO ack of the client event that caused this step
   bool ok = true;
   std::optional<core::error> error;
+  std::optional<std::string> turn_id;  // a message's (or a cancelled) turn: sent as turnId
 };
 struct end_turn {  // the turn of one user message is over (release its request lease)
   bool ok = true;
 };
-using action = std::variant<emit, call_llm, run_tool, cancel_tool, append_history, clear_history, ack, end_turn>;
+using action =
+    std::variant<emit, call_llm, run_tool, cancel_tool, abort_llm, append_history, clear_history, ack, end_turn>;
 
 struct turn_options {
   unsigned max_tool_rounds = 8;           // MAX_TOOL_ROUNDS
   std::size_t max_queued_messages = 16;   // beyond: TOO_MANY_REQUESTS
   std::size_t max_history_messages = 400; // older turns are dropped from the in-memory history
+  std::string turn_id_prefix = "turn";    // the shell gives a random one per session
 };
+
+// Texts the history keeps for a stopped turn (the provider reads them in the next request).
+inline constexpr std::string_view cancelled_note = "[stopped by the user]";
+inline constexpr std::string_view cancelled_call_text = "The user stopped the turn; this tool call was not run.";
+inline constexpr std::string_view cancelled_running_text =
+    "The user stopped the turn while this tool call was running; it was killed.";
 
 enum class turn_phase { idle, waiting_llm, awaiting_approval, running_tool };
 std::string_view to_string(turn_phase p) noexcept;
@@ -79,6 +94,10 @@ class turn_fsm {
                                      std::chrono::milliseconds duration);
   std::vector<action> on_tool_timeout(std::string_view call_id, std::chrono::milliseconds after);
   std::vector<action> on_history_reset();
+  // Text the model streamed so far in this LLM call (kept so a cancel can record it).
+  void on_llm_delta(std::string_view text);
+  // agent:cancel {turnId?}: see the rules above. Without an id, the running turn.
+  std::vector<action> on_cancel(std::optional<std::string_view> turn_id);
   // Ends the current turn with agent:error{code} and drops every queued message (each gets its
   // end_turn), e.g. on session:end.
   std::vector<action> abort(core::errc code, std::string message);
@@ -89,6 +108,8 @@ class turn_fsm {
   const std::vector<chat_message>& history() const noexcept { return history_; }
   // The call awaiting a decision, if any.
   std::optional<std::string> pending_call_id() const;
+  // The running turn's id ("" when idle).
+  const std::string& turn_id() const noexcept { return turn_id_; }
 
  private:
   struct call_state {
@@ -100,7 +121,14 @@ class turn_fsm {
     bool result_is_error = false;
   };
 
-  void start_turn(std::string text, std::vector<action>& out);
+  struct queued_message {
+    std::string text;
+    std::string turn_id;
+  };
+  void start_turn(queued_message m, std::vector<action>& out);
+  void cancel_running(std::vector<action>& out);
+  std::string next_turn_id();
+  nlohmann::json error_json(core::errc code, const std::string& message, const std::string* call_id = nullptr) const;
   void ask_llm(std::vector<action>& out);
   void present_next(std::vector<action>& out);
   void run_next(std::vector<action>& out);
@@ -113,7 +141,10 @@ class turn_fsm {
   turn_options opts_;
   std::vector<tool_spec> tools_;
   std::vector<chat_message> history_;
-  std::deque<std::string> queue_;
+  std::deque<queued_message> queue_;
+  std::string turn_id_;        // the running turn's
+  std::uint64_t turns_ = 0;    // ids issued
+  std::string partial_;        // text streamed in the current LLM call
   turn_phase phase_ = turn_phase::idle;
   unsigned rounds_ = 0;
   std::vector<call_state> calls_;  // this round

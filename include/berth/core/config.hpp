@@ -104,6 +104,9 @@ struct config {
   std::uint32_t max_output_tokens = 8192;
   std::uint32_t max_history_tokens = 30000;
   std::uint32_t history_ttl_seconds = 86400;
+  // agent:delta pacing per socket: a burst of 8, then one event per interval with the text
+  // merged (0: one event per piece the model sends).
+  std::chrono::milliseconds stream_delta_interval{20};
   std::uint32_t max_tool_rounds = 8;
   std::chrono::milliseconds tool_timeout{30000};
   std::string mcp_config_path;  // MCP_CONFIG_FILE: mcp-config.json with extra MCP servers

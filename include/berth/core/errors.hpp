@@ -13,6 +13,8 @@ enum class errc {
   too_many_requests,
   invalid_payload,
   no_pending_call,
+  no_active_turn,   // agent:cancel with nothing running (or a turn of this session that ended)
+  turn_not_found,   // agent:cancel naming a turn id this session never issued
   tool_failed,
   tool_timeout,
   llm_error,

@@ -43,10 +43,13 @@ class mcp_router : public std::enable_shared_from_this<mcp_router> {
              std::shared_ptr<mcp_session> prepared_sandbox = nullptr);
 
   boost::asio::awaitable<opened> open(std::chrono::milliseconds timeout);
-  // Routes by exposed name; TOOL_FAILED for a name no server exposes.
+  // Routes by exposed name; TOOL_FAILED for a name no server exposes. `cancel` stops a call to a
+  // stdio server (the sandbox kills it); a remote HTTP server's call runs on until its answer or
+  // deadline, which is then ignored.
   boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_tool(std::string exposed_name,
                                                                         nlohmann::json args,
-                                                                        std::chrono::milliseconds timeout);
+                                                                        std::chrono::milliseconds timeout,
+                                                                        std::shared_ptr<call_cancel> cancel = nullptr);
   // Hands the sandbox server's session to the caller (the container goes back to the pool with it);
   // close() leaves it alone from then on. Calls routed to it fail afterwards.
   std::shared_ptr<mcp_session> take_sandbox();

@@ -6,7 +6,9 @@
 // open(), ensure_open(), call_tool() and close() may be called from any executor (they hop), so a
 // session opened by the pool for an idle container can be handed to a user's socket.
 #include <chrono>
+#include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +26,24 @@
 
 namespace berth::gateway {
 
+// Lets the caller of a tool call stop it, from any thread: the MCP session sends
+// notifications/cancelled for the request (berth-sandbox then kills the command's process
+// group) and the call returns at once with TOOL_FAILED "cancelled". A request made before the
+// call reached the server is kept and applied as soon as it does. One per call.
+class call_cancel {
+ public:
+  void request();
+  bool requested() const;
+
+ private:
+  friend class mcp_session;
+  void bind(std::function<void()> fn);  // runs fn at once when already requested
+  void unbind();
+  mutable std::mutex mutex_;
+  bool requested_ = false;
+  std::function<void()> on_request_;
+};
+
 class mcp_session : public std::enable_shared_from_this<mcp_session> {
  public:
   using executor_type = boost::asio::any_io_executor;
@@ -37,9 +57,11 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   boost::asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> open(std::chrono::milliseconds timeout);
   // The tools of the running exec, or open() when there is none (never started, or it died).
   boost::asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> ensure_open(std::chrono::milliseconds timeout);
-  // tools/call with a deadline: TOOL_TIMEOUT (and the call is cancelled) or the outcome.
+  // tools/call with a deadline: TOOL_TIMEOUT (and the call is cancelled) or the outcome;
+  // `cancel` (optional) stops it earlier.
   boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_tool(std::string name, nlohmann::json args,
-                                                                        std::chrono::milliseconds timeout);
+                                                                        std::chrono::milliseconds timeout,
+                                                                        std::shared_ptr<call_cancel> cancel = nullptr);
   // Any other request of the running exec (no restart: a dead exec is an error), e.g. berth/reset.
   // The JSON-RPC error's code and message come back as SANDBOX_UNAVAILABLE errors.
   boost::asio::awaitable<core::result<nlohmann::json>> request(std::string method, nlohmann::json params,
@@ -61,7 +83,11 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
                                                                           std::chrono::milliseconds timeout);
   static boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_here(std::shared_ptr<mcp_session> self,
                                                                                std::string name, nlohmann::json args,
-                                                                               std::chrono::milliseconds timeout);
+                                                                               std::chrono::milliseconds timeout,
+                                                                               std::shared_ptr<call_cancel> cancel);
+  // On ex_: cancels a pending request (notifications/cancelled) and wakes its waiter.
+  void cancel_request(std::uint64_t id, std::uint64_t generation);
+  static boost::asio::awaitable<void> flush_owned(std::shared_ptr<mcp_session> self);
   void close_here();
   boost::asio::awaitable<tools_result> start_exec(std::chrono::milliseconds timeout);
   struct waiter {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "berth/core/errors.hpp"
+#include "berth/llm/sse.hpp"
 #include "berth/llm/types.hpp"
 
 namespace berth::llm {
@@ -53,6 +54,27 @@ struct codec_settings {
   std::string default_model;  // used when llm_request::model is empty
 };
 
+// What one event of a streamed reply brought: answer text to show at once (may be empty), or
+// the end of the stream (`done`: the provider said it finished), or a failure (an error event,
+// or an event we cannot understand): stop reading.
+struct stream_progress {
+  std::string text;
+  bool done = false;
+  std::optional<parse_outcome> failed;
+};
+
+// Assembles one streamed reply (sans-I/O): server-sent events in, text deltas out; tool calls
+// that arrive in pieces are kept until finish() returns them whole. One per HTTP response; the
+// llm_request given to make_stream_decoder must outlive it.
+class stream_decoder {
+ public:
+  virtual ~stream_decoder() = default;
+  virtual stream_progress on_event(const sse_event& ev) = 0;
+  // The stream ended: the complete reply (tool names checked like parse()), or LLM_UNAVAILABLE
+  // when the provider stopped before its documented end (no finish reason / message_stop).
+  virtual parse_outcome finish() = 0;
+};
+
 class provider_codec {
  public:
   virtual ~provider_codec() = default;
@@ -61,6 +83,12 @@ class provider_codec {
   virtual core::result<http_call> build(const llm_request& req) const = 0;
   // `req` is the request that produced `rep`: tool names are checked against req.tools.
   virtual parse_outcome parse(const llm_request& req, const http_reply& rep) const = 0;
+  // The same request asking for a streamed reply (text/event-stream): OpenAI `stream: true` with
+  // `stream_options.include_usage`, Anthropic `stream: true`, Gemini
+  // `:streamGenerateContent?alt=sse`. A reply that is not an event stream (an error status, or a
+  // server that ignores the flag) goes to parse() as usual.
+  virtual core::result<http_call> build_stream(const llm_request& req) const = 0;
+  virtual std::unique_ptr<stream_decoder> make_stream_decoder(const llm_request& req) const = 0;
   const std::string& api_key() const noexcept { return settings_.api_key; }
   const codec_settings& settings() const noexcept { return settings_; }
 

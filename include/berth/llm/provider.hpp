@@ -7,6 +7,7 @@
 // Lifetime: the provider must outlive its complete() calls. Thread-safety: complete() may run
 // concurrently; providers hold no per-call state.
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +37,9 @@ struct provider_options {
   retry_policy retry;
 };
 
+// Gets the answer's text piece by piece while the model writes (on the caller's executor).
+using delta_fn = std::function<void(std::string_view text)>;
+
 class llm_provider {
  public:
   virtual ~llm_provider() = default;
@@ -43,6 +47,12 @@ class llm_provider {
   virtual std::string model() const = 0;               // the default model of this provider
   // Never throws for peer/network failures: errors are llm_error or llm_unavailable.
   virtual boost::asio::awaitable<core::result<llm_reply>> complete(const llm_request& req) = 0;
+  // The same answer streamed: `on_delta` gets its text as it arrives (the pieces concatenate to
+  // the reply's text), then the whole reply comes back as complete() gives it, tool calls
+  // assembled. A failure before any text was delivered is retried like complete(); after it, the
+  // call fails at once (LLM_UNAVAILABLE when the stream was cut), as text already shown cannot be
+  // taken back. Cancelling the awaiting operation aborts the request (the connection is closed).
+  virtual boost::asio::awaitable<core::result<llm_reply>> stream(const llm_request& req, delta_fn on_delta) = 0;
 };
 
 // Picks the provider named by cfg.llm_provider. user_api_key (auth.apiKey) replaces the operator's

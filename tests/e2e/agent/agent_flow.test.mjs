@@ -41,7 +41,8 @@ async function turn(socket, text, { approve = true } = {}) {
   socket.on("tool:approval_required", onApproval);
   socket.on("tool:output", onOutput);
   const ack = await socket.timeout(10000).emitWithAck("message", text);
-  assert.deepEqual(ack, { ok: true });
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  assert.match(ack.turnId, /^t.+-\d+$/);
   const response = await new Promise((resolve, reject) => {
     const t = setTimeout(() => reject(new Error("no agent:response")), 30000);
     socket.once("agent:response", (r) => { clearTimeout(t); resolve(r); });
@@ -191,7 +192,8 @@ test("six concurrent requests from one user: exactly one TOO_MANY_REQUESTS", asy
     // behind it (each holding a lease too), so the sixth is over the limit of five.
     const pending = once(s, "tool:approval_required");
     const first = await s.timeout(10000).emitWithAck("message", "List all files in /workspace");
-    assert.deepEqual(first, { ok: true });
+    assert.equal(first.ok, true, JSON.stringify(first));
+    assert.match(first.turnId, /^t.+-\d+$/);
     const call = await pending;
     const errors = [];
     s.on("agent:error", (e) => errors.push(e));

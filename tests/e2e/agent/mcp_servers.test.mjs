@@ -48,7 +48,8 @@ async function callThrough(socket, text) {
   const output = once(socket, "tool:output", 15000);
   const response = once(socket, "agent:response", 30000);
   const ack = await socket.timeout(10000).emitWithAck("message", text);
-  assert.deepEqual(ack, { ok: true });
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  assert.match(ack.turnId, /^t.+-\d+$/);
   const req = await approval;
   socket.emit("tool:approval", { callId: req.callId, approved: true });
   const out = await output;

@@ -47,14 +47,16 @@ async function pendingCall(page, tool) {
   return card;
 }
 
+// Finished assistant messages (a streamed answer counts once it ended).
+const DONE = ".msg-assistant:not(.is-streaming)";
 async function assistantCount(page) {
-  return page.locator(".msg-assistant").count();
+  return page.locator(DONE).count();
 }
 
 // The turn ends with a new agent:response or agent:error after `before` assistant messages.
 async function waitTurnEnd(page, before) {
   await page.waitForFunction(
-    (n) => document.querySelectorAll(".msg-assistant").length > n || document.querySelector(".err") !== null,
+    (n) => document.querySelectorAll(".msg-assistant:not(.is-streaming)").length > n || document.querySelector(".err") !== null,
     before,
     { timeout: STEP_TIMEOUT_MS },
   );
@@ -107,7 +109,7 @@ test("full tool flow by clicking: list files, approve, output under the call, ag
     assert.ok((await output.first().textContent()).length > 0, "tool output is shown under its call");
     await waitTurnEnd(page, before);
     assert.equal(await page.locator(".err").count(), 0, "no error in a successful flow");
-    const answer = await page.locator(".msg-assistant").last().textContent();
+    const answer = await page.locator(DONE).last().textContent();
     assert.match(answer, /\/workspace/, "agent answer mentions the listed directory");
     // The answer comes after the card it summarises.
     const order = await page.evaluate(() => {
@@ -128,6 +130,9 @@ test("reload resumes the session: same container, history visible", { timeout: T
     const { page } = b;
     await gotoReady(page, url);
     const first = containerOf(await statusText(page));
+    const sessionOf = () => page.evaluate((k) => JSON.parse(localStorage.getItem(k) || "null")?.sessionId ?? null, STORAGE_KEY);
+    const firstSession = await sessionOf();
+    assert.ok(firstSession, "the session id is stored");
     assert.ok(first, "container id shown");
     const saved = await page.evaluate((k) => JSON.parse(localStorage.getItem(k)), STORAGE_KEY);
     assert.ok(saved && saved.sessionId && saved.resumeToken, "session id and resume token persisted");
@@ -305,15 +310,78 @@ test("keyboard only: type, send with Enter, tab to Approve, Enter", { timeout: T
   });
 });
 
-test("reset history clears the transcript; end session clears localStorage; next visit gets a new container", { timeout: TEST_TIMEOUT_MS }, async () => {
+test("the answer streams in as deltas, and Stop shows only while a turn runs", { timeout: TEST_TIMEOUT_MS }, async () => {
+  const url = await targetUrl();
+  await withBrowser({}, async (b) => {
+    const { page } = b;
+    await gotoReady(page, url);
+    const stop = page.locator("#stop");
+    assert.equal(await stop.isVisible(), false, "no Stop before a turn");
+    // Count the agent:delta events the page receives, as the app renders them.
+    await send(page, LIST);
+    const card = await pendingCall(page, "list_files");
+    assert.equal(await stop.isVisible(), true, "Stop is shown while the turn waits for approval");
+    const before = await assistantCount(page);
+    await card.getByRole("button", { name: "Approve list_files" }).click();
+    await waitTurnEnd(page, before);
+    const last = page.locator(DONE).last();
+    const deltas = Number(await last.getAttribute("data-deltas"));
+    assert.ok(deltas >= 2, `the answer arrived in several deltas (${deltas})`);
+    assert.match(await last.textContent(), /\/workspace/, "the finished message holds the whole answer");
+    await page.waitForFunction(() => document.getElementById("stop").hidden, null, { timeout: STEP_TIMEOUT_MS });
+    assert.equal(await page.locator(".msg-assistant.is-streaming").count(), 0);
+    noProblems(b);
+  });
+});
+
+test("Stop by keyboard ends a running tool: the call and the turn show stopped", { timeout: TEST_TIMEOUT_MS }, async () => {
+  const url = await targetUrl();
+  await withBrowser({}, async (b) => {
+    const { page } = b;
+    await gotoReady(page, url);
+    await send(page, "run `sleep 30`");
+    const card = await pendingCall(page, "run_command");
+    await card.getByRole("button", { name: "Approve run_command" }).click();
+    await page.locator('.call[data-state="approved"]').first().waitFor();
+    // Tab from the message box to Stop (bounded), then Enter.
+    await page.locator("#message").focus();
+    let found = false;
+    for (let i = 0; i < 10 && !found; i++) {
+      await page.keyboard.press("Tab");
+      found = await page.evaluate(() => document.activeElement.id === "stop");
+    }
+    assert.ok(found, "Stop reachable with Tab");
+    const t0 = Date.now();
+    await page.keyboard.press("Enter");
+    await card.locator(".call-state", { hasText: "Stopped" }).waitFor({ timeout: STEP_TIMEOUT_MS });
+    assert.ok(Date.now() - t0 < 10000, "stopped well before the 30 s command would end");
+    await page.locator(".sys", { hasText: "Stopped." }).or(page.locator(".msg-note.is-stopped")).first().waitFor();
+    await page.waitForFunction(() => document.getElementById("stop").hidden, null, { timeout: STEP_TIMEOUT_MS });
+    await screenshot(page, "stopped");
+    // The session goes on: the next turn works.
+    await send(page, LIST);
+    const next = await pendingCall(page, "list_files");
+    assert.ok(await next.isVisible());
+    // Escape stops too (the turn now awaits approval).
+    await page.keyboard.press("Escape");
+    await next.locator(".call-state", { hasText: "Stopped" }).waitFor({ timeout: STEP_TIMEOUT_MS });
+    assert.equal(await page.locator(".err").count(), 0, "stopping is not an error");
+    noProblems(b);
+  });
+});
+
+test("reset history clears the transcript; end session clears localStorage; next visit gets a new session", { timeout: TEST_TIMEOUT_MS }, async () => {
   const url = await targetUrl();
   await withBrowser({}, async (b) => {
     const { page } = b;
     await gotoReady(page, url);
     const first = containerOf(await statusText(page));
+    const sessionOf = () => page.evaluate((k) => JSON.parse(localStorage.getItem(k) || "null")?.sessionId ?? null, STORAGE_KEY);
+    const firstSession = await sessionOf();
+    assert.ok(firstSession, "the session id is stored");
 
     await send(page, "hello");
-    await page.locator(".msg-assistant").first().waitFor();
+    await page.locator(DONE).first().waitFor();
     await page.getByRole("button", { name: "Reset history" }).click();
     await page.waitForFunction(() => !document.querySelector(".msg-user") && document.querySelector(".sys"));
     assert.ok((await page.locator(".sys").first().textContent()).trim().length > 0, "system message shown");
@@ -326,8 +394,12 @@ test("reset history clears the transcript; end session clears localStorage; next
     await page.waitForFunction(() => document.getElementById("status").dataset.state === "ready", null, {
       timeout: READY_TIMEOUT_MS,
     });
+    // session:end scrubs the container and returns it to the pool (docs/SANDBOX.md), so the new
+    // session may well get the same container back: what must differ is the session.
     const second = containerOf(await statusText(page));
-    assert.ok(second && second !== first, "a new session gets another container");
+    assert.ok(first && second, "both visits show their container");
+    const secondSession = await sessionOf();
+    assert.ok(secondSession && secondSession !== firstSession, "the next visit is a new session");
     noProblems(b);
   });
 });

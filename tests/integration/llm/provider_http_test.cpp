@@ -10,9 +10,12 @@
 #include <fstream>
 #include <sstream>
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
+
 #include "berth/core/logging.hpp"
 #include "berth/llm/provider.hpp"
 #include "fakes/fake_llm_server.hpp"
+#include "stream_samples.hpp"
 #include "wire_samples.hpp"
 
 namespace berth::llm {
@@ -105,6 +108,21 @@ class ProviderHttp : public ::testing::Test {
     ioc_.restart();
     ioc_.run_for(30s);
     if (!out) return core::make_error(core::errc::internal, "test: completion did not finish in 30 s");
+    return std::move(*out);
+  }
+
+  // Runs one streamed completion to the end; `deltas` gets the pieces as they came.
+  core::result<llm_reply> stream(llm_provider& p, const llm_request& req, std::vector<std::string>& deltas) {
+    std::optional<core::result<llm_reply>> out;
+    delta_fn on_delta = [&deltas](std::string_view t) { deltas.emplace_back(t); };
+    asio::co_spawn(ioc_, p.stream(req, on_delta), [&](std::exception_ptr e, core::result<llm_reply> r) {
+      if (e) std::rethrow_exception(e);
+      out = std::move(r);
+      ioc_.stop();
+    });
+    ioc_.restart();
+    ioc_.run_for(30s);
+    if (!out) return core::make_error(core::errc::internal, "test: stream did not finish in 30 s");
     return std::move(*out);
   }
 
@@ -461,6 +479,203 @@ TEST_F(Https, HostNameMismatchIsRejectedEvenWithTrustedCa) {
   EXPECT_EQ(r.error().code, core::errc::llm_unavailable);
   EXPECT_NE(r.error().message.find("certificate verify failed"), std::string::npos) << r.error().message;
   EXPECT_EQ(srv.seen().size(), 0u);
+}
+
+// ---------------- streaming (issue 16) ----------------
+
+std::string concat(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& x : v) out += x;
+  return out;
+}
+
+TEST_F(ProviderHttp, EveryProviderStreamsOverItsWireFormat) {
+  const std::vector<std::string> pieces{"Hel", "lo ", "from ", "a ", "stream."};
+  struct cas {
+    std::string provider;
+    std::vector<std::string> events;
+    std::string target;
+  };
+  for (const auto& c : {cas{"openai", s::openai_text_stream(pieces), "/v1/chat/completions"},
+                        cas{"anthropic", s::anthropic_text_stream(pieces), "/v1/messages"},
+                        cas{"gemini", s::gemini_text_stream(pieces),
+                            "/v1beta/models/test-model:streamGenerateContent?alt=sse"}}) {
+    for (bool chunked : {true, false}) {
+      auto reply = fake_reply::stream(c.events);
+      reply.chunked = chunked;
+      reply.gap = 2ms;  // separate TCP writes: the client sees them one by one
+      auto& srv = serve({reply});
+      auto p = provider(config_for(c.provider, srv.base_url()));
+      std::vector<std::string> deltas;
+      auto r = stream(*p, list_request(), deltas);
+      ASSERT_TRUE(r) << c.provider << ": " << r.error().message;
+      EXPECT_EQ(r->text, "Hello from a stream.");
+      EXPECT_EQ(concat(deltas), "Hello from a stream.");
+      EXPECT_EQ(deltas.size(), pieces.size()) << c.provider << (chunked ? " chunked" : " close-delimited");
+      ASSERT_EQ(srv.seen().size(), 1u);
+      EXPECT_EQ(srv.seen()[0].target, c.target);
+      EXPECT_EQ(srv.seen()[0].headers.at("accept"), "text/event-stream, application/json");
+      if (c.provider != "gemini") {
+        EXPECT_EQ(json::parse(srv.seen()[0].body)["stream"], true);
+      }
+      EXPECT_GT(r->usage.output_tokens, 0u) << c.provider;
+    }
+  }
+}
+
+TEST_F(ProviderHttp, StreamedToolCallsArriveWhole) {
+  for (auto [provider_name, events] : {std::pair{"openai", s::openai_tool_stream()},
+                                       std::pair{"anthropic", s::anthropic_tool_stream()},
+                                       std::pair{"gemini", s::gemini_tool_stream()}}) {
+    auto& srv = serve({fake_reply::stream(events)});
+    auto p = provider(config_for(provider_name, srv.base_url()));
+    std::vector<std::string> deltas;
+    auto r = stream(*p, list_request(), deltas);
+    ASSERT_TRUE(r) << provider_name << ": " << r.error().message;
+    EXPECT_EQ(concat(deltas), "Let me look.");
+    ASSERT_EQ(r->tool_calls.size(), 1u);
+    EXPECT_EQ(r->tool_calls[0].args, (json{{"path", "/workspace"}})) << provider_name;
+    EXPECT_EQ(r->stop_reason, stop_reason::tool_use);
+  }
+}
+
+TEST_F(ProviderHttp, ErrorBeforeAnyTextIsRetriedThenStreams) {
+  auto& srv = serve({{429, std::string(s::openai_error_429)}, fake_reply::stream(s::openai_text_stream({"ok"}))});
+  auto p = provider(config_for("openai", srv.base_url()));
+  std::vector<std::string> deltas;
+  auto r = stream(*p, list_request(), deltas);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->text, "ok");
+  EXPECT_EQ(srv.seen().size(), 2u);
+  EXPECT_EQ(deltas, (std::vector<std::string>{"ok"}));
+}
+
+TEST_F(ProviderHttp, ServerThatIgnoresStreamingStillAnswers) {
+  // An OpenAI-compatible server answering one JSON body (no text/event-stream): one delta.
+  auto& srv = serve({{200, std::string(s::openai_text)}});
+  auto p = provider(config_for("openai", srv.base_url()));
+  std::vector<std::string> deltas;
+  auto r = stream(*p, list_request(), deltas);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(deltas, (std::vector<std::string>{"Hello! How can I help?"}));
+}
+
+TEST_F(ProviderHttp, MidStreamErrorEventFailsWithoutRetry) {
+  for (auto [provider_name, events] :
+       {std::pair{"openai", std::vector<std::string>{s::openai_text_stream({"par"})[0], s::openai_text_stream({"par"})[1],
+                                                      s::openai_stream_error()}},
+        std::pair{"anthropic", std::vector<std::string>{s::anthropic_text_stream({"par"})[0],
+                                                         s::anthropic_text_stream({"par"})[1],
+                                                         s::anthropic_text_stream({"par"})[3], s::anthropic_stream_error()}},
+        std::pair{"gemini", std::vector<std::string>{s::gemini_text_stream({"par", "x"})[0], s::gemini_stream_error()}}}) {
+    auto& srv = serve({fake_reply::stream(events)});
+    auto p = provider(config_for(provider_name, srv.base_url()));
+    std::vector<std::string> deltas;
+    auto r = stream(*p, list_request(), deltas);
+    ASSERT_FALSE(r) << provider_name;
+    EXPECT_EQ(r.error().code, core::errc::llm_unavailable) << provider_name;
+    EXPECT_NE(r.error().message.find("after part of the answer was streamed"), std::string::npos) << r.error().message;
+    EXPECT_EQ(concat(deltas), "par");
+    EXPECT_EQ(srv.seen().size(), 1u);  // shown text cannot be taken back: no retry
+  }
+}
+
+TEST_F(ProviderHttp, StreamCutMidwayIsUnavailable) {
+  for (bool chunked : {true, false}) {
+    auto reply = fake_reply::stream(s::anthropic_text_stream({"one ", "two ", "three"}));
+    reply.cut_after = 4;  // message_start, block start, ping, first delta; then the connection closes
+    reply.chunked = chunked;
+    auto& srv = serve({reply});
+    auto p = provider(config_for("anthropic", srv.base_url()));
+    std::vector<std::string> deltas;
+    auto r = stream(*p, list_request(), deltas);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, core::errc::llm_unavailable);
+    EXPECT_EQ(concat(deltas), "one ");
+    EXPECT_EQ(srv.seen().size(), 1u);
+    EXPECT_EQ(r.error().message.find(operator_key), std::string::npos);
+  }
+}
+
+TEST_F(ProviderHttp, StalledStreamHitsTheIdleDeadline) {
+  auto reply = fake_reply::stream(s::openai_text_stream({"a", "b"}));
+  reply.stall_after = 2;
+  auto& srv = serve({reply});
+  auto o = fast_options();
+  o.http.idle_timeout = 300ms;
+  auto p = provider(config_for("openai", srv.base_url()), o);
+  std::vector<std::string> deltas;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = stream(*p, list_request(), deltas);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("no data from"), std::string::npos) << r.error().message;
+  EXPECT_EQ(concat(deltas), "a");
+  EXPECT_EQ(srv.seen().size(), 1u);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+}
+
+TEST_F(ProviderHttp, StreamBytesAreCapped) {
+  std::vector<std::string> big;
+  for (int i = 0; i < 200; ++i) big.push_back(std::string(1000, 'x'));
+  auto& srv = serve({fake_reply::stream(s::openai_text_stream(big))});
+  auto o = fast_options();
+  o.http.max_response_bytes = 64 * 1024;
+  auto p = provider(config_for("openai", srv.base_url()), o);
+  std::vector<std::string> deltas;
+  auto r = stream(*p, list_request(), deltas);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, core::errc::llm_error);
+  EXPECT_NE(r.error().message.find("exceeds"), std::string::npos) << r.error().message;
+  EXPECT_LT(concat(deltas).size(), 64u * 1024u);
+}
+
+TEST_F(ProviderHttp, AbortingTheAwaitClosesTheConnection) {
+  // The gateway stops a turn by ending the awaiting operation (`||` with a cancelled timer).
+  std::vector<std::string> pieces(200, "tok ");
+  auto reply = fake_reply::stream(s::openai_text_stream(pieces));
+  reply.gap = 5ms;
+  auto& srv = serve({reply});
+  auto p = provider(config_for("openai", srv.base_url()));
+  asio::steady_timer abort(ioc_, std::chrono::steady_clock::time_point::max());
+  std::size_t got = 0;
+  delta_fn on_delta = [&](std::string_view) {
+    if (++got == 3) abort.cancel();
+  };
+  bool finished = false;
+  std::size_t which = 99;
+  auto run = [](llm_provider& prov, llm_request req, delta_fn sink, asio::steady_timer& t) -> asio::awaitable<std::size_t> {
+    using namespace asio::experimental::awaitable_operators;
+    auto streamed = prov.stream(req, std::move(sink));
+    auto aborted = t.async_wait(asio::as_tuple(asio::use_awaitable));
+    auto r = co_await (std::move(streamed) || std::move(aborted));
+    co_return r.index();
+  };
+  asio::co_spawn(ioc_, run(*p, list_request(), on_delta, abort), [&](std::exception_ptr e, std::size_t idx) {
+    if (e) std::rethrow_exception(e);
+    which = idx;
+    finished = true;
+  });
+  ioc_.restart();
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < deadline && (!finished || srv.streams_abandoned() == 0)) ioc_.run_for(20ms);
+  ASSERT_TRUE(finished);
+  EXPECT_EQ(which, 1u);
+  EXPECT_EQ(got, 3u);
+  EXPECT_EQ(srv.streams_abandoned(), 1u);  // its next write failed: the connection was closed
+  EXPECT_LT(srv.events_written(), 100u);
+}
+
+TEST_F(Https, StreamsOverTls) {
+  auto tls = server_tls("good");
+  auto reply = fake_reply::stream(s::gemini_text_stream({"se", "cure"}));
+  auto& srv = serve({reply}, tls.get());
+  auto o = fast_options();
+  o.http.extra_ca_file = (dir_ / "ca.pem").string();
+  auto p = provider(config_for("gemini", srv.base_url()), o);
+  std::vector<std::string> deltas;
+  auto r = stream(*p, list_request(), deltas);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(concat(deltas), "secure");
 }
 
 }  // namespace

@@ -74,7 +74,8 @@ TEST(TurnFsm, PlainTurnEndsWithResponse) {
   ASSERT_TRUE(std::holds_alternative<append_history>(a[1]));
   EXPECT_EQ(std::get<append_history>(a[1]).message.role, role::user);
   EXPECT_EQ(std::get<emit>(a[2]).event, "agent:thinking");
-  EXPECT_TRUE(std::get<emit>(a[2]).payload.is_null());
+  EXPECT_EQ(std::get<emit>(a[2]).payload, (json{{"turnId", "turn-1"}}));
+  EXPECT_EQ(std::get<ack>(a[0]).turn_id, "turn-1");
   auto& llm = std::get<call_llm>(a[3]);
   ASSERT_EQ(llm.messages.size(), 1u);
   EXPECT_EQ(llm.messages[0].content, "hello");
@@ -132,7 +133,7 @@ TEST(TurnFsm, ApprovalsOneAtATimeThenSequentialExecutionThenResultsBack) {
   auto asks = emits(a, "tool:approval_required");
   ASSERT_EQ(asks.size(), 1u);
   EXPECT_EQ(asks[0].payload, (json{{"name", "list_files"}, {"args", {{"path", "/workspace"}}}, {"callId", "c1"},
-                                   {"queuePosition", 1}, {"totalInQueue", 3}}));
+                                   {"queuePosition", 1}, {"totalInQueue", 3}, {"turnId", "turn-1"}}));
   EXPECT_EQ(f.pending_call_id(), "c1");
   ASSERT_EQ(all<append_history>(a).size(), 1u);
   EXPECT_EQ(all<append_history>(a)[0].message.tool_calls.size(), 3u);
@@ -163,7 +164,7 @@ TEST(TurnFsm, ApprovalsOneAtATimeThenSequentialExecutionThenResultsBack) {
   auto outputs = emits(e, "tool:output");
   ASSERT_EQ(outputs.size(), 1u);
   EXPECT_EQ(outputs[0].payload, (json{{"callId", "c1"}, {"name", "list_files"}, {"content", "a.txt\n"}, {"isError", false},
-                                      {"durationMs", 12}}));
+                                      {"durationMs", 12}, {"turnId", "turn-1"}}));
   runs = all<run_tool>(e);
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].call_id, "c3");  // c2 was rejected: never run
@@ -321,7 +322,8 @@ TEST(TurnFsm, LlmFailureEndsTheTurnWithAgentErrorAndTheQueueContinues) {
   auto r = f.on_llm_failed(errc::llm_unavailable, "provider answered 503");
   auto err = emits(r, "agent:error");
   ASSERT_EQ(err.size(), 1u);
-  EXPECT_EQ(err[0].payload, (json{{"code", "LLM_UNAVAILABLE"}, {"message", "provider answered 503"}}));
+  EXPECT_EQ(err[0].payload,
+            (json{{"code", "LLM_UNAVAILABLE"}, {"message", "provider answered 503"}, {"turnId", "turn-1"}}));
   ASSERT_EQ(all<end_turn>(r).size(), 1u);
   EXPECT_FALSE(all<end_turn>(r)[0].ok);
   EXPECT_EQ(all<call_llm>(r).size(), 1u);  // "b" started
@@ -488,4 +490,190 @@ TEST(ParsePayloads, ApprovalAndMessage) {
   auto big = parse_user_message(std::string(11, 'x'), 10);
   ASSERT_FALSE(big);
   EXPECT_NE(big.error().message.find("MAX_MESSAGE_BYTES"), std::string::npos);
+}
+
+// ---- streaming and cancellation (issue 16)
+
+namespace {
+
+// The history as the next LLM request would send it must be one every provider accepts: each
+// assistant tool call answered by exactly one tool result, right after it.
+void expect_whole_history(const std::vector<chat_message>& h) {
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    if (h[i].role != role::assistant || h[i].tool_calls.empty()) continue;
+    std::size_t k = i + 1;
+    for (const auto& c : h[i].tool_calls) {
+      ASSERT_LT(k, h.size()) << "no result for " << c.id;
+      EXPECT_EQ(h[k].role, role::tool);
+      EXPECT_EQ(h[k].tool_call_id, c.id);
+      ++k;
+    }
+  }
+}
+
+}  // namespace
+
+TEST(TurnFsmCancel, TurnIdsAreIssuedPerMessageWithThePrefix) {
+  turn_options o;
+  o.turn_id_prefix = "tAbC";
+  turn_fsm f(o, sandbox_tools());
+  auto a = f.on_user_message("one");
+  auto b = f.on_user_message("two");  // queued
+  EXPECT_EQ(all<ack>(a)[0].turn_id, "tAbC-1");
+  EXPECT_EQ(all<ack>(b)[0].turn_id, "tAbC-2");
+  EXPECT_EQ(f.turn_id(), "tAbC-1");
+  auto r = f.on_llm_reply(text_reply("done"));
+  EXPECT_EQ(f.turn_id(), "tAbC-2");  // the queued one started
+  EXPECT_EQ(emits(r, "agent:thinking")[0].payload["turnId"], "tAbC-2");
+}
+
+TEST(TurnFsmCancel, WhileWaitingForTheModelAbortsItAndKeepsTheStreamedText) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("write a poem");
+  f.on_llm_delta("Roses are ");
+  f.on_llm_delta("red");
+  auto r = f.on_cancel(std::nullopt);
+  ASSERT_FALSE(r.empty());
+  ASSERT_TRUE(std::holds_alternative<ack>(r[0]));
+  EXPECT_TRUE(std::get<ack>(r[0]).ok);
+  EXPECT_EQ(std::get<ack>(r[0]).turn_id, "turn-1");
+  EXPECT_EQ(all<abort_llm>(r).size(), 1u);
+  EXPECT_TRUE(all<cancel_tool>(r).empty());
+  auto cancelled = emits(r, "agent:cancelled");
+  ASSERT_EQ(cancelled.size(), 1u);
+  EXPECT_EQ(cancelled[0].payload, (json{{"turnId", "turn-1"}, {"phase", "waiting_llm"}}));
+  EXPECT_TRUE(emits(r, "agent:error").empty());
+  EXPECT_TRUE(emits(r, "agent:response").empty());
+  ASSERT_EQ(all<end_turn>(r).size(), 1u);
+  auto hist = all<append_history>(r);
+  ASSERT_EQ(hist.size(), 1u);
+  EXPECT_EQ(hist[0].message.role, role::assistant);
+  EXPECT_EQ(hist[0].message.content, "Roses are red\n\n[stopped by the user]");
+  EXPECT_EQ(f.phase(), turn_phase::idle);
+  // The model's late answer is stale.
+  EXPECT_TRUE(f.on_llm_reply(text_reply("late")).empty());
+  // Cancelling again: the turn has ended.
+  auto again = f.on_cancel(std::nullopt);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_FALSE(std::get<ack>(again[0]).ok);
+  EXPECT_EQ(std::get<ack>(again[0]).error->code, errc::no_active_turn);
+  auto by_id = f.on_cancel(std::string_view("turn-1"));
+  EXPECT_EQ(std::get<ack>(by_id[0]).error->code, errc::no_active_turn);
+  EXPECT_NE(std::get<ack>(by_id[0]).error->message.find("already ended"), std::string::npos);
+}
+
+TEST(TurnFsmCancel, NothingRunningAndForeignIdsGetTheirCodes) {
+  turn_fsm f({}, sandbox_tools());
+  auto idle = f.on_cancel(std::nullopt);
+  ASSERT_EQ(idle.size(), 1u);
+  EXPECT_EQ(std::get<ack>(idle[0]).error->code, errc::no_active_turn);
+  f.on_user_message("hi");
+  for (std::string_view foreign : {"turn-2", "turn-99", "tOther-1", "turn-", "turn-1x", "x"}) {
+    auto r = f.on_cancel(foreign);
+    ASSERT_EQ(r.size(), 1u) << foreign;
+    EXPECT_EQ(std::get<ack>(r[0]).error->code, errc::turn_not_found) << foreign;
+  }
+  EXPECT_EQ(f.phase(), turn_phase::waiting_llm);  // untouched
+}
+
+TEST(TurnFsmCancel, AwaitingApprovalAnswersEveryCallAndKeepsHistoryWhole) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("look");
+  f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/"}}), tc("c2", "read_file", json::object()),
+                              tc("c3", "run_command", {{"command", "ls"}})}));
+  f.on_approval("c1", false);  // c2 is invalid (no path): c3 awaits
+  ASSERT_EQ(f.pending_call_id(), "c3");
+  auto r = f.on_cancel(std::string_view("turn-1"));
+  EXPECT_TRUE(std::get<ack>(r[0]).ok);
+  EXPECT_TRUE(all<abort_llm>(r).empty());
+  EXPECT_TRUE(all<cancel_tool>(r).empty());
+  EXPECT_TRUE(all<run_tool>(r).empty());
+  EXPECT_EQ(emits(r, "agent:cancelled")[0].payload["phase"], "awaiting_approval");
+  auto hist = all<append_history>(r);
+  ASSERT_EQ(hist.size(), 4u);
+  EXPECT_EQ(hist[0].message.content, "The user rejected this tool call; it was not run.");
+  EXPECT_NE(hist[1].message.content.find("missing required argument"), std::string::npos);
+  EXPECT_EQ(hist[2].message.content, cancelled_call_text);
+  EXPECT_TRUE(hist[2].message.is_error);
+  EXPECT_EQ(hist[3].message.role, role::assistant);
+  EXPECT_EQ(hist[3].message.content, cancelled_note);
+  expect_whole_history(f.history());
+  // A late approval finds nothing.
+  EXPECT_EQ(std::get<ack>(f.on_approval("c3", true)[0]).error->code, errc::no_pending_call);
+}
+
+TEST(TurnFsmCancel, RunningToolIsCancelledAndEarlierResultsKept) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("do two things");
+  f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/"}}), tc("c2", "run_command", {{"command", "sleep 60"}}),
+                              tc("c3", "list_files", {{"path", "/tmp"}})}));
+  f.on_approval("c1", true);
+  f.on_approval("c2", true);
+  f.on_approval("c3", true);
+  f.on_tool_result("c1", "a.txt", false, 3ms);
+  ASSERT_EQ(f.phase(), turn_phase::running_tool);
+  auto r = f.on_cancel(std::nullopt);
+  auto ct = all<cancel_tool>(r);
+  ASSERT_EQ(ct.size(), 1u);
+  EXPECT_EQ(ct[0].call_id, "c2");
+  EXPECT_EQ(emits(r, "agent:cancelled")[0].payload["phase"], "running_tool");
+  auto hist = all<append_history>(r);
+  ASSERT_EQ(hist.size(), 4u);
+  EXPECT_EQ(hist[0].message.content, "a.txt");
+  EXPECT_FALSE(hist[0].message.is_error);
+  EXPECT_EQ(hist[1].message.content, cancelled_running_text);
+  EXPECT_TRUE(hist[1].message.is_error);
+  EXPECT_EQ(hist[2].message.content, cancelled_call_text);
+  expect_whole_history(f.history());
+  // The killed tool's late result is stale: no tool:output, no LLM call.
+  EXPECT_TRUE(f.on_tool_result("c2", "Terminated", true, 10ms).empty());
+  EXPECT_TRUE(f.on_tool_timeout("c2", 10ms).empty());
+}
+
+TEST(TurnFsmCancel, QueuedTurnsCanBeDroppedAndTheNextStartsAfterACancel) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("first");
+  f.on_user_message("second");
+  f.on_user_message("third");
+  auto q = f.on_cancel(std::string_view("turn-2"));
+  EXPECT_TRUE(std::get<ack>(q[0]).ok);
+  EXPECT_EQ(emits(q, "agent:cancelled")[0].payload, (json{{"turnId", "turn-2"}, {"queued", true}}));
+  EXPECT_EQ(all<end_turn>(q).size(), 1u);  // its request lease
+  EXPECT_TRUE(all<abort_llm>(q).empty());
+  EXPECT_EQ(f.queued(), 1u);
+  EXPECT_EQ(f.phase(), turn_phase::waiting_llm);
+  auto r = f.on_cancel(std::nullopt);  // the running "first"
+  EXPECT_EQ(emits(r, "agent:cancelled")[0].payload["turnId"], "turn-1");
+  // "third" starts at once, with the whole history before it.
+  auto next = all<call_llm>(r);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].messages.back().content, "third");
+  EXPECT_EQ(f.turn_id(), "turn-3");
+  expect_whole_history(next[0].messages);
+}
+
+TEST(TurnFsmCancel, AFailedStreamKeepsTheShownTextMarked) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("hi");
+  f.on_llm_delta("Hello wo");
+  auto r = f.on_llm_failed(errc::llm_unavailable, "openai: the reply stream ended before [DONE]");
+  auto hist = all<append_history>(r);
+  ASSERT_EQ(hist.size(), 1u);
+  EXPECT_EQ(hist[0].message.content, "Hello wo\n\n[interrupted: LLM_UNAVAILABLE]");
+  // Without streamed text nothing is added (as before streaming).
+  f.on_user_message("again");
+  auto r2 = f.on_llm_failed(errc::llm_error, "bad");
+  EXPECT_TRUE(all<append_history>(r2).empty());
+  // Deltas outside an LLM call are ignored.
+  f.on_llm_delta("stray");
+  f.on_user_message("third");
+  auto r3 = f.on_llm_reply(text_reply("ok"));
+  EXPECT_EQ(all<append_history>(r3)[0].message.content, "ok");
+}
+
+TEST(TurnFsmCancel, AbortAlsoAbortsTheModelCall) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("hi");
+  auto r = f.abort(errc::internal, "session ended");
+  EXPECT_EQ(all<abort_llm>(r).size(), 1u);
 }

@@ -1,9 +1,13 @@
 #pragma once
 // A scripted HTTP/1.1 (optionally HTTPS) server on 127.0.0.1 standing in for a cloud LLM API.
-// It answers with bodies in the provider's real wire format (see tests/unit/llm/wire_samples.hpp)
+// It answers with bodies in the provider's real wire format (see tests/unit/llm/wire_samples.hpp),
+// or streams server-sent events (tests/unit/llm/stream_samples.hpp) one write each, chunked or
+// close-delimited, optionally pausing between them, cutting the connection midway, or stalling;
 // and records every request (method, target, headers, body, arrival time) for assertions.
 // Runs on the test's io_context (single thread): no locking. Destroy it before the io_context.
 #include <chrono>
+#include <cstdio>
+#include <optional>
 #include <map>
 #include <memory>
 #include <string>
@@ -23,6 +27,18 @@ struct fake_reply {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
   bool hang = false;  // read the request, then never answer (deadline tests)
+  // A text/event-stream reply: each event written (and flushed) on its own.
+  std::vector<std::string> events;
+  bool chunked = true;                      // false: close-delimited body (HTTP/1.1 without length)
+  std::chrono::milliseconds gap{0};         // pause before each event after the first
+  std::optional<std::size_t> cut_after;     // close the connection after this many events, unfinished
+  std::optional<std::size_t> stall_after;   // after this many events, send nothing more (idle deadline)
+
+  static fake_reply stream(std::vector<std::string> evs) {
+    fake_reply r(200, "");
+    r.events = std::move(evs);
+    return r;
+  }
 };
 
 struct seen_request {
@@ -49,6 +65,9 @@ class fake_llm_server {
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
   std::string base_url() const { return (tls_ ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(port()); }
   const std::vector<seen_request>& seen() const { return seen_; }
+  // Streams: connections the client closed before the whole reply was written.
+  std::size_t streams_abandoned() const { return abandoned_; }
+  std::size_t events_written() const { return events_written_; }
   std::size_t tls_handshakes_failed() const { return handshake_failures_; }
 
  private:
@@ -99,6 +118,10 @@ class fake_llm_server {
       co_await forever.async_wait(tuple);
       co_return;
     }
+    if (!script.events.empty()) {
+      co_await stream(s, script);
+      co_return;
+    }
     http::response<http::string_body> res{static_cast<http::status>(script.status), 11};
     res.set(http::field::content_type, "application/json");
     for (const auto& [k, v] : script.headers) res.set(k, v);
@@ -110,12 +133,53 @@ class fake_llm_server {
     boost::beast::get_lowest_layer(s).socket().shutdown(tcp::socket::shutdown_both, ignored);
   }
 
+  template <class Stream>
+  boost::asio::awaitable<void> stream(Stream& s, const fake_reply& script) {
+    std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n";
+    head += script.chunked ? "Transfer-Encoding: chunked\r\n" : "";
+    head += "Connection: close\r\n\r\n";
+    auto [hec, hn] = co_await boost::asio::async_write(s, boost::asio::buffer(head), tuple);
+    if (hec) co_return;
+    for (std::size_t i = 0; i < script.events.size(); ++i) {
+      if (script.cut_after && i == *script.cut_after) break;
+      if (script.stall_after && i == *script.stall_after) {
+        boost::asio::steady_timer forever(ioc_, std::chrono::hours(1));
+        co_await forever.async_wait(tuple);
+        co_return;
+      }
+      if (i > 0 && script.gap.count() > 0) {
+        boost::asio::steady_timer pause(ioc_, script.gap);
+        co_await pause.async_wait(tuple);
+      }
+      std::string piece = script.events[i];
+      if (script.chunked) {
+        char len[32];
+        std::snprintf(len, sizeof len, "%zx\r\n", piece.size());
+        piece = len + piece + "\r\n";
+      }
+      auto [ec, n] = co_await boost::asio::async_write(s, boost::asio::buffer(piece), tuple);
+      if (ec) {
+        ++abandoned_;
+        co_return;
+      }
+      ++events_written_;
+    }
+    if (!script.cut_after && script.chunked) {
+      auto [ec, n] = co_await boost::asio::async_write(s, boost::asio::buffer(std::string_view("0\r\n\r\n")), tuple);
+      (void)ec;
+    }
+    boost::system::error_code ignored;
+    boost::beast::get_lowest_layer(s).socket().shutdown(tcp::socket::shutdown_both, ignored);
+  }
+
   boost::asio::io_context& ioc_;
   tcp::acceptor acceptor_;
   std::vector<fake_reply> script_;
   boost::asio::ssl::context* tls_;
   std::vector<seen_request> seen_;
   std::size_t handshake_failures_ = 0;
+  std::size_t abandoned_ = 0;
+  std::size_t events_written_ = 0;
 };
 
 }  // namespace berth::llm::testing
