@@ -89,6 +89,10 @@ const ownEnv = () => {
     // Sessions that disconnect without session:end keep their container this long: short by
     // default so a run cannot pile up thousands of containers (the product default is 15 min).
     SESSION_IDLE_TIMEOUT_MS: env.SESSION_IDLE_TIMEOUT_MS || "60000",
+    // A disconnected session parks this long, then hibernates (its container recycled); it must
+    // be below the idle timeout (Berth refuses to start otherwise): half of it, at most 30 s.
+    SESSION_DETACH_GRACE_MS: env.SESSION_DETACH_GRACE_MS ||
+      String(Math.min(30000, Math.floor(Number(env.SESSION_IDLE_TIMEOUT_MS || "60000") / 2))),
     CONTAINER_MEMORY: env.CONTAINER_MEMORY || "64m",
     // Below the generator's ready deadline, so a user who waited too long gets the server's own
     // POOL_EXHAUSTED rather than a client-side timeout.

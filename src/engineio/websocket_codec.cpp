@@ -45,7 +45,10 @@ std::size_t websocket_decoder::parse_frame(std::string_view in, std::vector<ws_m
     return 0;
   }
   header += 4;
-  if (in.size() < header + len) return 0;
+  if (in.size() < header + len) {
+    incomplete_frame_bytes_ = header + static_cast<std::size_t>(len);
+    return 0;
+  }
   const char* mask = in.data() + header - 4;
   std::string payload(in.substr(header, static_cast<std::size_t>(len)));
   for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(payload[i] ^ mask[i & 3]);
@@ -100,6 +103,7 @@ ws_close_code websocket_decoder::feed(std::string_view bytes, std::vector<ws_mes
   }
   std::size_t used = 0;
   ws_close_code err = ws_close_code::none;
+  incomplete_frame_bytes_ = 0;
   while (used < in.size()) {
     auto n = parse_frame(in.substr(used), out, err);
     if (err != ws_close_code::none) return err;
@@ -112,8 +116,18 @@ ws_close_code websocket_decoder::feed(std::string_view bytes, std::vector<ws_mes
     pending_.erase(0, used);
     // Keep no more storage than the rest needs: a big frame that just completed must not stay
     // held (and counted against MAX_CONNECTION_BUFFER_BYTES) because the next frame's first
-    // bytes came in the same read. While a frame accumulates, capacity stays within 2x its size.
-    if (pending_.capacity() > 2 * pending_.size() + 4096) pending_.shrink_to_fit();
+    // bytes came in the same read. (Only when a frame completed: shrinking while one accumulates
+    // would reallocate on every read of a drip-fed frame.)
+    if (used > 0 && pending_.capacity() > 2 * pending_.size() + 4096) pending_.shrink_to_fit();
+  }
+  // The frame being carried has a known size: hold exactly that much. Growing by appends would
+  // double the capacity (up to ~1.5-2x the frame) and count against MAX_CONNECTION_BUFFER_BYTES
+  // depending on how the bytes happened to be split into reads.
+  if (incomplete_frame_bytes_ > pending_.capacity()) {
+    std::string exact;
+    exact.reserve(incomplete_frame_bytes_);
+    exact.append(pending_);
+    pending_.swap(exact);
   }
   return ws_close_code::none;
 }
