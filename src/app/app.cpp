@@ -364,6 +364,14 @@ struct app::impl {
     self->heartbeat->start();
     self->janitor->start();
     self->reaper->start();  // first round now (start-up), then every ORPHAN_REAP_INTERVAL_MS
+    // Every create takes a MAX_CONTAINERS slot in Redis, and the start-up adoption asks Redis
+    // which containers live sessions hold: warming up before Redis answers (compose starts the
+    // replicas and Redis together) would fail three creates in a row and leave the pool degraded.
+    if (!self->redis->connected()) {
+      core::logger("app")->info("waiting for Redis before warming the container pool");
+      if (!co_await self->redis->wait_connected(std::chrono::seconds(60)))
+        core::logger("app")->warn("Redis still unreachable after 60 s: warming the pool anyway");
+    }
     auto started = co_await self->pool->start();
     if (!started) core::logger("app")->error("container pool failed to start: {}", started.error().message);
     self->pool_start_ok = started.has_value();
