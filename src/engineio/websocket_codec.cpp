@@ -1,5 +1,7 @@
 #include "berth/engineio/websocket_codec.hpp"
 
+#include <algorithm>
+
 #include <openssl/sha.h>
 
 #include "berth/core/random.hpp"
@@ -98,6 +100,19 @@ ws_close_code websocket_decoder::feed(std::string_view bytes, std::vector<ws_mes
   // Fast path: nothing buffered, parse straight from the caller's buffer.
   std::string_view in = bytes;
   if (!pending_.empty()) {
+    const std::size_t need = pending_.size() + bytes.size();
+    if (need > pending_.capacity()) {
+      // Grow by doubling (a drip-fed frame costs O(log n) copies), but never past the size of the
+      // frame being carried once its header is in: plain appends would overshoot it by up to 2x
+      // and count against MAX_CONNECTION_BUFFER_BYTES depending on how reads happened to split.
+      // Nor reserve the whole frame up front: a 14-byte header must not buy a megabyte.
+      std::size_t capacity = std::max(need, 2 * pending_.capacity());
+      if (incomplete_frame_bytes_ != 0) capacity = std::max(need, std::min(capacity, incomplete_frame_bytes_));
+      std::string grown;
+      grown.reserve(capacity);
+      grown.append(pending_);
+      pending_.swap(grown);
+    }
     pending_.append(bytes);
     in = pending_;
   }
@@ -119,15 +134,6 @@ ws_close_code websocket_decoder::feed(std::string_view bytes, std::vector<ws_mes
     // bytes came in the same read. (Only when a frame completed: shrinking while one accumulates
     // would reallocate on every read of a drip-fed frame.)
     if (used > 0 && pending_.capacity() > 2 * pending_.size() + 4096) pending_.shrink_to_fit();
-  }
-  // The frame being carried has a known size: hold exactly that much. Growing by appends would
-  // double the capacity (up to ~1.5-2x the frame) and count against MAX_CONNECTION_BUFFER_BYTES
-  // depending on how the bytes happened to be split into reads.
-  if (incomplete_frame_bytes_ > pending_.capacity()) {
-    std::string exact;
-    exact.reserve(incomplete_frame_bytes_);
-    exact.append(pending_);
-    pending_.swap(exact);
   }
   return ws_close_code::none;
 }

@@ -47,7 +47,7 @@ class websocket_decoder {
 
   std::size_t max_message_;
   std::string pending_;  // an incomplete frame carried to the next feed()
-  std::size_t incomplete_frame_bytes_ = 0;  // that frame's whole size, once its header is in
+  std::size_t incomplete_frame_bytes_ = 0;  // that frame's whole size, once its header is in (else 0)
   std::string message_;  // a fragmented data message being assembled
   ws_opcode message_op_ = ws_opcode::text;
   bool in_message_ = false;

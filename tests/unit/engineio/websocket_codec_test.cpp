@@ -155,3 +155,15 @@ TEST(websocket_codec, a_frame_arriving_in_small_reads_holds_only_its_own_size) {
     EXPECT_LE(most, big.size() + 64) << "read size " << read_size;
   }
 }
+
+// The other side of the same rule: the header of a frame announces its size, but announcing a
+// megabyte in 14 bytes must not make the decoder hold a megabyte.
+TEST(websocket_codec, a_frame_header_alone_buys_no_big_buffer) {
+  const std::string big = client_frame(ws_opcode::binary, std::string(900000, 'b'));
+  websocket_decoder d(1000000);
+  std::vector<ws_message> out;
+  ASSERT_EQ(d.feed(std::string_view(big).substr(0, 14), out), ws_close_code::none);
+  ASSERT_EQ(d.feed(std::string_view(big).substr(14, 100), out), ws_close_code::none);
+  EXPECT_LT(d.buffered_bytes(), 4096u);
+  EXPECT_TRUE(out.empty());
+}
