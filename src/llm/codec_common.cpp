@@ -139,23 +139,35 @@ void finish_reply(llm_reply& out, const nlohmann::json& j, const nlohmann::json&
   if (j.contains(model) && j[model].is_string()) out.model = j[model].get<std::string>();
 }
 
-parse_outcome http_failure(std::string_view provider, const http_reply& rep, std::string_view secret) {
-  // Every provider wraps errors in {"error": {...}}: Gemini {code,message,status}, OpenAI
-  // {message,type,code}, Anthropic {"type":"error","error":{type,message}}; Ollama uses a string.
-  std::string kind, text;
-  std::optional<std::chrono::milliseconds> hint = retry_after_hint(rep);
-  auto j = core::parse_json(rep.body);
-  if (!j.is_discarded() && j.is_object() && j.contains("error")) {
-    const auto& e = j["error"];
-    if (e.is_string()) {
-      text = e.get<std::string>();
-    } else if (e.is_object()) {
-      if (e.contains("message")) text = text_of(e["message"]);
-      for (auto key : {"status", "type", "code"})
-        if (kind.empty() && e.contains(key) && (e[key].is_string())) kind = e[key].get<std::string>();
-      if (!hint) hint = body_retry_delay(e);
-    }
+namespace {
+struct error_body {
+  std::string kind;  // the provider's error type/status/code, when it gives one
+  std::string text;  // its message
+};
+
+// Every provider wraps errors in {"error": {...}}, in an HTTP body or a stream event alike: Gemini
+// {code,message,status}, OpenAI {message,type,code}, Anthropic {"type":"error","error":{type,
+// message}}; Ollama uses a string. `hint`, when given, receives a retry delay found in the body.
+error_body read_error_body(std::string_view body, std::optional<std::chrono::milliseconds>* hint) {
+  error_body out;
+  auto j = core::parse_json(body);
+  if (j.is_discarded() || !j.is_object() || !j.contains("error")) return out;
+  const auto& e = j["error"];
+  if (e.is_string()) {
+    out.text = e.get<std::string>();
+  } else if (e.is_object()) {
+    if (e.contains("message")) out.text = text_of(e["message"]);
+    for (auto key : {"status", "type", "code"})
+      if (out.kind.empty() && e.contains(key) && e[key].is_string()) out.kind = e[key].get<std::string>();
+    if (hint) *hint = body_retry_delay(e);
   }
+  return out;
+}
+}  // namespace
+
+parse_outcome http_failure(std::string_view provider, const http_reply& rep, std::string_view secret) {
+  std::optional<std::chrono::milliseconds> hint = retry_after_hint(rep);
+  auto [kind, text] = read_error_body(rep.body, hint ? nullptr : &hint);
   if (text.empty()) text = rep.body.empty() ? "(empty body)" : core::log_prefix(rep.body, 200);
   std::string msg = std::string(provider) + ": HTTP " + std::to_string(rep.status);
   if (!kind.empty()) msg += " " + kind;
@@ -168,18 +180,7 @@ parse_outcome http_failure(std::string_view provider, const http_reply& rep, std
 }
 
 parse_outcome stream_error(std::string_view provider, std::string_view event_data, std::string_view secret) {
-  std::string kind, text;
-  auto j = core::parse_json(event_data);
-  if (!j.is_discarded() && j.is_object() && j.contains("error")) {
-    const auto& e = j["error"];
-    if (e.is_string()) {
-      text = e.get<std::string>();
-    } else if (e.is_object()) {
-      if (e.contains("message")) text = text_of(e["message"]);
-      for (auto key : {"status", "type", "code"})
-        if (kind.empty() && e.contains(key) && e[key].is_string()) kind = e[key].get<std::string>();
-    }
-  }
+  auto [kind, text] = read_error_body(event_data, nullptr);
   if (text.empty()) text = core::log_prefix(event_data, 200);
   std::string lower = kind;
   for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -41,20 +41,23 @@ struct provider_counters {
   void count(const core::error& e) { (e.code == core::errc::llm_unavailable ? unavailable : llm_error).inc(); }
 };
 
+// The request as sent: MAX_OUTPUT_TOKENS where the caller left the cap at 0 (copied into `copy`
+// only then).
+const llm_request& with_output_cap(const llm_request& in, std::uint32_t cap, llm_request& copy) {
+  if (in.max_output_tokens != 0) return in;
+  copy = in;
+  copy.max_output_tokens = cap;
+  return copy;
+}
+
 class local_provider final : public llm_provider {
  public:
   local_provider(core::metrics& m, std::uint32_t max_tokens) : counters_(m, "local"), max_tokens_(max_tokens) {}
   std::string_view name() const noexcept override { return "local"; }
   std::string model() const override { return std::string(local_model_name); }
   asio::awaitable<core::result<llm_reply>> complete(const llm_request& req) override {
-    llm_reply reply;
-    if (req.max_output_tokens == 0) {
-      llm_request copy = req;
-      copy.max_output_tokens = max_tokens_;
-      reply = local_complete(copy);
-    } else {
-      reply = local_complete(req);
-    }
+    llm_request copy;
+    llm_reply reply = local_complete(with_output_cap(req, max_tokens_, copy));
     counters_.ok.inc();
     co_return reply;
   }
@@ -102,14 +105,9 @@ class http_provider final : public llm_provider {
   std::string model() const override { return codec_->settings().default_model; }
 
   asio::awaitable<core::result<llm_reply>> stream(const llm_request& in, delta_fn on_delta) override {
-    const llm_request* req = &in;
     llm_request copy;
-    if (in.max_output_tokens == 0) {
-      copy = in;
-      copy.max_output_tokens = max_tokens_;
-      req = &copy;
-    }
-    auto call = codec_->build_stream(*req);
+    const llm_request& req = with_output_cap(in, max_tokens_, copy);
+    auto call = codec_->build_stream(req);
     if (!call) {
       counters_.count(call.error());
       co_return call.error();
@@ -118,7 +116,7 @@ class http_provider final : public llm_provider {
     bool shown = false;  // text went to on_delta: no retry can take it back
     for (unsigned attempt = 1;; ++attempt) {
       const auto started = std::chrono::steady_clock::now();
-      auto decoder = codec_->make_stream_decoder(*req);
+      auto decoder = codec_->make_stream_decoder(req);
       sse_parser events;
       std::vector<sse_event> batch;
       std::optional<parse_outcome> failed;
@@ -156,7 +154,7 @@ class http_provider final : public llm_provider {
         outcome = decoder->finish();
       } else if (sent.reply) {
         // An error status, or a server that answered with one JSON body: as complete() does.
-        outcome = codec_->parse(*req, *sent.reply);
+        outcome = codec_->parse(req, *sent.reply);
         if (outcome.reply && on_delta && !outcome.reply->text.empty()) {
           shown = true;
           on_delta(outcome.reply->text);
@@ -216,14 +214,9 @@ class http_provider final : public llm_provider {
   }
 
   asio::awaitable<core::result<llm_reply>> complete(const llm_request& in) override {
-    const llm_request* req = &in;
     llm_request copy;
-    if (in.max_output_tokens == 0) {
-      copy = in;
-      copy.max_output_tokens = max_tokens_;
-      req = &copy;
-    }
-    auto call = codec_->build(*req);
+    const llm_request& req = with_output_cap(in, max_tokens_, copy);
+    auto call = codec_->build(req);
     if (!call) {
       counters_.count(call.error());
       co_return call.error();
@@ -234,7 +227,7 @@ class http_provider final : public llm_provider {
       auto sent = co_await client_.send(*call);
       parse_outcome outcome;
       if (sent.reply) {
-        outcome = codec_->parse(*req, *sent.reply);
+        outcome = codec_->parse(req, *sent.reply);
         log_->debug("provider={} status={} attempt={} bytes={} ms={}", name(), sent.reply->status, attempt,
                     sent.reply->body.size(),
                     std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started).count());
