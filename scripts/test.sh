@@ -111,6 +111,13 @@ capacity_bench() {
     OUT_DIR="$ARTIFACTS/capacity" timeout 600 bash bench/capacity/run.sh
 }
 
+# Chaos under load at CI size (bench/chaos runs 50 users): 10 users on two replicas while Redis,
+# a replica, dockerd (a daemon of the test's own), a sandbox (OOM) and the MCP server fail in
+# turn; no session, history, container or limiter slot may be lost.
+chaos() {
+  (cd tests/chaos && BERTH_CHAOS_USERS=10 node --test --test-force-exit --test-reporter=spec chaos.test.mjs)
+}
+
 # The chat UI in Debian's Chromium against berth + Redis + dockerd (the local model).
 e2e_browser() {
   (cd tests/e2e && node support/run-with-berth.mjs LLM_PROVIDER=local -- node --test --test-force-exit --test-concurrency=1 browser/)
@@ -127,6 +134,7 @@ step "conformance (tsan, 4 threads)" 1800 conformance_tsan
 step "e2e socket.io-client" 600 e2e_socketio
 step "e2e agent flow" 1800 e2e_agent
 step "browser (chromium)" 900 e2e_browser
+step "chaos (10 users)" 900 chaos
 step "bench: capacity (CI size)" 900 capacity_bench
 step "deploy: nginx stickiness" 600 bash tests/deploy/nginx_sticky.sh
 step "deploy: .env.example in sync" 120 bash tests/deploy/check_config_sync.sh

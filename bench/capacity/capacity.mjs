@@ -86,6 +86,8 @@ const ownEnv = () => {
     LOG_LEVEL: env.BERTH_LOG_LEVEL || "warn",
     POOL_MIN_SIZE: env.POOL_MIN_SIZE || String(MODE === "concurrency" ? Math.min(users, 100) : 10),
     POOL_MAX_SIZE: env.POOL_MAX_SIZE || String(Math.min(10000, Math.max(100, users + 20))),
+    // The cluster-wide cap (default 1,000) must not be what a concurrency run of more users meets.
+    MAX_CONTAINERS: env.MAX_CONTAINERS || String(Math.max(1000, users + 100)),
     // Sessions that disconnect without session:end keep their container this long: short by
     // default so a run cannot pile up thousands of containers (the product default is 15 min).
     SESSION_IDLE_TIMEOUT_MS: env.SESSION_IDLE_TIMEOUT_MS || "60000",
@@ -218,7 +220,10 @@ async function runOnce(generator, stamp) {
   try {
     target = cfg.target
       ? await openExternal(cfg.target)
-      : await startOwn({ berthBin: berthBinary(), repoRoot, env: ownEnv(), redisMaxmemory: env.REDIS_MAXMEMORY || "512mb", logDir: runDir });
+      : await startOwn({ berthBin: berthBinary(), repoRoot, env: ownEnv(), redisMaxmemory: env.REDIS_MAXMEMORY || "512mb", logDir: runDir,
+        // Berth reports ready once its pool has warmed or its start-up warm-up (120 s) gave up and
+        // the pool carries on filling; the WARM wait below follows the rest.
+        readyTimeoutMs: 180000 });
   } catch (err) {
     console.error(`target did not come up: ${err.message}`);
     return { generator, target: { kind: cfg.target ? "external" : "own", url: cfg.target || null }, error: `target did not come up: ${err.message}`, samples: [] };

@@ -31,6 +31,7 @@
 #                          reaped (containers back to the pool's own), reported
 #   CONTAINER_GUARD [3000] abort the run if the target's containers exceed this (protects the host)
 #   own berth only: POOL_MIN_SIZE [10; concurrency min(USERS,100)] POOL_MAX_SIZE [max(100, USERS+20)]
+#     MAX_CONTAINERS [max(1000, USERS+100)]
 #     SESSION_IDLE_TIMEOUT_MS [60000] SESSION_DETACH_GRACE_MS [min(30000, idle/2)] CONTAINER_MEMORY [64m]
 #     ACQUIRE_TIMEOUT_MS [READY_TIMEOUT_MS - 5000]
 #     REDIS_MAXMEMORY [512mb] WARM [1: wait for POOL_MIN_SIZE prepared idle containers, WARM_TIMEOUT_S 900]

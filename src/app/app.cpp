@@ -328,6 +328,7 @@ struct app::impl {
         [this] { return gw->connected_sessions(); }, metrics);
     session::orphan_reaper_options ropts_reap;
     ropts_reap.interval = cfg.orphan_reap_interval;
+    ropts_reap.own_held = [p = pool.get()] { return p->held_containers(); };
     reaper = session::orphan_reaper::create(*sessions, *docker, ropts_reap, metrics);
     // An unusable LLM configuration (e.g. a missing key) is a start-up error, not a per-user one.
     llm::provider_options popts;

@@ -189,6 +189,7 @@ core::result<container_info> parse_inspect(std::string_view body) {
     c.state = str_or(*st, "Status");
     if (auto r = st->find("Running"); r != st->end() && r->is_boolean()) c.running = r->get<bool>();
     if (auto e = st->find("ExitCode"); e != st->end() && e->is_number_integer()) c.exit_code = e->get<int>();
+    if (auto o = st->find("OOMKilled"); o != st->end() && o->is_boolean()) c.oom_killed = o->get<bool>();
   }
   if (auto cfg = j.find("Config"); cfg != j.end() && cfg->is_object()) {
     c.image = str_or(*cfg, "Image");
@@ -215,6 +216,7 @@ core::result<std::vector<container_info>> parse_list(std::string_view body) {
     c.image = str_or(e, "Image");
     c.state = str_or(e, "State");
     c.running = c.state == "running";
+    if (auto t = e.find("Created"); t != e.end() && t->is_number_integer()) c.created = t->get<std::int64_t>();
     if (auto l = e.find("Labels"); l != e.end()) c.labels = string_map(*l);
     out.push_back(std::move(c));
   }

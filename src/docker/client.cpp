@@ -408,12 +408,22 @@ asio::awaitable<core::result<void>> client::remove_container(std::string id_in, 
   co_return expect(op::remove, r, "remove");
 }
 
-asio::awaitable<core::result<container_info>> client::inspect_container(std::string id_in) {
+asio::awaitable<core::result<container_info>> client::inspect_container(std::string id) {
+  auto found = co_await find_container(id);
+  if (!found) co_return found.error();
+  if (!*found) co_return fail("docker: inspect: 404 no such container " + id.substr(0, 12));
+  co_return std::move(**found);
+}
+
+asio::awaitable<core::result<std::optional<container_info>>> client::find_container(std::string id_in) {
   const std::string id = std::move(id_in);
   auto r = co_await call("GET", "/containers/" + url_encode(id) + "/json", "", opts_.call_timeout, true);
   if (!r) co_return r.error();
+  if (r->status == 404) co_return std::optional<container_info>{};
   if (r->status != 200) co_return fail("docker: inspect: " + std::to_string(r->status) + " " + daemon_message(r->body));
-  co_return parse_inspect(r->body);
+  auto info = parse_inspect(r->body);
+  if (!info) co_return info.error();
+  co_return std::optional<container_info>{std::move(*info)};
 }
 
 asio::awaitable<core::result<std::vector<container_info>>> client::list_containers(

@@ -76,6 +76,7 @@ asio::awaitable<mcp_router::opened> mcp_router::open(std::chrono::milliseconds t
       continue;
     }
     names_.add_server(s.name, *tools);
+    if (s.name == sandbox_server_name) sandbox_open_ = true;
   }
   for (const auto& e : names_.entries()) {
     auto t = e.tool;
@@ -111,7 +112,10 @@ std::shared_ptr<mcp_session> mcp_router::sandbox() const {
 
 std::shared_ptr<mcp_session> mcp_router::take_sandbox() {
   for (auto& s : servers_)
-    if (s.name == sandbox_server_name) return std::exchange(s.stdio, nullptr);
+    if (s.name == sandbox_server_name) {
+      sandbox_open_ = false;
+      return std::exchange(s.stdio, nullptr);
+    }
   return nullptr;
 }
 

@@ -133,6 +133,9 @@ gateway_counters::gateway_counters(core::metrics& m)
                                        "Sessions that could not get a container or be stored")),
       containers_replaced(m.get_counter("berth_gateway_containers_replaced_total",
                                         "Resumed sessions whose container had died")),
+      dead_containers_replaced(m.get_counter(
+          "berth_gateway_dead_containers_replaced_total",
+          "Live sessions whose container stopped (OOM kill, dockerd restart) and that got a new one")),
       hibernated(m.get_counter("berth_sessions_hibernated_total",
                                "Sessions whose workspace was saved and container given back after the detach grace")),
       hibernate_failures(m.get_counter("berth_sessions_hibernate_failures_total",
@@ -319,12 +322,19 @@ asio::awaitable<void> user_session::run_tool(std::shared_ptr<user_session> self,
   auto cancel = std::make_shared<call_cancel>();
   self->tool_cancel_ = cancel;
   self->tool_call_id_ = act.call_id;
-  if (self->mcp_) outcome = co_await self->mcp_->call_tool(act.name, act.args, timeout, cancel);
+  if (self->mcp_ && (self->mcp_->sandbox_open() || self->mcp_->tools().find(act.name)))
+    outcome = co_await self->mcp_->call_tool(act.name, act.args, timeout, cancel);
+  else if (self->mcp_)  // a sandbox tool, and the sandbox server could not be opened
+    outcome = core::make_error(core::errc::sandbox_unavailable, "the sandbox MCP server is not running");
   if (self->tool_cancel_ == cancel) {
     self->tool_cancel_.reset();
     self->tool_call_id_.clear();
   }
   if (self->closed_ || !self->fsm_ || cancel->requested()) co_return;
+  if (!outcome && outcome.error().code == core::errc::sandbox_unavailable) {
+    if (auto recovered = co_await recover_sandbox(self)) outcome = core::make_error(core::errc::sandbox_unavailable, *recovered);
+    if (self->closed_ || !self->fsm_) co_return;
+  }
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
   if (!outcome && outcome.error().code == core::errc::tool_timeout) {
     self->apply(self->fsm_->on_tool_timeout(act.call_id, took));
@@ -333,6 +343,62 @@ asio::awaitable<void> user_session::run_tool(std::shared_ptr<user_session> self,
   } else {
     self->apply(self->fsm_->on_tool_result(act.call_id, std::move(outcome->text), outcome->is_error, took));
   }
+}
+
+// The sandbox did not answer a tool call. If its container stopped (the OOM killer, a dockerd
+// restart, someone's `docker kill`), the session gets a new one now rather than failing every
+// later call, and the user is told that the old /workspace is lost; a session whose sandbox
+// server could not be opened, or that was left without a container at the last attempt, tries
+// again. A few attempts, since right after a dockerd restart the pool may still hold containers
+// that died with it. Returns what the failed call reports, or nullopt when nothing was wrong with
+// the sandbox or Docker cannot say (then nothing changes).
+asio::awaitable<std::optional<std::string>> user_session::recover_sandbox(std::shared_ptr<user_session> self) {
+  auto& svc = self->svc_;
+  std::optional<std::string> lost;  // why the old container is gone, once one was
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (const std::string old = self->lease_.id(); !old.empty()) {
+      auto found = co_await svc.docker.find_container(old);
+      if (!found || self->closed_) co_return std::nullopt;
+      if (*found && (*found)->running) {
+        if (self->mcp_ && self->mcp_->sandbox_open()) co_return std::nullopt;  // the tool's own failure
+      } else {
+        std::string why = "was removed";
+        if (*found)
+          why = "stopped (" + (*found)->state + ", exit code " + std::to_string((*found)->exit_code) +
+                ((*found)->oom_killed ? ", killed for using more than its memory limit" : "") + ")";
+        log()->warn("sid={} uid={} cid={} container {}: replacing it", self->sid(), self->user(), old.substr(0, 12), why);
+        svc.counters.dead_containers_replaced.inc();
+        if (!lost) lost = std::move(why);
+        self->lease_.release();  // the pool removes what is left of it
+        self->recorded_ = false;
+      }
+      if (self->mcp_) {
+        self->mcp_->close();
+        self->mcp_.reset();
+      }
+    }
+    if (!self->lease_) {
+      auto lease = co_await svc.pool.acquire();
+      if (!lease) co_return "the sandbox container " + lost.value_or("could not be reached") +
+                            " and no new one is available yet: " + lease.error().message;
+      if (self->closed_) co_return std::nullopt;  // the user left meanwhile: the new lease ends with this scope
+      self->lease_ = std::move(*lease);
+      auto claimed = co_await svc.sessions.set_container(self->sid(), self->lease_.id());
+      self->recorded_ = claimed && *claimed;
+    }
+    std::vector<mcp::tool_descriptor> tools;
+    co_await tools_step(self, tools);
+    if (self->closed_ || !self->fsm_) co_return std::nullopt;
+    if (self->mcp_ && self->mcp_->sandbox_open()) {
+      self->fsm_->set_tools(to_tool_specs(tools));
+      if (!lost) co_return "the sandbox server had stopped and was started again, so the call can be made again";
+      self->emit("system:message", "Your sandbox container " + *lost +
+                                       ". A new, empty one was started: the files in the old /workspace are lost.");
+      co_return "the sandbox container " + *lost + " before the tool could finish; a new, empty sandbox was "
+             "started, so the call can be made again";
+    }
+  }
+  co_return "the sandbox container " + lost.value_or("could not be reached") + " and could not be replaced yet";
 }
 
 asio::awaitable<void> user_session::write_history(std::shared_ptr<user_session> self) {

@@ -74,6 +74,7 @@ struct gateway_counters {
   core::counter& invalid_payloads;
   core::counter& provision_failures;
   core::counter& containers_replaced;
+  core::counter& dead_containers_replaced;
   core::counter& hibernated;
   core::counter& hibernate_failures;
   core::counter& workspace_too_large;
@@ -182,6 +183,7 @@ class user_session : public std::enable_shared_from_this<user_session> {
   void arm_delta_timer();
   void abort_llm();
   static boost::asio::awaitable<void> run_tool(std::shared_ptr<user_session> self, agent::run_tool act);
+  static boost::asio::awaitable<std::optional<std::string>> recover_sandbox(std::shared_ptr<user_session> self);
   static boost::asio::awaitable<void> write_history(std::shared_ptr<user_session> self);
   static boost::asio::awaitable<void> reset_history(std::shared_ptr<user_session> self);
   static boost::asio::awaitable<void> after_disconnect(std::shared_ptr<user_session> self, std::string reason);

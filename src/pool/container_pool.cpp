@@ -814,6 +814,16 @@ asio::awaitable<core::result<container_lease>> container_pool::adopt(std::string
                                     asio::use_awaitable);
 }
 
+namespace {
+asio::awaitable<std::vector<std::string>> held_on_strand(std::shared_ptr<detail::pool_state> self) {
+  co_return self->fsm.held();
+}
+}  // namespace
+
+asio::awaitable<std::vector<std::string>> container_pool::held_containers() {
+  co_return co_await asio::co_spawn(state_->strand, held_on_strand(state_), asio::use_awaitable);
+}
+
 pool_stats container_pool::stats() const {
   std::lock_guard lk(state_->stats_mu);
   pool_stats s = state_->snapshot;

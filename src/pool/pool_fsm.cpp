@@ -58,6 +58,15 @@ std::size_t pool_fsm::uses(const std::string& id) const {
   return it == meta_.end() ? 0 : it->second.uses;
 }
 
+std::vector<std::string> pool_fsm::held() const {
+  std::vector<std::string> out;
+  out.reserve(idle_.size() + active_.size() + scrubbing_.size());
+  for (const auto& e : idle_) out.push_back(e.id);
+  out.insert(out.end(), active_.begin(), active_.end());
+  out.insert(out.end(), scrubbing_.begin(), scrubbing_.end());
+  return out;
+}
+
 actions pool_fsm::start(time_point now) {
   actions out;
   fill(now, out);

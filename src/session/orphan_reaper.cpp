@@ -71,15 +71,19 @@ awaitable<core::result<orphan_round>> orphan_reaper::run_round() {
   orphan_round round;
   auto locked = co_await try_lock();
   if (!locked) co_return locked.error();
-  if (!*locked) {
+  // The cluster-wide round (every replica's containers) runs on one replica per interval; the
+  // others still look after their own containers, which only they can tell apart from the
+  // pool's (the own_held rule).
+  round.ran = *locked;
+  if (!round.ran && !opts_.own_held) {
     log()->debug("orphan reaper: another replica runs this round");
     co_return round;
   }
-  round.ran = true;
 
   // Containers first, then the Redis view: a session or heartbeat written in between is seen.
   auto filter = opts_.label_filter;
   filter["berth.managed"] = "true";
+  if (!round.ran) filter["berth.replica"] = store_.options().replica_id;
   auto listed = co_await docker_.list_containers(std::move(filter), true);
   if (!listed) co_return listed.error();
   auto live = co_await store_.list_live_replicas();
@@ -88,18 +92,26 @@ awaitable<core::result<orphan_round>> orphan_reaper::run_round() {
   if (!known) co_return known.error();
   auto refs = co_await store_.referenced_containers();
   if (!refs) co_return refs.error();
+  std::optional<std::set<std::string>> own_held;
+  if (opts_.own_held) {
+    auto held = co_await opts_.own_held();
+    own_held.emplace(held.begin(), held.end());
+  }
 
   orphan_view view;
   view.self_replica = store_.options().replica_id;
   view.live_replicas.insert(live->begin(), live->end());
   view.known_replicas = std::move(*known);
   for (const auto& [container, sid] : *refs) view.referenced.insert(container);
+  view.own_held = std::move(own_held);
+  view.now_s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::vector<labelled_container> containers;
   containers.reserve(listed->size());
   for (auto& c : *listed) {
     labelled_container lc;
     lc.id = std::move(c.id);
     lc.labels = std::move(c.labels);
+    lc.created = c.created;
     containers.push_back(std::move(lc));
   }
   const auto plan = plan_orphan_reaping(containers, view, opts_.max_removals);
@@ -120,7 +132,7 @@ awaitable<core::result<orphan_round>> orphan_reaper::run_round() {
     c_reaped_.inc();
     log()->debug("orphan reaper: removed cid={}", core::log_prefix(id, 12));
   }
-  if (!plan.forget_replicas.empty()) {
+  if (round.ran && !plan.forget_replicas.empty()) {  // (an own-only listing cannot tell)
     auto cmd = argv("ZREM", store_.options().keys.replicas());
     for (const auto& r : plan.forget_replicas) cmd.push_back(r);
     auto z = co_await store_.redis()->command(std::move(cmd));
@@ -131,9 +143,10 @@ awaitable<core::result<orphan_round>> orphan_reaper::run_round() {
       log()->warn("orphan reaper: pruning dead replicas failed: {}", z.error().message);
     }
   }
-  log()->info("orphan reaper round: listed={} orphans={} removed={} failed={} deferred={} kept={} forgotten_replicas={}",
-              round.listed, round.orphans, round.removed, round.failed, round.deferred, kept_summary(round.kept),
-              round.forgotten_replicas);
+  if (round.ran || round.orphans > 0)
+    log()->info("orphan reaper round{}: listed={} orphans={} removed={} failed={} deferred={} kept={} forgotten_replicas={}",
+                round.ran ? "" : " (own containers)", round.listed, round.orphans, round.removed, round.failed,
+                round.deferred, kept_summary(round.kept), round.forgotten_replicas);
   co_return round;
 }
 

@@ -36,7 +36,11 @@ orphan_verdict classify_container(const labelled_container& c, const orphan_view
   if (is_referenced(c.id, view.referenced)) return orphan_verdict::referenced;
   auto replica = c.labels.find("berth.replica");
   if (replica == c.labels.end() || replica->second.empty()) return orphan_verdict::no_replica;
-  if (replica->second == view.self_replica) return orphan_verdict::own_replica;
+  if (replica->second == view.self_replica) {
+    const bool untracked = view.own_held && !view.own_held->contains(c.id) && c.created > 0 &&
+                           view.now_s - c.created >= view.own_min_age_s;
+    return untracked ? orphan_verdict::orphan : orphan_verdict::own_replica;
+  }
   if (view.live_replicas.contains(replica->second)) return orphan_verdict::live_replica;
   if (!view.known_replicas.contains(replica->second)) return orphan_verdict::foreign_replica;
   return orphan_verdict::orphan;

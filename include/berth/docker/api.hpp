@@ -109,6 +109,8 @@ struct container_info {
   std::string state;  // created|running|paused|restarting|removing|exited|dead
   bool running = false;
   int exit_code = 0;
+  bool oom_killed = false;  // the kernel's OOM killer ended it (State.OOMKilled)
+  std::int64_t created = 0;  // unix seconds (list only; 0 when unknown)
   std::map<std::string, std::string> labels;
   nlohmann::json raw;  // the whole inspect document (for hardening checks)
 };

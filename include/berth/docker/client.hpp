@@ -135,6 +135,8 @@ class client {
   // DELETE with force=true&v=true (anonymous volumes go too).
   boost::asio::awaitable<core::result<void>> remove_container(std::string id, bool force = true);
   boost::asio::awaitable<core::result<container_info>> inspect_container(std::string id);
+  // The same, with a container that does not exist (404) as nullopt rather than an error.
+  boost::asio::awaitable<core::result<std::optional<container_info>>> find_container(std::string id);
   // GET /containers/json?all=..&filters={"label":[...]}.
   boost::asio::awaitable<core::result<std::vector<container_info>>> list_containers(
       std::map<std::string, std::string> labels, bool all = true);

@@ -57,6 +57,9 @@ class mcp_router : public std::enable_shared_from_this<mcp_router> {
   std::shared_ptr<mcp_session> sandbox() const;
   void close();
   const mcp::tool_namespace& tools() const noexcept { return names_; }
+  // open() listed the sandbox server's tools (false before open(), after a failed open, and once
+  // take_sandbox() handed it over).
+  bool sandbox_open() const noexcept { return sandbox_open_; }
 
  private:
   struct server {
@@ -67,6 +70,7 @@ class mcp_router : public std::enable_shared_from_this<mcp_router> {
   boost::asio::any_io_executor ex_;
   std::vector<server> servers_;
   mcp::tool_namespace names_;
+  bool sandbox_open_ = false;
   core::counter& unavailable_;
   std::string log_tag_;
 };

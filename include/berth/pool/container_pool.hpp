@@ -187,6 +187,8 @@ class container_pool {
 
   pool_stats stats() const;
   const pool_options& options() const noexcept;
+  // The ids of every container it holds (idle, leased, being scrubbed), read on its strand.
+  boost::asio::awaitable<std::vector<std::string>> held_containers();
 
  private:
   std::shared_ptr<detail::pool_state> state_;

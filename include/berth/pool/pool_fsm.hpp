@@ -108,6 +108,8 @@ class pool_fsm {
   bool is_idle(const std::string& id) const;
   bool is_active(const std::string& id) const { return active_.count(id) != 0; }
   bool is_scrubbing(const std::string& id) const { return scrubbing_.count(id) != 0; }
+  // Every container it holds: idle, leased and being scrubbed.
+  std::vector<std::string> held() const;
   // Sessions this container has been handed to (0 for an unknown container).
   std::size_t uses(const std::string& id) const;
   bool stopping() const noexcept { return stopping_; }

@@ -13,10 +13,12 @@
 // any thread; the loop runs on the reaper's own strand.
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -36,10 +38,13 @@ struct orphan_reaper_options {
   std::size_t max_removals = 100;             // per round; the rest waits for the next round
   // Extra label filter on top of berth.managed=true (tests scope a round to their own run).
   std::map<std::string, std::string> label_filter;
+  // The containers this replica's pool holds (asked after the listing); unset: own containers are
+  // never reaped.
+  std::function<boost::asio::awaitable<std::vector<std::string>>()> own_held;
 };
 
 struct orphan_round {
-  bool ran = false;  // false: another replica holds this interval's lock
+  bool ran = false;  // false: another replica holds this interval's lock; only our own containers were looked at
   std::size_t listed = 0;
   std::size_t orphans = 0;   // found (removed + failed + deferred)
   std::size_t removed = 0;

@@ -7,7 +7,9 @@
 // Redis instances; a replica never seen in our Redis belongs to someone else and is never touched.
 // No sockets, no Asio: unit-tested with literal inputs. Thread-safety: pure functions.
 #include <cstddef>
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -19,6 +21,7 @@ namespace berth::session {
 struct labelled_container {
   std::string id;
   std::map<std::string, std::string> labels;
+  std::int64_t created = 0;  // unix seconds; 0 when unknown
 };
 
 enum class orphan_verdict {
@@ -39,6 +42,13 @@ struct orphan_view {
   std::set<std::string> live_replicas;   // heartbeat key present
   std::set<std::string> known_replicas;  // ever registered (the `replicas` zset)
   std::set<std::string> referenced;      // container ids of live sessions (full ids or >= 12-char prefixes)
+  // What this replica's pool holds (idle, leased, being scrubbed), when it could say. A container
+  // of our own that neither the pool nor a session holds is an orphan too: a create whose answer,
+  // or a removal, that a dockerd restart cut short. Only once it is `own_min_age_s` old, since a
+  // create whose answer is still on its way is not held yet.
+  std::optional<std::set<std::string>> own_held;
+  std::int64_t now_s = 0;
+  std::int64_t own_min_age_s = 60;  // > Docker's per-call timeout (30 s)
 };
 
 // Does `id` match a referenced id (equal, or one a prefix of the other with at least 12 chars:

@@ -116,16 +116,24 @@ TEST(Mapping, Inspect) {
   EXPECT_EQ(c->labels.at("berth.pool"), "p");
   EXPECT_EQ(c->labels.count("n"), 0u);
   EXPECT_EQ(c->raw["HostConfig"]["CapDrop"][0], "ALL");
+  EXPECT_FALSE(c->oom_killed);
+  const auto oom = parse_inspect(R"({"Id":"d","State":{"Status":"exited","Running":false,"ExitCode":137,"OOMKilled":true}})");
+  ASSERT_TRUE(oom);
+  EXPECT_TRUE(oom->oom_killed);
+  EXPECT_EQ(oom->exit_code, 137);
   EXPECT_FALSE(parse_inspect("{"));
   EXPECT_FALSE(parse_inspect("[]"));
   EXPECT_FALSE(parse_inspect(R"({"State":{}})"));
 }
 
 TEST(Mapping, List) {
-  const auto l = parse_list(R"([{"Id":"a","Names":["/x"],"State":"running","Labels":{"k":"v"}},{"Id":"b","State":"exited"},5,{}])");
+  const auto l = parse_list(
+      R"([{"Id":"a","Names":["/x"],"State":"running","Created":1765000000,"Labels":{"k":"v"}},{"Id":"b","State":"exited"},5,{}])");
   ASSERT_TRUE(l);
   ASSERT_EQ(l->size(), 2u);
   EXPECT_EQ((*l)[0].name, "x");
+  EXPECT_EQ((*l)[0].created, 1765000000);
+  EXPECT_EQ((*l)[1].created, 0);
   EXPECT_TRUE((*l)[0].running);
   EXPECT_FALSE((*l)[1].running);
   EXPECT_FALSE(parse_list("{}"));

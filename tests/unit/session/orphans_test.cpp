@@ -40,6 +40,27 @@ TEST(orphans, our_replica_is_alive_even_without_a_heartbeat) {
   EXPECT_EQ(classify_container(managed("c2", "alive"), v), orphan_verdict::orphan);
 }
 
+TEST(orphans, our_own_container_that_nobody_holds_is_an_orphan_once_old_enough) {
+  auto v = view();
+  v.now_s = 10'000;
+  auto held = managed("held", "me");
+  auto untracked = managed("untracked", "me");
+  auto young = managed("young", "me");
+  auto undated = managed("undated", "me");
+  held.created = untracked.created = 10'000 - 61;
+  young.created = 10'000 - 30;  // its create may still be answering
+  // Without the pool's word, never.
+  EXPECT_EQ(classify_container(untracked, v), orphan_verdict::own_replica);
+  v.own_held = std::set<std::string>{"held"};
+  EXPECT_EQ(classify_container(held, v), orphan_verdict::own_replica);
+  EXPECT_EQ(classify_container(untracked, v), orphan_verdict::orphan);
+  EXPECT_EQ(classify_container(young, v), orphan_verdict::own_replica);
+  EXPECT_EQ(classify_container(undated, v), orphan_verdict::own_replica);
+  // A session's container (parked or hibernating) is not the pool's but is referenced: kept.
+  v.referenced = {"untracked"};
+  EXPECT_EQ(classify_container(untracked, v), orphan_verdict::referenced);
+}
+
 TEST(orphans, a_referenced_container_is_kept_whatever_its_replica) {
   auto v = view();
   v.referenced = {"c1", "0123456789abcdef"};
