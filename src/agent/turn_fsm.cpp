@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "berth/core/history_budget.hpp"
+
 namespace berth::agent {
 
 using nlohmann::json;
@@ -37,6 +39,7 @@ std::string_view to_string(turn_phase p) noexcept {
 
 turn_fsm::turn_fsm(turn_options opts, std::vector<tool_spec> tools, std::vector<chat_message> history)
     : opts_(opts), tools_(std::move(tools)), history_(std::move(history)) {
+  trim_history();
   for (const auto& m : history_)
     for (const auto& c : m.tool_calls) used_ids_.insert(c.id);
 }
@@ -79,6 +82,7 @@ void turn_fsm::start_turn(queued_message m, std::vector<action>& out) {
   turn_id_ = std::move(m.turn_id);
   push_history(chat_message::user(std::move(m.text)), out);
   out.push_back(emit{"agent:thinking", json{{"turnId", turn_id_}}});
+  out.push_back(turn_clock{turn_clock::change::start});
   ask_llm(out);
 }
 
@@ -100,7 +104,7 @@ std::vector<action> turn_fsm::on_cancel(std::optional<std::string_view> turn_id)
       return out;
     }
     out.push_back(ack{true, std::nullopt, turn_id_});
-    cancel_running(out);
+    stop_running(stop_cause::user, out);
     return out;
   }
   for (auto it = queue_.begin(); it != queue_.end(); ++it) {
@@ -134,9 +138,22 @@ std::vector<action> turn_fsm::on_cancel(std::optional<std::string_view> turn_id)
   return out;
 }
 
+std::vector<action> turn_fsm::on_turn_deadline(std::string_view turn_id, std::chrono::milliseconds limit) {
+  std::vector<action> out;
+  // Waiting on the user is not being stuck: the clock was paused, so a timer that fires now is late.
+  if (phase_ == turn_phase::idle || phase_ == turn_phase::awaiting_approval || turn_id != turn_id_) return out;
+  const std::string what =
+      phase_ == turn_phase::waiting_llm ? "waiting for the model" : "running tool " + calls_[running_].call.name;
+  stop_running(stop_cause::deadline, out,
+               "the turn ran past its time limit of " + std::to_string(limit.count()) + " ms (TURN_DEADLINE_MS) while " +
+                   what + "; it was stopped");
+  return out;
+}
+
 // Ends the running turn so the history stays one the providers accept: every tool call of the
 // round gets a result, and an assistant message (after what was streamed) says it was stopped.
-void turn_fsm::cancel_running(std::vector<action>& out) {
+void turn_fsm::stop_running(stop_cause why, std::vector<action>& out, const std::string& error_message) {
+  const bool by_user = why == stop_cause::user;
   const turn_phase was = phase_;
   if (was == turn_phase::waiting_llm) out.push_back(abort_llm{});
   if (was == turn_phase::running_tool) out.push_back(cancel_tool{calls_[running_].call.id});
@@ -148,18 +165,19 @@ void turn_fsm::cancel_running(std::vector<action>& out) {
       if (!cs.needs_approval) content = "Error: " + cs.error;
       else if (cs.approved.has_value() && !*cs.approved) content = rejected_text;
       else if (was == turn_phase::running_tool && i < running_ && *cs.approved) content = cs.result;
-      else if (was == turn_phase::running_tool && i == running_) content = cancelled_running_text;
-      else content = cancelled_call_text;
+      else if (was == turn_phase::running_tool && i == running_) content = by_user ? cancelled_running_text : deadline_running_text;
+      else content = by_user ? cancelled_call_text : deadline_call_text;
       const bool is_error = !(was == turn_phase::running_tool && i < running_ && cs.needs_approval &&
                               cs.approved.value_or(false) && !cs.result_is_error);
       push_history(chat_message::tool_result(c.id, c.name, std::move(content), is_error), out);
     }
   }
   std::string text = was == turn_phase::waiting_llm ? std::move(partial_) : std::string();
-  text += (text.empty() ? "" : "\n\n") + std::string(cancelled_note);
+  text += (text.empty() ? "" : "\n\n") + std::string(by_user ? cancelled_note : deadline_note);
   push_history(chat_message::assistant(std::move(text)), out);
   partial_.clear();
-  out.push_back(emit{"agent:cancelled", json{{"turnId", turn_id_}, {"phase", to_string(was)}}});
+  if (by_user) out.push_back(emit{"agent:cancelled", json{{"turnId", turn_id_}, {"phase", to_string(was)}}});
+  else out.push_back(emit{"agent:error", error_json(errc::turn_timeout, error_message)});
   end(out, false);
 }
 
@@ -227,6 +245,7 @@ void turn_fsm::present_next(std::vector<action>& out) {
     if (i < presented_ || calls_[i].approved) continue;
     presented_ = i;
     phase_ = turn_phase::awaiting_approval;
+    out.push_back(turn_clock{turn_clock::change::pause});
     const auto& c = calls_[i].call;
     out.push_back(emit{"tool:approval_required", json{{"name", c.name},
                                                       {"args", c.args},
@@ -237,6 +256,7 @@ void turn_fsm::present_next(std::vector<action>& out) {
     return;
   }
   running_ = 0;
+  if (phase_ == turn_phase::awaiting_approval) out.push_back(turn_clock{turn_clock::change::resume});
   run_next(out);
 }
 
@@ -345,6 +365,7 @@ std::vector<action> turn_fsm::abort(errc code, std::string message) {
   if (phase_ == turn_phase::running_tool) out.push_back(cancel_tool{calls_[running_].call.id});
   if (phase_ == turn_phase::waiting_llm) out.push_back(abort_llm{});
   if (phase_ != turn_phase::idle) {
+    out.push_back(turn_clock{turn_clock::change::stop});
     out.push_back(emit{"agent:error", error_json(code, message)});
     phase_ = turn_phase::idle;
     calls_.clear();
@@ -364,6 +385,7 @@ std::vector<action> turn_fsm::abort(errc code, std::string message) {
 
 void turn_fsm::end(std::vector<action>& out, bool ok) {
   phase_ = turn_phase::idle;
+  out.push_back(turn_clock{turn_clock::change::stop});
   calls_.clear();
   partial_.clear();
   turn_id_.clear();
@@ -378,6 +400,18 @@ void turn_fsm::end(std::vector<action>& out, bool ok) {
 void turn_fsm::push_history(chat_message m, std::vector<action>& out) {
   history_.push_back(m);
   out.push_back(append_history{std::move(m)});
+  trim_history();
+}
+
+void turn_fsm::trim_history() {
+  if (opts_.max_history_tokens > 0) {
+    std::vector<core::budget_item> items;
+    items.reserve(history_.size());
+    for (const auto& h : history_) items.push_back({estimate_tokens(h), h.role == role::user});
+    // Never into the running turn: its start is the newest user message, which turns_to_drop keeps.
+    if (auto drop = core::turns_to_drop(items, opts_.max_history_tokens); drop > 0)
+      history_.erase(history_.begin(), history_.begin() + static_cast<std::ptrdiff_t>(drop));
+  }
   if (history_.size() <= opts_.max_history_messages) return;
   // Drop whole old turns: cut at the first user message that leaves at most the maximum, so a
   // tool call is never separated from its result.
@@ -402,6 +436,12 @@ std::string turn_fsm::unique_call_id(const std::string& proposed) {
   while (!usable(id)) id = "call_" + std::to_string(++id_seq_);
   used_ids_.insert(id);
   return id;
+}
+
+std::size_t estimate_tokens(const chat_message& m) {
+  std::size_t bytes = m.content.size() + m.name.size() + m.tool_call_id.size();
+  for (const auto& c : m.tool_calls) bytes += c.id.size() + c.name.size() + c.args.dump().size();
+  return (bytes + 3) / 4;
 }
 
 // ---- argument checking ----

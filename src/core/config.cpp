@@ -262,6 +262,7 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"HISTORY_TTL_SECONDS", integer<std::uint32_t>(&config::history_ttl_seconds, 1, 365u * 86400)},
       {"MAX_TOOL_ROUNDS", integer<std::uint32_t>(&config::max_tool_rounds, 1, 100)},
       {"TOOL_TIMEOUT_MS", millis(&config::tool_timeout, 10, 3'600'000)},
+      {"TURN_DEADLINE_MS", millis(&config::turn_deadline, 0, 86'400'000)},
       {"MCP_CONFIG_FILE", text(&config::mcp_config_path)},
       {"LLM_CA_FILE", text(&config::llm_ca_file)},
       {"LOG_LEVEL", one_of(&config::log_level, {"trace", "debug", "info", "warn", "error", "off"})},

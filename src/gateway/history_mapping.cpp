@@ -1,6 +1,9 @@
 #include "berth/gateway/history_mapping.hpp"
 #include "berth/core/json.hpp"
 
+#include <algorithm>
+#include <set>
+
 namespace berth::gateway {
 
 using json = nlohmann::json;
@@ -23,6 +26,39 @@ std::vector<session::history_entry> to_history_entries(const llm::chat_message& 
   return out;
 }
 
+namespace {
+
+// See from_history_entries: providers answer a conversation that starts elsewhere than at a user
+// message, or holds an orphan tool result or an unanswered call, with a 400.
+std::vector<llm::chat_message> whole_conversation(std::vector<llm::chat_message> in) {
+  std::vector<llm::chat_message> out;
+  std::size_t i = 0;
+  while (i < in.size() && in[i].role != llm::role::user) ++i;
+  while (i < in.size()) {
+    auto& m = in[i++];
+    if (m.role == llm::role::tool) continue;  // not right after its call: an orphan
+    if (m.role != llm::role::assistant || m.tool_calls.empty()) {
+      out.push_back(std::move(m));
+      continue;
+    }
+    // The results that follow, each answering one call of this message once.
+    std::vector<llm::chat_message> results;
+    std::set<std::string> answered;
+    for (; i < in.size() && in[i].role == llm::role::tool; ++i) {
+      const auto& id = in[i].tool_call_id;
+      const bool ours = std::any_of(m.tool_calls.begin(), m.tool_calls.end(), [&](const auto& c) { return c.id == id; });
+      if (ours && answered.insert(id).second) results.push_back(std::move(in[i]));
+    }
+    std::erase_if(m.tool_calls, [&](const llm::tool_call& c) { return answered.count(c.id) == 0; });
+    if (m.tool_calls.empty() && m.content.empty()) continue;
+    out.push_back(std::move(m));
+    for (auto& r : results) out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace
+
 std::vector<llm::chat_message> from_history_entries(const std::vector<session::history_entry>& entries) {
   std::vector<llm::chat_message> out;
   for (const auto& e : entries) {
@@ -44,13 +80,7 @@ std::vector<llm::chat_message> from_history_entries(const std::vector<session::h
                                                    is_error ? e.content.substr(8) : e.content, is_error));
     }
   }
-  // A trailing assistant message whose calls never got results (a crash mid-turn) would make
-  // providers refuse the conversation: drop the unanswered calls.
-  if (!out.empty() && out.back().role == llm::role::assistant && !out.back().tool_calls.empty()) {
-    out.back().tool_calls.clear();
-    if (out.back().content.empty()) out.pop_back();
-  }
-  return out;
+  return whole_conversation(std::move(out));
 }
 
 }  // namespace berth::gateway

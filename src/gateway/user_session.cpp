@@ -146,7 +146,11 @@ gateway_counters::gateway_counters(core::metrics& m)
       restore_failures(m.get_counter("berth_sessions_restore_failures_total",
                                      "Hibernated workspaces that could not be restored (the user is told)")),
       resumed_parked(m.get_counter("berth_sessions_resumed_parked_total",
-                                   "Reconnects that took their parked session back on the same replica")) {}
+                                   "Reconnects that took their parked session back on the same replica")),
+      turn_deadlines(m.get_counter("berth_agent_turn_deadline_exceeded_total",
+                                   "Turns stopped with TURN_TIMEOUT: they worked longer than TURN_DEADLINE_MS")),
+      history_not_saved(m.get_counter("berth_history_write_failures_total",
+                                      "History entries Redis did not take (the client was told HISTORY_NOT_SAVED)")) {}
 
 // ---------------------------------------------------------------- user_session
 
@@ -258,7 +262,7 @@ void user_session::apply(std::vector<agent::action> actions) {
           if constexpr (std::is_same_v<T, agent::emit>) {
             if (act.event == "agent:response" || act.event == "agent:error" || act.event == "tool:approval_required")
               step_permit_.reset();  // the approval's step is over
-            emit(act.event, act.payload);
+            send(std::move(act.event), std::move(act.payload));
           } else if constexpr (std::is_same_v<T, agent::call_llm>) {
             asio::co_spawn(strand_, run_llm(self, std::move(act)), log_failure);
           } else if constexpr (std::is_same_v<T, agent::run_tool>) {
@@ -268,14 +272,17 @@ void user_session::apply(std::vector<agent::action> actions) {
           } else if constexpr (std::is_same_v<T, agent::abort_llm>) {
             abort_llm();
           } else if constexpr (std::is_same_v<T, agent::append_history>) {
-            for (auto& e : to_history_entries(act.message, now_ms())) history_queue_.push_back(std::move(e));
-            if (!history_writing_) asio::co_spawn(strand_, write_history(self), log_failure);
+            for (auto& e : to_history_entries(act.message, now_ms()))
+              outbox_.push_back({outbox_item::kind::history, std::move(e), {}, {}});
+            start_outbox();
           } else if constexpr (std::is_same_v<T, agent::clear_history>) {
-            history_queue_.clear();
-            asio::co_spawn(strand_, reset_history(self), log_failure);
+            outbox_.push_back({outbox_item::kind::clear_history, {}, {}, {}});
+            start_outbox();
           } else if constexpr (std::is_same_v<T, agent::ack>) {
             if (current_ack_)
               std::exchange(current_ack_, nullptr)(act.ok ? ack_ok(act.turn_id) : ack_error(act.error.value_or(core::error{})));
+          } else if constexpr (std::is_same_v<T, agent::turn_clock>) {
+            on_turn_clock(act.what);
           } else if constexpr (std::is_same_v<T, agent::end_turn>) {
             if (!turn_permits_.empty()) turn_permits_.pop_front();
             step_permit_.reset();
@@ -401,15 +408,43 @@ asio::awaitable<std::optional<std::string>> user_session::recover_sandbox(std::s
   co_return "the sandbox container " + lost.value_or("could not be reached") + " and could not be replaced yet";
 }
 
-asio::awaitable<void> user_session::write_history(std::shared_ptr<user_session> self) {
-  self->history_writing_ = true;
-  while (!self->history_queue_.empty()) {
-    auto e = std::move(self->history_queue_.front());
-    self->history_queue_.pop_front();
-    auto r = co_await self->svc_.history.append(self->sid(), std::move(e));
-    if (!r) log()->warn("sid={} history not saved: {}", self->sid(), r.error().message);
+void user_session::send(std::string event, json payload) {
+  if (outbox_.empty() && !outbox_draining_) return emit(event, payload);
+  outbox_.push_back({outbox_item::kind::event, {}, std::move(event), std::move(payload)});
+}
+
+void user_session::start_outbox() {
+  if (outbox_draining_) return;
+  outbox_draining_ = true;
+  asio::co_spawn(strand_, drain_outbox(shared_from_this()), log_failure);
+}
+
+asio::awaitable<void> user_session::drain_outbox(std::shared_ptr<user_session> self) {
+  auto& svc = self->svc_;
+  while (!self->outbox_.empty()) {
+    auto item = std::move(self->outbox_.front());
+    self->outbox_.pop_front();
+    if (item.what == outbox_item::kind::event) {
+      self->emit(item.event, item.payload);
+    } else if (item.what == outbox_item::kind::clear_history) {
+      auto r = co_await svc.history.reset(self->sid());
+      if (!r) log()->warn("sid={} history not cleared: {}", self->sid(), r.error().message);
+    } else {
+      const auto role = item.entry.role;
+      auto r = co_await svc.history.append(self->sid(), std::move(item.entry));
+      if (!r) {
+        // Never silent: the user hears that this part of the conversation is not kept, before
+        // the events it held back, and the turn goes on.
+        svc.counters.history_not_saved.inc();
+        log()->warn("sid={} history not saved ({} entry): {}", self->sid(), role, r.error().message);
+        // HISTORY_NOT_SAVED is not in core::errc (yet): no HTTP status or ack ever carries it.
+        self->emit("agent:error", json{{"code", "HISTORY_NOT_SAVED"},
+                                       {"message", "a " + role + " message was not saved to the conversation history (" +
+                                                       r.error().message + "); a resumed session will not show it"}});
+      }
+    }
   }
-  self->history_writing_ = false;
+  self->outbox_draining_ = false;
 }
 
 // ---- streaming and stopping (issue 16)
@@ -449,7 +484,7 @@ void user_session::on_llm_delta(std::string_view text) {
 }
 
 void user_session::send_delta(std::string text) {
-  emit("agent:delta", json{{"turnId", delta_turn_}, {"index", delta_index_++}, {"text", std::move(text)}});
+  send("agent:delta", json{{"turnId", delta_turn_}, {"index", delta_index_++}, {"text", std::move(text)}});
 }
 
 void user_session::flush_deltas() {
@@ -477,9 +512,48 @@ void user_session::abort_llm() {
   if (llm_abort_) llm_abort_->cancel();
 }
 
-asio::awaitable<void> user_session::reset_history(std::shared_ptr<user_session> self) {
-  auto r = co_await self->svc_.history.reset(self->sid());
-  if (!r) log()->warn("sid={} history not cleared: {}", self->sid(), r.error().message);
+void user_session::on_turn_clock(agent::turn_clock::change what) {
+  using change = agent::turn_clock::change;
+  const auto now = std::chrono::steady_clock::now();
+  switch (what) {
+    case change::start:
+      turn_worked_ = {};
+      working_since_ = now;
+      arm_turn_deadline(svc_.cfg.turn_deadline);
+      break;
+    case change::resume:
+      if (working_since_) break;
+      working_since_ = now;
+      arm_turn_deadline(svc_.cfg.turn_deadline - turn_worked_);
+      break;
+    case change::pause:
+    case change::stop:
+      if (working_since_) turn_worked_ += now - *working_since_;
+      working_since_.reset();
+      ++deadline_epoch_;  // disarmed
+      if (deadline_timer_) deadline_timer_->cancel();
+      break;
+  }
+}
+
+void user_session::arm_turn_deadline(std::chrono::steady_clock::duration remaining) {
+  const auto epoch = ++deadline_epoch_;
+  if (svc_.cfg.turn_deadline.count() == 0) return;  // TURN_DEADLINE_MS=0: off
+  if (!deadline_timer_) deadline_timer_ = std::make_unique<asio::steady_timer>(strand_);
+  deadline_timer_->expires_after(std::max(remaining, std::chrono::steady_clock::duration::zero()));
+  deadline_timer_->async_wait([weak = weak_from_this(), epoch](boost::system::error_code) {
+    auto self = weak.lock();
+    if (!self || self->deadline_epoch_ != epoch || self->closed_ || !self->fsm_) return;
+    const std::string turn = self->fsm_->turn_id();
+    const auto phase = agent::to_string(self->fsm_->phase());
+    auto actions = self->fsm_->on_turn_deadline(turn, self->svc_.cfg.turn_deadline);
+    if (actions.empty()) return;
+    self->svc_.counters.turn_deadlines.inc();
+    log()->warn("sid={} uid={} turn {} stopped: it worked longer than TURN_DEADLINE_MS={} ({})", self->sid(),
+                core::log_prefix(self->user(), 32), turn, self->svc_.cfg.turn_deadline.count(),
+                phase);
+    self->apply(std::move(actions));
+  });
 }
 
 // ---- session:end: the session, its history and saved workspace go; the container is scrubbed
@@ -592,6 +666,7 @@ asio::awaitable<void> user_session::provision(std::shared_ptr<user_session> self
 
   agent::turn_options opts;
   opts.max_tool_rounds = svc.cfg.max_tool_rounds;
+  opts.max_history_tokens = svc.cfg.max_history_tokens;
   opts.turn_id_prefix = "t" + core::random_token(6);  // a turn of another session never matches
   self->fsm_.emplace(opts, to_tool_specs(tools), from_history_entries(entries));
   self->ready_ = true;

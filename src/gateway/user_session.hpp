@@ -81,6 +81,8 @@ struct gateway_counters {
   core::counter& restored;
   core::counter& restore_failures;
   core::counter& resumed_parked;
+  core::counter& turn_deadlines;
+  core::counter& history_not_saved;
   explicit gateway_counters(core::metrics& m);
 };
 
@@ -182,10 +184,15 @@ class user_session : public std::enable_shared_from_this<user_session> {
   void flush_deltas();
   void arm_delta_timer();
   void abort_llm();
+  // The turn deadline's clock (agent::turn_clock), timed here; the machine decides what it means.
+  void on_turn_clock(agent::turn_clock::change what);
+  void arm_turn_deadline(std::chrono::steady_clock::duration remaining);
   static boost::asio::awaitable<void> run_tool(std::shared_ptr<user_session> self, agent::run_tool act);
   static boost::asio::awaitable<std::optional<std::string>> recover_sandbox(std::shared_ptr<user_session> self);
-  static boost::asio::awaitable<void> write_history(std::shared_ptr<user_session> self);
-  static boost::asio::awaitable<void> reset_history(std::shared_ptr<user_session> self);
+  // What the turn tells the client waits behind the history writes before it (see outbox_).
+  void send(std::string event, nlohmann::json payload);
+  void start_outbox();
+  static boost::asio::awaitable<void> drain_outbox(std::shared_ptr<user_session> self);
   static boost::asio::awaitable<void> after_disconnect(std::shared_ptr<user_session> self, std::string reason);
   static boost::asio::awaitable<void> settle_container(std::shared_ptr<user_session> self);
   static boost::asio::awaitable<void> grace(std::shared_ptr<user_session> self);
@@ -216,8 +223,17 @@ class user_session : public std::enable_shared_from_this<user_session> {
   std::deque<pending_input> before_ready_;  // inputs that arrived before the tools were known
   std::deque<session::user_permit> turn_permits_;  // one per accepted message, released by end_turn
   session::user_permit step_permit_;               // the tool:approval being processed
-  std::deque<session::history_entry> history_queue_;
-  bool history_writing_ = false;
+  // The turn's output in order: history entries are written to Redis before any event after them
+  // is sent, so what a client has seen is in the history (a resume or another replica reads it).
+  // A failed write is told (agent:error HISTORY_NOT_SAVED) before the events it held back.
+  struct outbox_item {
+    enum class kind { history, clear_history, event } what = kind::event;
+    session::history_entry entry;
+    std::string event;
+    nlohmann::json payload;
+  };
+  std::deque<outbox_item> outbox_;
+  bool outbox_draining_ = false;
 
   // Streaming and stopping (issue 16).
   agent::delta_coalescer deltas_;
@@ -229,6 +245,12 @@ class user_session : public std::enable_shared_from_this<user_session> {
   std::shared_ptr<boost::asio::steady_timer> llm_abort_;  // cancelled to abort the call in flight
   std::shared_ptr<call_cancel> tool_cancel_;              // the running tool call's
   std::string tool_call_id_;
+
+  // The turn deadline (TURN_DEADLINE_MS): time the running turn has worked, and since when it works.
+  std::unique_ptr<boost::asio::steady_timer> deadline_timer_;
+  std::chrono::steady_clock::duration turn_worked_{};
+  std::optional<std::chrono::steady_clock::time_point> working_since_;
+  std::uint64_t deadline_epoch_ = 0;  // bumps per arm and disarm: a late timer is stale
 
   friend class parked_sessions;
 };

@@ -1,4 +1,5 @@
 #include "berth/session/schema.hpp"
+#include "berth/core/history_budget.hpp"
 #include "berth/core/json.hpp"
 
 #include <openssl/sha.h>
@@ -156,13 +157,11 @@ core::result<history_entry> decode_history_entry(std::string_view json) {
 
 std::size_t estimate_tokens(std::string_view s) noexcept { return (s.size() + 3) / 4; }
 
-std::size_t entries_to_drop(std::span<const std::size_t> estimates, std::size_t budget) noexcept {
-  std::size_t total = 0;
-  for (std::size_t j = estimates.size(); j-- > 0;) {
-    total += estimates[j];
-    if (total > budget && j + 1 < estimates.size()) return j + 1;
-  }
-  return 0;
+std::size_t entries_to_drop(std::span<const history_entry> entries, std::size_t budget) {
+  std::vector<core::budget_item> items;
+  items.reserve(entries.size());
+  for (const auto& e : entries) items.push_back({estimate_tokens(encode_history_entry(e)), e.role == "user"});
+  return core::turns_to_drop(items, budget);
 }
 
 namespace scripts {
@@ -257,18 +256,34 @@ return 0
 )lua";
 
 // KEYS: history list. ARGV: entry JSON, max_tokens, ttl_seconds.
-// Appends, then drops the oldest entries until the newest fit the budget (estimate ceil(bytes/4),
-// as estimate_tokens/entries_to_drop). Returns {kept, dropped}.
+// Appends, then trims as entries_to_drop / core::turns_to_drop do (estimate ceil(bytes/4); cut
+// only before a "user" entry, the newest turn kept whole, a damaged head dropped). Returns
+// {kept, dropped}.
 const char* const append_history = R"lua(
 redis.call('RPUSH', KEYS[1], ARGV[1])
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
 local budget = tonumber(ARGV[2])
+local n = #items
 local total = 0
-local drop = 0
-for i = #items, 1, -1 do
+local cut = 0
+for i = n, 1, -1 do
   total = total + math.floor((string.len(items[i]) + 3) / 4)
-  if total > budget and i < #items then drop = i break end
+  if total > budget and i < n then cut = i break end
 end
+local function starts_turn(s)
+  local ok, e = pcall(cjson.decode, s)
+  return ok and type(e) == 'table' and e.role == 'user'
+end
+local drop = nil
+for i = cut + 1, n do
+  if starts_turn(items[i]) then drop = i - 1 break end
+end
+if drop == nil then
+  for i = cut, 1, -1 do
+    if starts_turn(items[i]) then drop = i - 1 break end
+  end
+end
+if drop == nil then drop = cut end
 if drop > 0 then redis.call('LTRIM', KEYS[1], drop, -1) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return {#items - drop, drop}

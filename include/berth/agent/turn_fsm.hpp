@@ -15,6 +15,11 @@
 //    whole: every tool call gets a result and an assistant message says the user stopped it,
 //    after any text already streamed; agent:cancelled; end_turn) or drops a queued one. Nothing
 //    to cancel: NO_ACTIVE_TURN; an id this session never issued: TURN_NOT_FOUND.
+//  - the turn deadline (TURN_DEADLINE_MS) counts the time a turn works, not the time it waits on
+//    the user: the machine says when the clock runs (turn_clock: from the turn's start, paused
+//    while a tool call awaits approval, resumed when the round runs on, stopped at its end); the
+//    shell times it and feeds on_turn_deadline back. Past it the turn stops as a cancel does
+//    (abort_llm / cancel_tool, history made whole) but ends with agent:error TURN_TIMEOUT.
 // Lifetime: one per session. Thread-safety: none (drive it from the session's strand).
 #include <chrono>
 #include <cstddef>
@@ -60,16 +65,25 @@ struct ack {  // the Socket.IO ack of the client event that caused this step
   std::optional<core::error> error;
   std::optional<std::string> turn_id;  // a message's (or a cancelled) turn: sent as turnId
 };
+// The turn-deadline clock (see above). start: a new turn, nothing used yet; pause: the turn waits
+// on the user; resume: it works again; stop: it is over. Pausing or resuming twice changes nothing.
+struct turn_clock {
+  enum class change { start, pause, resume, stop };
+  change what = change::start;
+};
 struct end_turn {  // the turn of one user message is over (release its request lease)
   bool ok = true;
 };
 using action =
-    std::variant<emit, call_llm, run_tool, cancel_tool, abort_llm, append_history, clear_history, ack, end_turn>;
+    std::variant<emit, call_llm, run_tool, cancel_tool, abort_llm, append_history, clear_history, ack, end_turn, turn_clock>;
 
 struct turn_options {
   unsigned max_tool_rounds = 8;           // MAX_TOOL_ROUNDS
   std::size_t max_queued_messages = 16;   // beyond: TOO_MANY_REQUESTS
   std::size_t max_history_messages = 400; // older turns are dropped from the in-memory history
+  // MAX_HISTORY_TOKENS: what each LLM request sends fits it (estimate_tokens), whole old turns
+  // dropped (core::turns_to_drop); the running turn is kept whole. 0: no token bound.
+  std::size_t max_history_tokens = 0;
   std::string turn_id_prefix = "turn";    // the shell gives a random one per session
 };
 
@@ -78,6 +92,11 @@ inline constexpr std::string_view cancelled_note = "[stopped by the user]";
 inline constexpr std::string_view cancelled_call_text = "The user stopped the turn; this tool call was not run.";
 inline constexpr std::string_view cancelled_running_text =
     "The user stopped the turn while this tool call was running; it was killed.";
+// The same for a turn stopped by its deadline.
+inline constexpr std::string_view deadline_note = "[stopped: the turn ran past its time limit]";
+inline constexpr std::string_view deadline_call_text = "The turn ran past its time limit; this tool call was not run.";
+inline constexpr std::string_view deadline_running_text =
+    "The turn ran past its time limit while this tool call was running; it was killed.";
 
 enum class turn_phase { idle, waiting_llm, awaiting_approval, running_tool };
 std::string_view to_string(turn_phase p) noexcept;
@@ -98,6 +117,9 @@ class turn_fsm {
   void on_llm_delta(std::string_view text);
   // agent:cancel {turnId?}: see the rules above. Without an id, the running turn.
   std::vector<action> on_cancel(std::optional<std::string_view> turn_id);
+  // The turn `turn_id` used up its deadline (`limit`, for the message). Ignored when that turn is
+  // over or waits on the user (a late timer): the shell's clock may lag the machine by one step.
+  std::vector<action> on_turn_deadline(std::string_view turn_id, std::chrono::milliseconds limit);
   // Ends the current turn with agent:error{code} and drops every queued message (each gets its
   // end_turn), e.g. on session:end.
   std::vector<action> abort(core::errc code, std::string message);
@@ -126,7 +148,8 @@ class turn_fsm {
     std::string turn_id;
   };
   void start_turn(queued_message m, std::vector<action>& out);
-  void cancel_running(std::vector<action>& out);
+  enum class stop_cause { user, deadline };
+  void stop_running(stop_cause why, std::vector<action>& out, const std::string& error_message = {});
   std::string next_turn_id();
   nlohmann::json error_json(core::errc code, const std::string& message, const std::string* call_id = nullptr) const;
   void ask_llm(std::vector<action>& out);
@@ -136,6 +159,7 @@ class turn_fsm {
                    std::vector<action>& out);
   void end(std::vector<action>& out, bool ok);
   void push_history(chat_message m, std::vector<action>& out);
+  void trim_history();  // to max_history_tokens, then max_history_messages: whole old turns
   std::string unique_call_id(const std::string& proposed);
 
   turn_options opts_;
@@ -153,6 +177,10 @@ class turn_fsm {
   std::set<std::string> used_ids_;
   std::uint64_t id_seq_ = 0;
 };
+
+// The token estimate of one message for the request budget: ceil(bytes / 4) of its text, tool
+// call names, ids and arguments (the stored history uses the same ratio on its JSON).
+std::size_t estimate_tokens(const chat_message& m);
 
 // JSON Schema subset used to check tool arguments before asking the user: type object,
 // properties with primitive types (string, integer, number, boolean, object, array, null),

@@ -109,6 +109,9 @@ struct config {
   std::chrono::milliseconds stream_delta_interval{20};
   std::uint32_t max_tool_rounds = 8;
   std::chrono::milliseconds tool_timeout{30000};
+  // A turn that works (waits on the model, runs tools) longer than this in total is stopped with
+  // agent:error TURN_TIMEOUT; time awaiting the user's approval does not count. 0: no deadline.
+  std::chrono::milliseconds turn_deadline{300000};
   std::string mcp_config_path;  // MCP_CONFIG_FILE: mcp-config.json with extra MCP servers
   std::string llm_ca_file;  // extra CA bundle for LLM HTTPS (e.g. a corporate proxy)
   // process

@@ -17,6 +17,7 @@ enum class errc {
   turn_not_found,   // agent:cancel naming a turn id this session never issued
   tool_failed,
   tool_timeout,
+  turn_timeout,     // the turn worked longer than TURN_DEADLINE_MS and was stopped
   llm_error,
   llm_unavailable,
   pool_exhausted,

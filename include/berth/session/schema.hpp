@@ -113,9 +113,10 @@ core::result<history_entry> decode_history_entry(std::string_view json);
 // Token estimate used for trimming: ceil(bytes / 4) of the stored JSON (the Lua script uses the
 // same formula, so Redis and this function agree).
 std::size_t estimate_tokens(std::string_view s) noexcept;
-// How many of the oldest entries to drop so that the newest ones fit in `budget` tokens; the
-// newest entry is always kept even if it alone exceeds the budget.
-std::size_t entries_to_drop(std::span<const std::size_t> estimates, std::size_t budget) noexcept;
+// How many of the oldest stored entries to drop so that the rest fit in `budget` tokens: the
+// policy of core::turns_to_drop (cut only before a "user" entry, the newest turn kept whole),
+// with estimate_tokens of each entry's stored JSON. The append script does the same in Lua.
+std::size_t entries_to_drop(std::span<const history_entry> entries, std::size_t budget);
 
 // Lua scripts (KEYS/ARGV documented in schema.cpp next to each body).
 namespace scripts {

@@ -6,6 +6,7 @@
 //   {pieces: [...], gapMs}          stream the pieces, gapMs apart
 //   {pieces, gapMs, cutAfter: n}    destroy the connection after n pieces (a provider that dies)
 //   {pieces, firstDelayMs}          wait before the first content piece (the model "thinks")
+//   {hang: true}                    never answer (not even the status line) until the client goes
 // Records every request ({body, at, closedEarly}) and, per reply, when its first byte and its
 // first content piece were written (process.hrtime, ns), so a benchmark in the same process can
 // compare with the time its client saw the first agent:delta.
@@ -25,6 +26,7 @@ export async function startFakeOpenAI(script = [{ pieces: ["Hello", " there"], g
       res.on("close", () => {
         if (!rec.done) rec.closedEarly = true;
       });
+      if (entry.hang) return;
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "close" });
       const chunk = (choices, usage = null) =>
         `data: ${JSON.stringify({ id: "chatcmpl-fake", object: "chat.completion.chunk", created: 1733000000, model: "gpt-4o-mini-2024-07-18", choices, usage })}\n\n`;

@@ -417,7 +417,7 @@ TEST_F(session_fixture, history_append_read_trim_ttl_reset) {
     est.push_back(estimate_tokens(encode_history_entry(e)));
   }
   auto got = io_.run(h.read("s1")).value();
-  const auto drop = entries_to_drop(est, 100);  // Lua and the pure policy agree
+  const auto drop = entries_to_drop(all, 100);  // Lua and the pure policy agree (turn boundaries)
   ASSERT_GT(drop, 0u);
   ASSERT_EQ(got.size(), all.size() - drop);
   EXPECT_TRUE(std::equal(got.begin(), got.end(), all.begin() + static_cast<long>(drop)));
@@ -443,6 +443,32 @@ TEST_F(session_fixture, history_append_read_trim_ttl_reset) {
 
   ASSERT_TRUE(io_.run(h.reset("s1")));
   EXPECT_TRUE(io_.run(h.read("s1")).value().empty());
+}
+
+// The Lua trim and the pure policy agree on tool rounds, and a trimmed list always starts with a
+// user message (an orphan tool result there makes providers answer 400).
+TEST_F(session_fixture, history_trim_cuts_only_at_turn_boundaries) {
+  connect_all();
+  history_options ho;
+  ho.max_tokens = 120;
+  ho.ttl = 3600s;
+  history_store h(a_, ho, metrics_);
+  std::vector<history_entry> mirror;
+  const char* shape = "UCTCTAUAUCTAUCCTTAUUA";  // U user, C tool call, T its result, A answer
+  int call = 0;
+  for (const char* p = shape; *p; ++p) {
+    history_entry e{"user", std::string(40, 'x'), std::nullopt, std::nullopt, 1};
+    if (*p == 'C') e = {"assistant", "{}", "run_command", "call_" + std::to_string(++call), 1};
+    if (*p == 'T') e = {"tool", std::string(40, 'o'), "run_command", "call_" + std::to_string(call), 1};
+    if (*p == 'A') e.role = "assistant";
+    ASSERT_TRUE(io_.run(h.append("t1", e)));
+    mirror.push_back(e);
+    const auto drop = entries_to_drop(mirror, ho.max_tokens);
+    mirror.erase(mirror.begin(), mirror.begin() + static_cast<long>(drop));
+    auto got = io_.run(h.read("t1")).value();
+    ASSERT_EQ(got, mirror) << "after " << (p - shape + 1) << " entries";
+    EXPECT_EQ(got.front().role, "user");
+  }
 }
 
 namespace {

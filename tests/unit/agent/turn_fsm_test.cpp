@@ -68,7 +68,7 @@ void append(std::vector<action>& to, std::vector<action> more) {
 TEST(TurnFsm, PlainTurnEndsWithResponse) {
   turn_fsm f({}, sandbox_tools());
   auto a = f.on_user_message("hello");
-  ASSERT_EQ(a.size(), 4u);
+  ASSERT_EQ(a.size(), 5u);
   ASSERT_TRUE(std::holds_alternative<ack>(a[0]));
   EXPECT_TRUE(std::get<ack>(a[0]).ok);
   ASSERT_TRUE(std::holds_alternative<append_history>(a[1]));
@@ -76,7 +76,8 @@ TEST(TurnFsm, PlainTurnEndsWithResponse) {
   EXPECT_EQ(std::get<emit>(a[2]).event, "agent:thinking");
   EXPECT_EQ(std::get<emit>(a[2]).payload, (json{{"turnId", "turn-1"}}));
   EXPECT_EQ(std::get<ack>(a[0]).turn_id, "turn-1");
-  auto& llm = std::get<call_llm>(a[3]);
+  EXPECT_EQ(std::get<turn_clock>(a[3]).what, turn_clock::change::start);
+  auto& llm = std::get<call_llm>(a[4]);
   ASSERT_EQ(llm.messages.size(), 1u);
   EXPECT_EQ(llm.messages[0].content, "hello");
   EXPECT_EQ(llm.tools.size(), 3u);
@@ -676,4 +677,163 @@ TEST(TurnFsmCancel, AbortAlsoAbortsTheModelCall) {
   f.on_user_message("hi");
   auto r = f.abort(errc::internal, "session ended");
   EXPECT_EQ(all<abort_llm>(r).size(), 1u);
+}
+
+// ---- the turn deadline (TURN_DEADLINE_MS): the clock runs while the turn works
+
+namespace {
+
+std::vector<turn_clock::change> clock_changes(const std::vector<action>& acts) {
+  std::vector<turn_clock::change> v;
+  for (auto& c : all<turn_clock>(acts)) v.push_back(c.what);
+  return v;
+}
+
+}  // namespace
+
+TEST(TurnFsmDeadline, TheClockRunsWhileWorkingAndPausesWhileTheUserDecides) {
+  using change = turn_clock::change;
+  turn_fsm f({}, sandbox_tools());
+  EXPECT_EQ(clock_changes(f.on_user_message("look")), std::vector{change::start});
+  // Two calls to decide: paused at the first, still paused at the second.
+  auto r = f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/"}}), tc("c2", "list_files", {{"path", "/tmp"}})}));
+  EXPECT_EQ(clock_changes(r), std::vector{change::pause});
+  EXPECT_EQ(clock_changes(f.on_approval("c1", true)), std::vector{change::pause});
+  // Every call decided: the round runs on the clock.
+  EXPECT_EQ(clock_changes(f.on_approval("c2", false)), std::vector{change::resume});
+  ASSERT_EQ(f.phase(), turn_phase::running_tool);
+  EXPECT_TRUE(clock_changes(f.on_tool_result("c1", "a", false, 1ms)).empty());  // back to the model, still running
+  EXPECT_EQ(clock_changes(f.on_llm_reply(text_reply("done"))), std::vector{change::stop});
+  // A queued turn starts its own clock after the previous one stops.
+  f.on_user_message("one");
+  f.on_user_message("two");
+  EXPECT_EQ(clock_changes(f.on_llm_reply(text_reply("1"))), (std::vector{change::stop, change::start}));
+  EXPECT_EQ(clock_changes(f.abort(errc::internal, "session ended")), std::vector{change::stop});
+}
+
+TEST(TurnFsmDeadline, WhileWaitingForTheModelAbortsItWithTurnTimeoutAndAWholeHistory) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("hi");
+  f.on_llm_delta("Hel");
+  auto r = f.on_turn_deadline("turn-1", 300000ms);
+  EXPECT_EQ(all<abort_llm>(r).size(), 1u);
+  EXPECT_TRUE(emits(r, "agent:cancelled").empty());
+  auto err = emits(r, "agent:error");
+  ASSERT_EQ(err.size(), 1u);
+  EXPECT_EQ(err[0].payload["code"], "TURN_TIMEOUT");
+  EXPECT_EQ(err[0].payload["turnId"], "turn-1");
+  EXPECT_EQ(err[0].payload["message"],
+            "the turn ran past its time limit of 300000 ms (TURN_DEADLINE_MS) while waiting for the model; it was stopped");
+  EXPECT_EQ(terminals(r), 1);
+  ASSERT_EQ(all<end_turn>(r).size(), 1u);
+  EXPECT_FALSE(all<end_turn>(r)[0].ok);
+  auto hist = all<append_history>(r);
+  ASSERT_EQ(hist.size(), 1u);
+  EXPECT_EQ(hist[0].message.content, "Hel\n\n" + std::string(deadline_note));
+  EXPECT_EQ(f.phase(), turn_phase::idle);
+  EXPECT_TRUE(f.on_llm_reply(text_reply("late")).empty());
+  // Late timers of an ended turn change nothing.
+  EXPECT_TRUE(f.on_turn_deadline("turn-1", 300000ms).empty());
+  // The next turn sends a history every provider accepts: user / assistant alternate.
+  auto next = all<call_llm>(f.on_user_message("again"));
+  ASSERT_EQ(next.size(), 1u);
+  ASSERT_EQ(next[0].messages.size(), 3u);
+  EXPECT_EQ(next[0].messages[1].role, role::assistant);
+  expect_whole_history(next[0].messages);
+}
+
+TEST(TurnFsmDeadline, RunningToolIsCancelledEveryCallAnsweredAndTheQueueGoesOn) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("do two things");
+  f.on_user_message("then this");  // queued
+  f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/"}}), tc("c2", "run_command", {{"command", "sleep 600"}}),
+                              tc("c3", "list_files", {{"path", "/tmp"}})}));
+  f.on_approval("c1", true);
+  f.on_approval("c2", true);
+  f.on_approval("c3", true);
+  f.on_tool_result("c1", "a.txt", false, 3ms);
+  auto r = f.on_turn_deadline("turn-1", 1000ms);
+  auto ct = all<cancel_tool>(r);
+  ASSERT_EQ(ct.size(), 1u);
+  EXPECT_EQ(ct[0].call_id, "c2");
+  auto err = emits(r, "agent:error");
+  ASSERT_EQ(err.size(), 1u);
+  EXPECT_EQ(err[0].payload["code"], "TURN_TIMEOUT");
+  EXPECT_NE(err[0].payload["message"].get<std::string>().find("running tool run_command"), std::string::npos);
+  auto hist = all<append_history>(r);
+  ASSERT_GE(hist.size(), 4u);
+  EXPECT_EQ(hist[0].message.content, "a.txt");
+  EXPECT_EQ(hist[1].message.content, deadline_running_text);
+  EXPECT_TRUE(hist[1].message.is_error);
+  EXPECT_EQ(hist[2].message.content, deadline_call_text);
+  EXPECT_EQ(hist[3].message.content, deadline_note);
+  // The queued message starts at once with its own turn and a fresh clock.
+  EXPECT_EQ(f.turn_id(), "turn-2");
+  auto next = all<call_llm>(r);
+  ASSERT_EQ(next.size(), 1u);
+  expect_whole_history(next[0].messages);
+  EXPECT_TRUE(f.on_tool_result("c2", "Terminated", true, 10ms).empty());
+}
+
+TEST(TurnFsmDeadline, WaitingOnTheUserOrAnotherTurnIsNotStuck) {
+  turn_fsm f({}, sandbox_tools());
+  EXPECT_TRUE(f.on_turn_deadline("turn-1", 10ms).empty());  // idle
+  f.on_user_message("look");
+  f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/"}})}));
+  ASSERT_EQ(f.phase(), turn_phase::awaiting_approval);
+  EXPECT_TRUE(f.on_turn_deadline("turn-1", 10ms).empty());
+  EXPECT_EQ(f.phase(), turn_phase::awaiting_approval);
+  f.on_approval("c1", true);
+  EXPECT_TRUE(f.on_turn_deadline("turn-7", 10ms).empty());  // not this turn
+  EXPECT_TRUE(f.on_turn_deadline("", 10ms).empty());
+  EXPECT_EQ(f.phase(), turn_phase::running_tool);
+}
+
+// ---- the request budget (MAX_HISTORY_TOKENS): whole old turns go, the running turn stays
+
+TEST(TurnFsmBudget, RequestsFitTheBudgetAndStartWithAUserMessage) {
+  turn_options o;
+  o.max_history_tokens = 100;  // ~400 bytes
+  turn_fsm f(o, sandbox_tools());
+  const std::string chunk(120, 'x');  // 30 tokens
+  for (int i = 0; i < 6; ++i) {
+    f.on_user_message(chunk);
+    f.on_llm_reply(calls_reply({tc("c" + std::to_string(i), "list_files", {{"path", "/"}})}));
+    f.on_approval("c" + std::to_string(i), true);
+    auto r = f.on_tool_result("c" + std::to_string(i), chunk, false, 1ms);
+    auto llm = all<call_llm>(r);
+    ASSERT_EQ(llm.size(), 1u);
+    // The running turn (user, call, result) is sent whole; older turns only if they fit.
+    const auto& msgs = llm[0].messages;
+    EXPECT_EQ(msgs.front().role, role::user) << i;
+    expect_whole_history(msgs);
+    std::size_t tokens = 0;
+    for (const auto& m : msgs) tokens += estimate_tokens(m);
+    EXPECT_LE(tokens, 100u) << i;
+    f.on_llm_reply(text_reply(chunk));
+  }
+  // A single turn over the budget is kept whole (cutting into it would orphan its results).
+  const std::string huge(1000, 'y');
+  f.on_user_message(huge);
+  f.on_llm_reply(calls_reply({tc("big", "list_files", {{"path", "/"}})}));
+  f.on_approval("big", true);
+  auto r = f.on_tool_result("big", huge, false, 1ms);
+  const auto msgs = all<call_llm>(r).at(0).messages;
+  ASSERT_EQ(msgs.size(), 3u);
+  EXPECT_EQ(msgs[0].content, huge);
+  EXPECT_EQ(msgs[2].tool_call_id, "big");
+}
+
+TEST(TurnFsmBudget, AResumedHistoryIsTrimmedAtTurnBoundaries) {
+  turn_options o;
+  o.max_history_tokens = 20;
+  std::vector<chat_message> h{chat_message::user(std::string(40, 'a')),
+                              chat_message::assistant("", {tc("c1", "list_files", json::object())}),
+                              chat_message::tool_result("c1", "list_files", std::string(40, 'b')),
+                              chat_message::assistant(std::string(40, 'c')), chat_message::user(std::string(40, 'd')),
+                              chat_message::assistant(std::string(40, 'e'))};
+  turn_fsm f(o, sandbox_tools(), h);
+  ASSERT_EQ(f.history().size(), 2u);
+  EXPECT_EQ(f.history()[0].content, std::string(40, 'd'));
+  EXPECT_EQ(estimate_tokens(chat_message::user("abcde")), 2u);
 }

@@ -51,3 +51,45 @@ TEST(history_mapping, tolerates_garbage_arguments) {
   ASSERT_EQ(back.size(), 3u);
   EXPECT_TRUE(back[1].tool_calls[0].args.is_object());
 }
+
+namespace {
+
+session::history_entry user(std::string t) { return {"user", std::move(t), std::nullopt, std::nullopt, 1}; }
+session::history_entry answer(std::string t) { return {"assistant", std::move(t), std::nullopt, std::nullopt, 1}; }
+session::history_entry call(std::string id) { return {"assistant", "{}", "list_files", std::move(id), 1}; }
+session::history_entry result(std::string id) { return {"tool", "out", "list_files", std::move(id), 1}; }
+
+std::string shape(const std::vector<llm::chat_message>& msgs) {
+  std::string s;
+  for (const auto& m : msgs) {
+    if (m.role == llm::role::user) s += "U";
+    else if (m.role == llm::role::tool) s += "T(" + m.tool_call_id + ")";
+    else {
+      s += "A";
+      for (const auto& c : m.tool_calls) s += "[" + c.id + "]";
+    }
+  }
+  return s;
+}
+
+}  // namespace
+
+// Adversarial stored shapes: what comes back is always something a provider accepts.
+TEST(history_mapping, rebuilds_a_conversation_every_provider_accepts) {
+  using entries = std::vector<session::history_entry>;
+  // Trimmed mid-turn by an older Berth: orphan result and answer before the first user message.
+  EXPECT_EQ(shape(gateway::from_history_entries(entries{result("c1"), answer("a"), user("u"), answer("b")})), "UA");
+  // A result whose call is gone, in the middle.
+  EXPECT_EQ(shape(gateway::from_history_entries(entries{user("u"), answer("a"), result("c1"), user("v")})), "UAU");
+  // A result for a call of an older assistant message, after a user message.
+  EXPECT_EQ(shape(gateway::from_history_entries(entries{user("u"), call("c1"), result("c1"), user("v"), result("c1")})),
+            "UA[c1]T(c1)U");
+  // Results twice, and for a call of another message; one call never answered mid-history.
+  EXPECT_EQ(shape(gateway::from_history_entries(
+                entries{user("u"), call("c1"), call("c2"), result("c2"), result("c2"), result("c9"), user("v")})),
+            "UA[c2]T(c2)U");
+  // An assistant message whose only call was never answered, with nothing else: gone.
+  EXPECT_EQ(shape(gateway::from_history_entries(entries{user("u"), call("c1"), user("v"), answer("x")})), "UUA");
+  // Nothing usable at all.
+  EXPECT_EQ(shape(gateway::from_history_entries(entries{result("c1"), answer("a")})), "");
+}

@@ -173,12 +173,22 @@ TEST(session_schema, token_estimate_and_trim_policy) {
   EXPECT_EQ(estimate_tokens("a"), 1u);
   EXPECT_EQ(estimate_tokens("abcd"), 1u);
   EXPECT_EQ(estimate_tokens("abcde"), 2u);
-  std::vector<std::size_t> est{10, 10, 10, 10};
-  EXPECT_EQ(entries_to_drop(est, 40), 0u);
-  EXPECT_EQ(entries_to_drop(est, 39), 1u);
-  EXPECT_EQ(entries_to_drop(est, 20), 2u);
-  EXPECT_EQ(entries_to_drop(est, 10), 3u);
-  EXPECT_EQ(entries_to_drop(est, 5), 3u);  // the newest is always kept
-  EXPECT_EQ(entries_to_drop(std::vector<std::size_t>{}, 5), 0u);
-  EXPECT_EQ(entries_to_drop(std::vector<std::size_t>{100}, 5), 0u);
+  // Four entries of the same size: user, a tool call, its result, the answer; then a new turn.
+  auto entry = [](std::string role, std::optional<std::string> call) {
+    return history_entry{std::move(role), std::string(20, 'x'), call ? std::optional<std::string>("run") : std::nullopt,
+                         std::move(call), 1000};
+  };
+  std::vector<history_entry> h{entry("user", {}), entry("assistant", "c1"), entry("tool", "c1"), entry("assistant", {}),
+                               entry("user", {})};
+  const std::size_t all = estimate_tokens(encode_history_entry(h[0])) + estimate_tokens(encode_history_entry(h[1])) +
+                          estimate_tokens(encode_history_entry(h[2])) + estimate_tokens(encode_history_entry(h[3])) +
+                          estimate_tokens(encode_history_entry(h[4]));
+  EXPECT_EQ(entries_to_drop(h, all), 0u);
+  // One token short: the plain cut (1) would start at the tool call; the turn boundary is at 4.
+  EXPECT_EQ(entries_to_drop(h, all - 1), 4u);
+  EXPECT_EQ(entries_to_drop(h, 1), 4u);  // the newest turn is kept
+  EXPECT_EQ(entries_to_drop(std::vector<history_entry>{}, 5), 0u);
+  // A stored history that starts with an orphan result (an old trim) loses it.
+  std::vector<history_entry> damaged{entry("tool", "c0"), entry("assistant", {}), entry("user", {})};
+  EXPECT_EQ(entries_to_drop(damaged, 100000), 2u);
 }
