@@ -67,8 +67,11 @@ export async function startDockerd() {
   const host = `unix://${sock}`;
   const cli = (...a) => execFileSync("docker", ["-H", host, ...a], { timeout: 60000 }).toString();
   let d;
+  // In a network namespace of its own: a second dockerd in the host's namespace tears down the
+  // host daemon's docker0 bridge (seen here: every later `docker build` RUN step failed), and the
+  // sandboxes run with network "none" anyway. `unshare` execs dockerd, so signals reach it.
   const up = async () => {
-    d = spawnLogged("dockerd", args);
+    d = spawnLogged("unshare", ["--net", "--", "dockerd", ...args]);
     await waitFor(() => {
       if (d.proc.exitCode !== null) throw new Error(`dockerd exited: ${d.logs().slice(-1500)}`);
       try {
