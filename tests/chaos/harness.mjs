@@ -15,24 +15,9 @@ import { mkdtempSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { freePort, buildDir, repoRoot, once } from "../e2e/support/berth.mjs";
+import { freePort, buildDir, repoRoot, once, waitFor, metric } from "../e2e/support/berth.mjs";
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor(check, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last.message}` : ""}`);
-}
 
 function spawnLogged(cmd, args, opts = {}) {
   const proc = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...opts });
@@ -179,13 +164,7 @@ export async function startReplica({ replica, port, env }) {
     async pool() {
       return (await fetch(`${url}/stats/pool`)).json();
     },
-    // The sum of a Prometheus counter's samples (all labels).
-    async metric(name) {
-      const text = await (await fetch(`${url}/metrics`)).text();
-      let sum = 0;
-      for (const line of text.split("\n")) if (line.startsWith(name) && /^[\w:]+(\{[^}]*\})? /.test(line) && line.split(/[ {]/)[0] === name) sum += Number(line.split(" ").pop()) || 0;
-      return sum;
-    },
+    metric: (name) => metric({ url }, name),
     async stop() {
       await stopProc(b, "SIGTERM", 10000);
     },

@@ -8,7 +8,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { io } from "socket.io-client";
-import { startBerth, startRedis, once, removeContainers } from "../support/berth.mjs";
+import { startBerth, startRedis, once, removeContainers, metric } from "../support/berth.mjs";
 
 const cleanups = [];
 after(async () => {
@@ -39,13 +39,6 @@ async function run(socket, cmd) {
   const { outputs } = await approveAll(socket, `run: ${cmd}`);
   assert.equal(outputs.length, 1, JSON.stringify(outputs));
   return outputs[0].content;
-}
-
-async function metric(berth, name) {
-  const text = await (await fetch(`${berth.url}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split("\n")) if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.split(" ").pop());
-  return sum;
 }
 
 async function until(check, what, timeoutMs = 20000) {

@@ -5,9 +5,8 @@
 // streaming wire format (tests/e2e/support/fake-openai.mjs).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { io } from "socket.io-client";
-import { startBerth, startRedis, once } from "../support/berth.mjs";
+import { startBerth, startRedis, once, until, processes } from "../support/berth.mjs";
 import { startFakeOpenAI } from "../support/fake-openai.mjs";
 
 let redis;
@@ -47,26 +46,6 @@ function connect(berth, opts = {}) {
 
 async function ready(socket) {
   return once(socket, "system:ready", 60000);
-}
-
-function execIn(container, cmd) {
-  return execFileSync("docker", ["exec", container, "/bin/sh", "-c", cmd]).toString();
-}
-
-// Processes in the container whose command line matches `pattern` (a grep -E pattern written so
-// that it does not match its own command line).
-function processes(container, pattern) {
-  const out = execIn(container, `for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -cE '${pattern}' || true`);
-  return Number(out.trim());
-}
-
-async function until(check, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out (${timeoutMs} ms) waiting for ${what}`);
 }
 
 function collect(socket, event) {

@@ -6,9 +6,8 @@
 // image; the embedded local model, and a fake OpenAI server (tests/e2e/support/fake-openai.mjs).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { io } from "socket.io-client";
-import { startBerth, startRedis, once } from "../support/berth.mjs";
+import { startBerth, startRedis, once, until, metric, processes } from "../support/berth.mjs";
 import { startFakeOpenAI } from "../support/fake-openai.mjs";
 
 const deadlineMs = 4000;
@@ -47,27 +46,6 @@ after(async () => {
 
 function connect(berth, opts = {}) {
   return io(berth.url, { transports: ["websocket"], reconnection: false, ...opts });
-}
-
-async function until(check, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out (${timeoutMs} ms) waiting for ${what}`);
-}
-
-function processes(container, pattern) {
-  const out = execFileSync("docker", ["exec", container, "/bin/sh", "-c",
-    `for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -cE '${pattern}' || true`]).toString();
-  return Number(out.trim());
-}
-
-async function metric(berth, name) {
-  const body = await (await fetch(`${berth.url}/metrics`)).text();
-  const line = body.split("\n").find((l) => l.startsWith(name + " "));
-  return line ? Number(line.split(" ")[1]) : 0;
 }
 
 test("a provider that never answers: TURN_TIMEOUT, the request closed, the slot freed, a whole history", async () => {

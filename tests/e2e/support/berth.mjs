@@ -23,7 +23,7 @@ export function freePort() {
   });
 }
 
-async function waitFor(check, timeoutMs, what) {
+export async function waitFor(check, timeoutMs, what) {
   const deadline = Date.now() + timeoutMs;
   let last;
   while (Date.now() < deadline) {
@@ -128,4 +128,30 @@ export function once(socket, event, timeoutMs = 15000) {
       resolve(args.length <= 1 ? args[0] : args);
     });
   });
+}
+
+// Polls `check` every 50 ms until it is truthy; fails the test after `timeoutMs`.
+export async function until(check, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out (${timeoutMs} ms) waiting for ${what}`);
+}
+
+// The sum of a Prometheus metric's samples on a berth's /metrics (every label set).
+export async function metric(berth, name) {
+  const text = await (await fetch(`${berth.url}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.split(" ").pop());
+  return sum;
+}
+
+// Processes in a container whose command line matches `pattern` (a grep -E pattern written so
+// that it does not match its own command line).
+export function processes(container, pattern) {
+  const out = execFileSync("docker", ["exec", container, "/bin/sh", "-c",
+    `for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -cE '${pattern}' || true`]).toString();
+  return Number(out.trim());
 }
