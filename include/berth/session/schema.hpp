@@ -30,6 +30,9 @@ struct key_schema {
   std::string address(std::string_view addr) const { return prefix + "addr:" + std::string(addr); }
   // zset, no TTL: every sandbox container of the cluster (id or reservation -> expiry ms).
   std::string containers() const { return prefix + "containers"; }
+  // string, PX = RECOVERY_MAX_DISCONNECTION_MS: a disconnected socket's state for connection
+  // state recovery, by its private pid ("pending" while its replica still finishes emitting).
+  std::string recovery(std::string_view pid) const { return prefix + "recovery:" + tagged(pid); }
   std::string inflight(std::string_view user) const { return prefix + "inflight:" + tagged(user); }
   std::string sessions() const { return prefix + "sessions"; }
   std::string replica(std::string_view id) const { return prefix + "replica:" + std::string(id); }

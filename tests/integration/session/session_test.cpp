@@ -11,6 +11,7 @@
 #include "berth/session/janitor.hpp"
 #include "berth/session/limiter.hpp"
 #include "berth/session/migrate.hpp"
+#include "berth/session/recovery_store.hpp"
 #include "berth/session/store.hpp"
 #include "tests/support/io_runner.hpp"
 #include "tests/support/redis_server.hpp"
@@ -541,4 +542,39 @@ TEST_F(session_fixture, replicas_heartbeat_and_container_references) {
   EXPECT_EQ(refs.size(), 1u);
   EXPECT_EQ(io_.run(sa.session_referencing("container-x")).value(), std::optional<std::string>("sx"));
   EXPECT_EQ(io_.run(sa.session_referencing("nope")).value(), std::nullopt);
+}
+
+// Connection state recovery's Redis shell: pending until sealed, taken at most once across
+// replicas, gone after its TTL.
+TEST_F(session_fixture, recovery_state_is_taken_once_after_its_seal) {
+  connect_all();
+  redis_recovery_store ra(a_, key_schema{}, metrics_), rb(b_, key_schema{}, metrics_);
+  const std::string pid = "pidAAAAAAAAAAAAAAAAA";
+  EXPECT_FALSE(io_.run(rb.take(pid, 0ms)));  // unknown
+  io_.run(ra.reserve(pid, 10s));
+  EXPECT_EQ(raw({"GET", "berth:recovery:{" + pid + "}"}), "pending");
+  EXPECT_FALSE(io_.run(rb.take(pid, 60ms)));  // pending: waits, then gives up, takes nothing
+  io_.run(ra.seal(pid, "{\"state\":1}", 10s));
+  // Two replicas race for it: exactly one gets it.
+  auto got = run_all<std::optional<std::string>>(io_, [&] {
+    std::vector<asio::awaitable<std::optional<std::string>>> v;
+    v.push_back(ra.take(pid, 0ms));
+    v.push_back(rb.take(pid, 0ms));
+    return v;
+  }());
+  EXPECT_EQ(static_cast<int>(got[0].has_value()) + static_cast<int>(got[1].has_value()), 1);
+  EXPECT_EQ(got[0] ? *got[0] : *got[1], "{\"state\":1}");
+  EXPECT_FALSE(io_.run(rb.take(pid, 0ms)));
+  // A reconnect that comes while the state is still pending gets it once it is sealed.
+  io_.run(ra.reserve(pid, 10s));
+  auto waiting = asio::co_spawn(io_.io(), rb.take(pid, 5s), asio::use_future);
+  io_.run(ra.seal(pid, "later", 10s));
+  ASSERT_EQ(waiting.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(waiting.get(), std::optional<std::string>("later"));
+  // The TTL (the rest of the recovery window) bounds it.
+  io_.run(ra.seal(pid, "short", 5s));
+  const auto ttl = std::stoll(raw({"PTTL", "berth:recovery:{" + pid + "}"}));
+  EXPECT_GT(ttl, 0);
+  EXPECT_LE(ttl, 5000);
+  EXPECT_FALSE(io_.run(rb.take("bad pid!", 0ms)));  // not a plausible pid: Redis is not asked
 }
