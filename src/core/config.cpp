@@ -215,6 +215,8 @@ const std::vector<std::pair<std::string, setter>>& setters() {
       {"MAX_REQUESTS_PER_USER", integer<std::size_t>(&config::max_requests_per_user, 1, 10000)},
       {"SESSION_IDLE_TIMEOUT_MS", millis(&config::session_idle_timeout, 1000, 30LL * 86'400'000)},
       {"SESSION_DETACH_GRACE_MS", millis(&config::session_detach_grace, 0, 30LL * 86'400'000)},
+      {"RECOVERY_MAX_DISCONNECTION_MS", millis(&config::recovery_max_disconnection, 0, 86'400'000)},
+      {"RECOVERY_MAX_PACKETS", integer<std::size_t>(&config::recovery_max_packets, 0, 1'000'000)},
       {"WORKSPACE_SAVE_MAX_BYTES", integer<std::size_t>(&config::workspace_save_max_bytes, 1024, 64u * 1024u * 1024u)},
       {"MAX_SESSIONS_PER_ADDRESS", integer<std::size_t>(&config::max_sessions_per_address, 0, 1'000'000)},
       {"ORPHAN_REAP_INTERVAL_MS", millis(&config::orphan_reap_interval, 1000, 86'400'000)},

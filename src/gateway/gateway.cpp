@@ -148,25 +148,50 @@ asio::awaitable<std::optional<socketio::connect_error>> gateway::authenticate(ga
   who.known = existing->has_value();
   who.user = jwt_user ? *jwt_user : (*existing ? (*existing)->user : who.sid);
   if (cfg.allow_user_api_key) who.api_key = auth_string("apiKey");
+  sock->data = json{{"sessionId", who.sid}, {"user", who.user}};  // what a recovered socket is
   sock->user_data = std::make_shared<user_session>(*self->services_, sock, std::move(who));
   co_return std::nullopt;
 }
 
 void gateway::on_connection(std::shared_ptr<socket> sock) {
+  if (sock->recovered()) recovered_session(sock);
   auto s = session_of(sock);
   if (!s) return sock->disconnect(true);
   std::weak_ptr<user_session> weak = s;
   sock->on_any([weak](const std::string& event, json args, socket::ack_fn ack) {
     if (auto us = weak.lock()) us->on_unknown(event, std::move(args), std::move(ack));
   });
-  sock->on_disconnect([this, weak](const std::string& reason) {
+  sock->on_disconnect([this, weak, weak_sock = std::weak_ptr<socket>(sock)](const std::string& reason) {
     auto us = weak.lock();
     if (!us) return;
     unregister_session(us->sid(), us.get());
-    us->on_disconnect(reason);
+    auto so = weak_sock.lock();
+    us->on_disconnect(reason, so ? so->hold_for_recovery() : nullptr);
   });
   register_session(s->sid(), s);
   s->start();
+}
+
+// A recovered socket skipped the middleware (its pid proved it): its session is the one its
+// data names, taken back like a resume, without system:ready.
+void gateway::recovered_session(const std::shared_ptr<socket>& sock) {
+  const auto& data = sock->data;
+  session_identity who;
+  if (data.is_object() && data.contains("sessionId") && data["sessionId"].is_string() && data.contains("user") &&
+      data["user"].is_string()) {
+    who.sid = data["sessionId"].get<std::string>();
+    who.user = data["user"].get<std::string>();
+  }
+  if (!session::validate_session_id(who.sid) || !session::validate_user_id(who.user)) {
+    core::logger("gateway")->warn("recovered socket {} carries no valid session: closed", sock->id());
+    return;
+  }
+  who.known = true;
+  who.recovered = true;
+  const auto& auth = sock->auth();
+  if (deps_.cfg.allow_user_api_key && auth.is_object())
+    if (auto it = auth.find("apiKey"); it != auth.end() && it->is_string()) who.api_key = it->get<std::string>();
+  sock->user_data = std::make_shared<user_session>(*services_, sock, std::move(who));
 }
 
 void gateway::register_session(const std::string& sid, std::shared_ptr<user_session> s) {

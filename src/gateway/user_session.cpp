@@ -280,6 +280,13 @@ void user_session::apply(std::vector<agent::action> actions) {
         },
         a);
   }
+  // Disconnected while the turn ran: once it ends (or waits for an approval nobody can give
+  // now), the session settles as any disconnected one.
+  if (recovery_hold_ && !closed_ && !turn_in_flight()) {
+    flush_deltas();
+    close(std::move(detach_reason_), std::move(recovery_hold_));
+    recovery_hold_.reset();
+  }
 }
 
 asio::awaitable<void> user_session::run_llm(std::shared_ptr<user_session> self, agent::call_llm act) {
@@ -500,7 +507,9 @@ asio::awaitable<void> user_session::provision(std::shared_ptr<user_session> self
   // already: the pool prepared the sandbox's MCP server) and a hibernated workspace follow while
   // the user types; input that arrives meanwhile waits in before_ready_.
   const bool resumed = rec->has_value();
-  self->emit("system:ready", json{{"sessionId", self->sid()},
+  // A recovered socket's client has all of this already (and its events were replayed).
+  if (!self->who_.recovered)
+    self->emit("system:ready", json{{"sessionId", self->sid()},
                                   {"containerId", self->lease_.id()},
                                   {"provider", std::string(self->provider_->name())},
                                   {"model", self->provider_->model()},
@@ -603,6 +612,7 @@ asio::awaitable<core::result<void>> user_session::record_step(std::shared_ptr<us
   }
   self->recorded_ = true;
   if (rec->workspace.starts_with("kept:")) (void)co_await svc.sessions.set_workspace_note(self->sid(), "");  // told once
+  if (self->who_.recovered) co_return core::result<void>{};  // its client keeps the token it has
   auto token = co_await svc.sessions.rotate_resume_token(self->sid());
   if (!token || !*token)
     co_return token ? core::make_error(core::errc::internal, "session vanished while resuming") : token.error();
@@ -657,17 +667,37 @@ asio::awaitable<std::optional<std::string>> user_session::restore_step(std::shar
 
 // ---- the socket is gone
 
-void user_session::on_disconnect(std::string reason) {
-  asio::dispatch(strand_, [self = shared_from_this(), reason = std::move(reason)]() mutable {
-    if (self->closed_) return;
-    self->closed_ = true;
-    if (self->acquiring_) self->acquiring_->cancel();  // queued for a container: not any more
-    self->svc_.parked.settling(true);
-    asio::co_spawn(self->strand_, after_disconnect(self, std::move(reason)), log_failure);
+void user_session::on_disconnect(std::string reason, std::shared_ptr<void> recovery_hold) {
+  asio::dispatch(strand_, [self = shared_from_this(), reason = std::move(reason), hold = std::move(recovery_hold)]() mutable {
+    if (self->closed_ || self->recovery_hold_) return;
+    if (hold && self->turn_in_flight()) {
+      // The answer (or the tool and the answer after it) goes on; what it emits is numbered and
+      // buffered for the client's recovery, on this replica or another.
+      self->recovery_hold_ = std::move(hold);
+      self->detach_reason_ = std::move(reason);
+      log()->info("sid={} uid={} disconnected ({}): the turn in flight runs on for the socket's recovery", self->sid(),
+                  self->user(), self->detach_reason_);
+      return;
+    }
+    self->close(std::move(reason), std::move(hold));
   });
 }
 
-asio::awaitable<void> user_session::after_disconnect(std::shared_ptr<user_session> self, std::string reason) {
+bool user_session::turn_in_flight() const {
+  if (!fsm_) return false;
+  const auto phase = fsm_->phase();
+  return phase == agent::turn_phase::waiting_llm || phase == agent::turn_phase::running_tool;
+}
+
+void user_session::close(std::string reason, std::shared_ptr<void> recovery_hold) {
+  closed_ = true;
+  if (acquiring_) acquiring_->cancel();  // queued for a container: not any more
+  svc_.parked.settling(true);
+  asio::co_spawn(strand_, after_disconnect(shared_from_this(), std::move(reason), std::move(recovery_hold)), log_failure);
+}
+
+asio::awaitable<void> user_session::after_disconnect(std::shared_ptr<user_session> self, std::string reason,
+                                                     std::shared_ptr<void> recovery_hold) {
   self->turn_permits_.clear();
   self->step_permit_.reset();
   log()->info("sid={} uid={} disconnected ({})", self->sid(), self->user(), reason);
@@ -675,7 +705,19 @@ asio::awaitable<void> user_session::after_disconnect(std::shared_ptr<user_sessio
     parked_sessions& parked;
     ~settled() { parked.settling(false); }
   } guard{self->svc_.parked};
+  if (recovery_hold) {
+    // The recovered socket's session reads the history from Redis: every entry of the turn must
+    // be there first (bounded: a Redis that does not answer fails the writes in seconds).
+    asio::steady_timer wait(self->strand_);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    while ((self->history_writing_ || !self->history_queue_.empty()) && std::chrono::steady_clock::now() < deadline) {
+      wait.expires_after(std::chrono::milliseconds(5));
+      co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
   co_await settle_container(self);
+  // Parked (or its container given back): the socket's state may be sealed and recovered now.
+  recovery_hold.reset();
 }
 
 // What becomes of the container once the socket is gone (provisioning calls it too, when the user

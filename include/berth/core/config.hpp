@@ -66,6 +66,10 @@ struct config {
   // A session with no socket for this long hibernates: /workspace is saved in Redis (at most
   // workspace_save_max_bytes of tar.gz) and its container goes back to the pool.
   std::chrono::milliseconds session_detach_grace{30000};
+  // Connection state recovery (Socket.IO 4.6+): how long a disconnected socket's missed events
+  // are kept (in Redis) for its client to recover them (0: off), and at most how many per socket.
+  std::chrono::milliseconds recovery_max_disconnection{120000};
+  std::size_t recovery_max_packets = 1000;
   std::size_t workspace_save_max_bytes = 2u * 1024u * 1024u;
   // Without auth: live sessions one client address may hold (0: no cap).
   std::size_t max_sessions_per_address = 100;

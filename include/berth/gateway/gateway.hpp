@@ -76,6 +76,7 @@ class gateway {
   static boost::asio::awaitable<std::optional<socketio::connect_error>> authenticate(
       gateway* self, std::shared_ptr<socketio::socket> sock);
   void on_connection(std::shared_ptr<socketio::socket> sock);
+  void recovered_session(const std::shared_ptr<socketio::socket>& sock);
   void register_session(const std::string& sid, std::shared_ptr<user_session> s);
   void unregister_session(const std::string& sid, const user_session* s);
 
