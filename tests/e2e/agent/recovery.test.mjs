@@ -15,7 +15,7 @@ import { startFakeOpenAI } from "../support/fake-openai.mjs";
 let redis, fake;
 let a, b;     // openai replicas (the slow stream)
 let la, lb;   // local-model replicas (the tool turn)
-let small;    // RECOVERY_MAX_PACKETS=2, a 1.5 s window
+let small;    // RECOVERY_MAX_PACKETS=2, a 4 s window
 
 const story = Array.from({ length: 40 }, (_, i) => `w${i} `);
 before(async () => {
@@ -28,7 +28,7 @@ before(async () => {
     startBerth(openai),
     startBerth({ REDIS_URL: redis.url, POOL_MIN_SIZE: "1" }),
     startBerth({ REDIS_URL: redis.url, POOL_MIN_SIZE: "1" }),
-    startBerth({ ...openai, RECOVERY_MAX_PACKETS: "2", RECOVERY_MAX_DISCONNECTION_MS: "1500" }),
+    startBerth({ ...openai, RECOVERY_MAX_PACKETS: "2", RECOVERY_MAX_DISCONNECTION_MS: "4000" }),
   ]);
 });
 
@@ -38,8 +38,10 @@ after(async () => {
   await redis?.stop();
 });
 
+// The reconnect waits 300 ms: the old replica must have seen the connection go (and reserved the
+// pid in Redis) first, or the reconnect is a new connection, as documented.
 function connect(berth, transport, opts = {}) {
-  return io(berth.url, { transports: [transport], reconnectionDelay: 50, reconnectionDelayMax: 100,
+  return io(berth.url, { transports: [transport], reconnectionDelay: 300, reconnectionDelayMax: 300,
                          randomizationFactor: 0, ...opts });
 }
 
@@ -180,12 +182,12 @@ test("an unknown pid is a new connection (recovered false, a new id, system:read
 });
 
 test("a state older than RECOVERY_MAX_DISCONNECTION_MS is a new connection", async () => {
-  const s = connect(small, "websocket", { reconnectionDelay: 2500, reconnectionDelayMax: 2500 });
+  const s = connect(small, "websocket", { reconnectionDelay: 5000, reconnectionDelayMax: 5000 });
   try {
     await once(s, "system:ready", 60000);
     const id = s.id;
     const ready = once(s, "system:ready", 60000);
-    await moveTo(s, small); // back only after 2.5 s: the 1.5 s window is over
+    await moveTo(s, small); // back only after 5 s: the 4 s window is over
     assert.equal(s.recovered, false);
     assert.notEqual(s.id, id);
     await ready;
