@@ -251,7 +251,8 @@ class connection : public engineio::session_handler {
       auto offset = auth.find("offset");
       if (pid != auth.end() && pid->is_string() && offset != auth.end() && offset->is_string()) {
         auto wait = server_.opts_.recovery_take_wait;
-        asio::co_spawn(session_.strand(), server_.opts_.recovery->take(pid->get<std::string>(), wait),
+        auto taking = server_.opts_.recovery->take(pid->get<std::string>(), wait);  // before auth moves
+        asio::co_spawn(session_.strand(), std::move(taking),
                        [this, alive = alive_, nsp, auth = std::move(auth)](std::exception_ptr e,
                                                                             std::optional<std::string> state) mutable {
                          if (!*alive) return;
