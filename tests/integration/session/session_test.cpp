@@ -552,7 +552,7 @@ TEST_F(session_fixture, recovery_state_is_taken_once_after_its_seal) {
   const std::string pid = "pidAAAAAAAAAAAAAAAAA";
   EXPECT_FALSE(io_.run(rb.take(pid, 0ms)));  // unknown
   io_.run(ra.reserve(pid, 10s));
-  EXPECT_EQ(raw({"GET", "berth:recovery:{" + pid + "}"}), "pending");
+  EXPECT_EQ(raw({"GET", "berth:recovery:{" + pid + "}"}), "$7\r\npending\r\n");
   EXPECT_FALSE(io_.run(rb.take(pid, 60ms)));  // pending: waits, then gives up, takes nothing
   io_.run(ra.seal(pid, "{\"state\":1}", 10s));
   // Two replicas race for it: exactly one gets it.
@@ -573,7 +573,9 @@ TEST_F(session_fixture, recovery_state_is_taken_once_after_its_seal) {
   EXPECT_EQ(waiting.get(), std::optional<std::string>("later"));
   // The TTL (the rest of the recovery window) bounds it.
   io_.run(ra.seal(pid, "short", 5s));
-  const auto ttl = std::stoll(raw({"PTTL", "berth:recovery:{" + pid + "}"}));
+  const auto pttl = raw({"PTTL", "berth:recovery:{" + pid + "}"});  // ":<ms>\r\n"
+  ASSERT_EQ(pttl.front(), ':') << pttl;
+  const auto ttl = std::stoll(pttl.substr(1));
   EXPECT_GT(ttl, 0);
   EXPECT_LE(ttl, 5000);
   EXPECT_FALSE(io_.run(rb.take("bad pid!", 0ms)));  // not a plausible pid: Redis is not asked
