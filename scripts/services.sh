@@ -7,6 +7,10 @@ for svc in "$@"; do
   case "$svc" in
     docker)
       if ! docker version >/dev/null 2>&1; then
+        # Docker holds ~12 descriptors per running sandbox (its stdio FIFOs, the MCP exec's, the
+        # attach socket, the log): a shell's soft limit (often 1024) would cap the host at ~80
+        # sandboxes. systemd's docker.service raises it; started by hand, take the hard limit.
+        ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
         (dockerd >/tmp/berth-dockerd.log 2>&1 &)
         for _ in $(seq 1 120); do docker version >/dev/null 2>&1 && break; sleep 0.5; done
         docker version >/dev/null 2>&1 || { echo "dockerd did not start: see /tmp/berth-dockerd.log" >&2; exit 1; }

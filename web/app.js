@@ -396,6 +396,14 @@
     const manager = socket.io;
 
     socket.on("connect", () => {
+      // Connection state recovery: the same socket, its missed events replayed, no system:ready.
+      if (socket.recovered) {
+        setStatus("resumed", "Reconnected");
+        setReady(true);
+        hideBanner();
+        return;
+      }
+      for (const turnId of [...streams.keys()]) endStream(turnId, undefined, "Interrupted.");
       if (!ready) setStatus("connecting", "Connected, preparing your sandbox…");
     });
 
@@ -502,7 +510,10 @@
     socket.on("disconnect", (reason) => {
       setReady(false);
       setThinking(false);
-      for (const turnId of [...streams.keys()]) endStream(turnId, undefined, "Interrupted.");
+      // A stream cut by a lost connection may go on after a recovery (its deltas are replayed);
+      // the next connect ends it if the connection was not recovered.
+      if (reason === "io server disconnect" || reason === "io client disconnect")
+        for (const turnId of [...streams.keys()]) endStream(turnId, undefined, "Interrupted.");
       setRunning(null);
       if (ended) return;
       if (reason === "io server disconnect") {

@@ -304,7 +304,7 @@ std::vector<action> turn_fsm::on_tool_result(std::string_view call_id, std::stri
                                              std::chrono::milliseconds duration) {
   std::vector<action> out;
   if (phase_ != turn_phase::running_tool || calls_[running_].call.id != call_id) return out;  // stale
-  finish_tool(content, is_error, duration, out);
+  finish_tool(std::move(content), is_error, duration, out);
   return out;
 }
 
@@ -318,22 +318,43 @@ std::vector<action> turn_fsm::on_tool_timeout(std::string_view call_id, std::chr
   return out;
 }
 
-void turn_fsm::finish_tool(const std::string& content, bool is_error, std::chrono::milliseconds duration,
+cut_output cut_tool_output(std::string text, std::size_t max_bytes) {
+  cut_output out{std::move(text), false, 0};
+  out.total = out.text.size();
+  if (max_bytes == 0 || out.total <= max_bytes) return out;
+  std::size_t keep = max_bytes;
+  // Back to the first byte of a character, so the kept part is valid UTF-8 when the whole was.
+  while (keep > 0 && (static_cast<unsigned char>(out.text[keep]) & 0xC0) == 0x80) --keep;
+  out.text.resize(keep);
+  out.text += "\n[output cut: the first " + std::to_string(keep) + " of " + std::to_string(out.total) +
+              " bytes are shown (MAX_TOOL_OUTPUT_BYTES)]";
+  out.truncated = true;
+  return out;
+}
+
+void turn_fsm::finish_tool(std::string content, bool is_error, std::chrono::milliseconds duration,
                            std::vector<action>& out) {
   const auto& c = calls_[running_].call;
-  out.push_back(emit{"tool:output", json{{"callId", c.id},
-                                         {"name", c.name},
-                                         {"content", content},
-                                         {"isError", is_error},
-                                         {"durationMs", duration.count()},
-                                         {"turnId", turn_id_}}});
-  calls_[running_].result = content;
+  auto cut = cut_tool_output(std::move(content), opts_.max_tool_output_bytes);
+  json payload{{"callId", c.id},
+               {"name", c.name},
+               {"content", cut.text},
+               {"isError", is_error},
+               {"durationMs", duration.count()},
+               {"turnId", turn_id_}};
+  if (cut.truncated) {
+    payload["truncated"] = true;
+    payload["totalBytes"] = cut.total;
+  }
+  out.push_back(emit{"tool:output", std::move(payload)});
+  calls_[running_].result = std::move(cut.text);
   calls_[running_].result_is_error = is_error;
   ++running_;
   run_next(out);
 }
 
-std::vector<action> turn_fsm::on_llm_failed(errc code, std::string message) {
+std::vector<action> turn_fsm::on_llm_failed(errc code, std::string message,
+                                            std::optional<std::chrono::milliseconds> retry_after) {
   std::vector<action> out;
   if (phase_ != turn_phase::waiting_llm) return out;
   // Text the user already saw stays in the history, marked, so the next request reads what
@@ -342,7 +363,9 @@ std::vector<action> turn_fsm::on_llm_failed(errc code, std::string message) {
     push_history(chat_message::assistant(std::move(partial_) + "\n\n[interrupted: " + std::string(core::to_string(code)) + "]"),
                  out);
   partial_.clear();
-  out.push_back(emit{"agent:error", error_json(code, message)});
+  auto payload = error_json(code, message);
+  if (retry_after) payload["retryAfterMs"] = retry_after->count();
+  out.push_back(emit{"agent:error", std::move(payload)});
   end(out, false);
   return out;
 }

@@ -38,6 +38,7 @@
 #include "berth/session/limiter.hpp"
 #include "berth/session/migrate.hpp"
 #include "berth/session/orphan_reaper.hpp"
+#include "berth/session/recovery_store.hpp"
 #include "berth/session/schema.hpp"
 #include "berth/session/store.hpp"
 #include "berth/core/json.hpp"
@@ -170,6 +171,8 @@ struct app::impl {
   std::unique_ptr<session::session_store> sessions;
   std::unique_ptr<session::history_store> history;
   std::unique_ptr<session::user_limiter> limiter;
+  std::unique_ptr<session::llm_token_budget> llm_budget;
+  std::unique_ptr<session::redis_recovery_store> recovery;
   std::shared_ptr<session::replica_heartbeat> heartbeat;
   std::shared_ptr<session::janitor> janitor;
   std::shared_ptr<session::orphan_reaper> reaper;
@@ -201,6 +204,8 @@ struct app::impl {
     o.events.per_second = cfg.socket_events_per_second;
     o.events.burst = cfg.socket_event_burst;
     o.events.flood_seconds = cfg.socket_flood_disconnect_seconds;
+    o.recovery_window = cfg.recovery_max_disconnection;
+    o.recovery_max_events = cfg.recovery_max_packets;
     return o;
   }
 
@@ -305,7 +310,9 @@ struct app::impl {
     lopts.lease_ttl = std::max(std::chrono::milliseconds(90000), cfg.tool_timeout * 3);
     lopts.refresh_interval = lopts.lease_ttl / 3;
     limiter = std::make_unique<session::user_limiter>(redis, lopts, metrics);
-    gateway::gateway_deps gdeps{cfg, metrics, *docker, *pool, *sessions, *history, *limiter,
+    llm_budget = std::make_unique<session::llm_token_budget>(
+        redis, session::token_budget_options{sopts.keys, cfg.llm_tokens_per_user_per_minute}, metrics);
+    gateway::gateway_deps gdeps{cfg, metrics, *docker, *pool, *sessions, *history, *limiter, *llm_budget,
                                 [this, ex](std::optional<std::string> key) {
                                   llm::provider_options popts;
                                   popts.http.extra_ca_file = cfg.llm_ca_file;
@@ -314,6 +321,10 @@ struct app::impl {
     gdeps.extra_mcp_servers = load_mcp_config(cfg.mcp_config_path);
     gw = std::make_unique<gateway::gateway>(std::move(gdeps));
     gw->attach(io.of("/"));
+    if (cfg.recovery_max_disconnection.count() > 0) {
+      recovery = std::make_unique<session::redis_recovery_store>(redis, sopts.keys, metrics);
+      io.set_recovery_store(recovery.get());
+    }
     heartbeat = session::replica_heartbeat::create(redis, sopts.keys, cfg.replica_id, heartbeat_ttl, metrics);
     heartbeat->set_status([this] { return replica_status().dump(); });
     stats_key = sopts.keys.replica_stats();

@@ -1,14 +1,21 @@
 // berth-conformance-server: the test-server contract of ../shared/conformance/README.md, built
 // from Berth's own libraries: raw Engine.IO echo on /engine.io/, Socket.IO on /socket.io/ with
-// namespaces "/" and "/custom", ping 300/200, CORS "*".
+// namespaces "/" and "/custom", ping 300/200, CORS "*". RECOVERY_MAX_DISCONNECTION_MS > 0 turns connection
+// state recovery on (in memory here), for the echo benchmark's cost of recovery.
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <mutex>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "berth/conformance/handlers.hpp"
 #include "berth/core/config.hpp"
@@ -31,6 +38,54 @@ class echo_handler : public engineio::session_handler {
   engineio::session& session_;
 };
 
+// Connection state recovery for one process (the gateway keeps it in Redis, for every replica):
+// with RECOVERY_MAX_DISCONNECTION_MS set, the suites and the echo benchmark run with recovery on.
+class memory_recovery_store : public socketio::recovery_store {
+ public:
+  boost::asio::awaitable<void> reserve(std::string pid, std::chrono::milliseconds ttl) override {
+    put(std::move(pid), std::nullopt, ttl);
+    co_return;
+  }
+  boost::asio::awaitable<void> seal(std::string pid, std::string state, std::chrono::milliseconds ttl) override {
+    put(std::move(pid), std::move(state), ttl);
+    co_return;
+  }
+  boost::asio::awaitable<std::optional<std::string>> take(std::string pid, std::chrono::milliseconds wait) override {
+    boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+    const auto until = clock::now() + wait;
+    for (;;) {
+      {
+        std::lock_guard lock(mutex_);
+        auto it = entries_.find(pid);
+        if (it == entries_.end() || it->second.expires < clock::now()) co_return std::nullopt;
+        if (it->second.state) {
+          auto state = std::move(it->second.state);
+          entries_.erase(it);
+          co_return state;
+        }
+      }
+      if (clock::now() >= until) co_return std::nullopt;  // still pending
+      timer.expires_after(std::chrono::milliseconds(5));
+      co_await timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    }
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  struct entry {
+    std::optional<std::string> state;  // nullopt: pending
+    clock::time_point expires;
+  };
+  void put(std::string pid, std::optional<std::string> state, std::chrono::milliseconds ttl) {
+    std::lock_guard lock(mutex_);
+    const auto now = clock::now();
+    std::erase_if(entries_, [now](const auto& e) { return e.second.expires < now; });
+    entries_[std::move(pid)] = entry{std::move(state), now + ttl};
+  }
+  std::mutex mutex_;
+  std::map<std::string, entry> entries_;
+};
+
 // The abuse limits are off here (the official suites and the benchmarks open thousands of
 // sessions from one address) unless the environment sets them, with Berth's own variable names
 // and validation, so the socket.io e2e tests can exercise them against this server too.
@@ -39,7 +94,8 @@ bool apply_limits_from_env(engineio::server_options& eio, socketio::server_optio
                                       "MAX_ENGINEIO_SESSIONS_PER_ADDRESS", "NEW_ENGINEIO_SESSIONS_PER_ADDRESS_PER_MINUTE",
                                       "SOCKET_EVENTS_PER_SECOND", "SOCKET_EVENT_BURST",
                                       "SOCKET_FLOOD_DISCONNECT_SECONDS", "MAX_CONNECTION_BUFFER_BYTES",
-                                      "MAX_PROCESS_BUFFER_BYTES"};
+                                      "MAX_PROCESS_BUFFER_BYTES", "RECOVERY_MAX_DISCONNECTION_MS",
+                                      "RECOVERY_MAX_PACKETS"};
   core::env_map set;
   for (const char* n : names)
     if (const char* v = std::getenv(n); v && *v) set[n] = v;
@@ -61,6 +117,8 @@ bool apply_limits_from_env(engineio::server_options& eio, socketio::server_optio
   if (has("MAX_CONNECTION_BUFFER_BYTES"))
     eio.session.max_outbound_bytes = eio.session.max_buffered_bytes = cfg->max_connection_buffer_bytes;
   if (has("MAX_PROCESS_BUFFER_BYTES")) eio.max_process_buffered_bytes = cfg->max_process_buffer_bytes;
+  if (has("RECOVERY_MAX_DISCONNECTION_MS")) sio.recovery_window = cfg->recovery_max_disconnection;
+  if (has("RECOVERY_MAX_PACKETS")) sio.recovery_max_events = cfg->recovery_max_packets;
   return true;
 }
 
@@ -95,6 +153,8 @@ int main(int argc, char** argv) {
     return std::make_unique<echo_handler>(std::move(s));
   });
   socketio::server io(sio_opts, metrics);
+  memory_recovery_store recovery;
+  io.set_recovery_store(&recovery);  // used only when RECOVERY_MAX_DISCONNECTION_MS > 0
   conformance::register_echo_handlers(io.of("/"));
   io.of("/custom").on_connection([](std::shared_ptr<socketio::socket> s) { s->emit("auth", json::array({s->auth()})); });
   eio_opts.path = "/socket.io/";

@@ -17,7 +17,8 @@ constexpr row table[] = {
     {errc::sandbox_unavailable, "SANDBOX_UNAVAILABLE", 503}, {errc::session_forbidden, "SESSION_FORBIDDEN", 403},
     {errc::session_limit, "SESSION_LIMIT", 429},          {errc::unauthorized, "UNAUTHORIZED", 401},
     {errc::no_active_turn, "NO_ACTIVE_TURN", 409},        {errc::turn_not_found, "TURN_NOT_FOUND", 404},
-    {errc::turn_timeout, "TURN_TIMEOUT", 504},           {errc::internal, "INTERNAL", 500},
+    {errc::turn_timeout, "TURN_TIMEOUT", 504},           {errc::rate_limited, "RATE_LIMITED", 429},
+    {errc::history_not_saved, "HISTORY_NOT_SAVED", 503},  {errc::internal, "INTERNAL", 500},
 };
 }  // namespace
 

@@ -74,6 +74,7 @@ container_spec hardened_spec(const core::config& cfg, std::string_view pool_name
   s.nano_cpus = static_cast<std::int64_t>(std::llround(cfg.container_cpus * 1e9));
   s.pids_limit = cfg.container_pids;
   s.network_mode = cfg.container_network.empty() ? "none" : cfg.container_network;
+  s.runtime = cfg.sandbox_runtime;
   return s;
 }
 
@@ -105,6 +106,7 @@ json create_body(const container_spec& spec) {
   }
   if (spec.nano_cpus > 0) host["NanoCpus"] = spec.nano_cpus;
   if (spec.pids_limit > 0) host["PidsLimit"] = spec.pids_limit;
+  if (!spec.runtime.empty()) host["Runtime"] = spec.runtime;
   json body{
       {"Image", spec.image},
       {"User", spec.user},

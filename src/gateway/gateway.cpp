@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "berth/core/logging.hpp"
+#include "berth/core/rate_limit.hpp"
 #include "berth/core/random.hpp"
 #include "berth/gateway/jwt.hpp"
 #include "sandbox_resource.hpp"
@@ -20,6 +21,53 @@ namespace berth::gateway {
 namespace asio = boost::asio;
 using json = nlohmann::json;
 using socketio::socket;
+
+// Events one user may send over all their sockets on this replica (USER_EVENTS_PER_SECOND), on
+// top of each socket's own budget (SOCKET_EVENTS_PER_SECOND, in socketio): a user who opens many
+// sockets gets no more. One bucket per user id, the least recently seen forgotten first.
+struct user_event_budget {
+  static constexpr std::size_t max_tracked_users = 100000;
+
+  user_event_budget(const core::config& cfg, core::metrics& metrics)
+      : enabled(cfg.user_events_per_second > 0),
+        per_second(cfg.user_events_per_second),
+        burst(cfg.user_event_burst),
+        buckets(std::max<double>(per_second, 1), std::max<double>(burst, 1), max_tracked_users),
+        refused(metrics.get_counter("berth_gateway_user_events_rate_limited_total",
+                                    "Events refused: their user sent more than USER_EVENTS_PER_SECOND over all sockets")) {}
+
+  // True when the event may go on; otherwise it is answered (RATE_LIMITED, when it asked for an
+  // ack) or dropped, and counted.
+  bool admit(const std::string& user, socket::ack_fn& ack) {
+    if (!enabled) return true;
+    std::chrono::milliseconds retry;
+    {
+      std::lock_guard lock(mutex);
+      const auto now = core::rate_clock::now();
+      if (buckets.try_take(user, now)) return true;
+      retry = std::max(buckets.wait_time(user, now), std::chrono::milliseconds(1));
+    }
+    refused.inc();
+    if (std::uint64_t suppressed = 0; log_lines.allow(suppressed))
+      core::logger("gateway")->warn("uid={} over {} events per second across its sockets (burst {}): events refused{}",
+                                    core::log_prefix(user, 32), per_second, burst,
+                                    suppressed ? " (" + std::to_string(suppressed) + " more such lines suppressed)" : "");
+    if (ack)
+      std::exchange(ack, nullptr)(json::array({json{{"ok", false},
+                                                    {"code", "RATE_LIMITED"},
+                                                    {"message", "Too many events from this user: slow down"},
+                                                    {"retryAfterMs", retry.count()}}}));
+    return false;
+  }
+
+  const bool enabled;
+  const std::uint32_t per_second;
+  const std::uint32_t burst;
+  std::mutex mutex;
+  core::keyed_token_buckets buckets;
+  core::counter& refused;
+  core::log_limiter log_lines;
+};
 
 namespace {
 
@@ -62,11 +110,13 @@ std::shared_ptr<user_session> session_of(const std::shared_ptr<socket>& sock) {
   return std::static_pointer_cast<user_session>(sock->user_data);
 }
 
-// One handler per client event for the whole namespace, straight to the user session's method.
+// One handler per client event for the whole namespace, through the user's event budget to the
+// user session's method.
 template <void (user_session::*Handler)(json, user_session::ack_fn)>
-void route(socketio::namespace_& nsp, std::string event) {
-  nsp.on(std::move(event), [](const std::shared_ptr<socket>& sock, json args, socket::ack_fn ack) {
-    if (auto s = session_of(sock)) (s.get()->*Handler)(std::move(args), std::move(ack));
+void route(socketio::namespace_& nsp, std::string event, user_event_budget& budget) {
+  nsp.on(std::move(event), [&budget](const std::shared_ptr<socket>& sock, json args, socket::ack_fn ack) {
+    auto s = session_of(sock);
+    if (s && budget.admit(s->user(), ack)) (s.get()->*Handler)(std::move(args), std::move(ack));
   });
 }
 
@@ -78,7 +128,8 @@ gateway::gateway(gateway_deps deps)
       parked_(std::make_unique<parked_sessions>()),
       services_(std::make_unique<session_services>(session_services{
           deps_.cfg, deps_.metrics, deps_.docker, deps_.pool, deps_.sessions, deps_.history, deps_.limiter,
-          deps_.make_provider, deps_.sandbox_command, deps_.extra_mcp_servers, *counters_, *parked_})),
+          deps_.llm_budget, deps_.make_provider, deps_.sandbox_command, deps_.extra_mcp_servers, *counters_, *parked_})),
+      user_events_(std::make_unique<user_event_budget>(deps_.cfg, deps_.metrics)),
       rejected_connects_(deps_.metrics.get_counter("berth_gateway_connect_rejected_total",
                                                     "Connections refused (auth, forbidden session, bad id)")) {
   deps_.metrics.add_gauge("berth_sessions_parked", "Sessions without a socket, in their detach grace on this replica",
@@ -96,11 +147,11 @@ gateway::~gateway() = default;
 
 void gateway::attach(socketio::namespace_& nsp) {
   nsp.use([this](std::shared_ptr<socket> sock) { return authenticate(this, std::move(sock)); });
-  route<&user_session::on_message>(nsp, "message");
-  route<&user_session::on_approval>(nsp, "tool:approval");
-  route<&user_session::on_history_reset>(nsp, "history:reset");
-  route<&user_session::on_session_end>(nsp, "session:end");
-  route<&user_session::on_cancel>(nsp, "agent:cancel");
+  route<&user_session::on_message>(nsp, "message", *user_events_);
+  route<&user_session::on_approval>(nsp, "tool:approval", *user_events_);
+  route<&user_session::on_history_reset>(nsp, "history:reset", *user_events_);
+  route<&user_session::on_session_end>(nsp, "session:end", *user_events_);
+  route<&user_session::on_cancel>(nsp, "agent:cancel", *user_events_);
   nsp.on_connection([this](std::shared_ptr<socket> sock) { on_connection(std::move(sock)); });
 }
 
@@ -148,25 +199,51 @@ asio::awaitable<std::optional<socketio::connect_error>> gateway::authenticate(ga
   who.known = existing->has_value();
   who.user = jwt_user ? *jwt_user : (*existing ? (*existing)->user : who.sid);
   if (cfg.allow_user_api_key) who.api_key = auth_string("apiKey");
+  sock->data = json{{"sessionId", who.sid}, {"user", who.user}};  // what a recovered socket is
   sock->user_data = std::make_shared<user_session>(*self->services_, sock, std::move(who));
   co_return std::nullopt;
 }
 
 void gateway::on_connection(std::shared_ptr<socket> sock) {
+  if (sock->recovered()) recovered_session(sock);
   auto s = session_of(sock);
   if (!s) return sock->disconnect(true);
   std::weak_ptr<user_session> weak = s;
-  sock->on_any([weak](const std::string& event, json args, socket::ack_fn ack) {
-    if (auto us = weak.lock()) us->on_unknown(event, std::move(args), std::move(ack));
+  sock->on_any([weak, &budget = *user_events_](const std::string& event, json args, socket::ack_fn ack) {
+    auto us = weak.lock();
+    if (us && budget.admit(us->user(), ack)) us->on_unknown(event, std::move(args), std::move(ack));
   });
-  sock->on_disconnect([this, weak](const std::string& reason) {
+  sock->on_disconnect([this, weak, weak_sock = std::weak_ptr<socket>(sock)](const std::string& reason) {
     auto us = weak.lock();
     if (!us) return;
     unregister_session(us->sid(), us.get());
-    us->on_disconnect(reason);
+    auto so = weak_sock.lock();
+    us->on_disconnect(reason, so ? so->hold_for_recovery() : nullptr);
   });
   register_session(s->sid(), s);
   s->start();
+}
+
+// A recovered socket skipped the middleware (its pid proved it): its session is the one its
+// data names, taken back like a resume, without system:ready.
+void gateway::recovered_session(const std::shared_ptr<socket>& sock) {
+  const auto& data = sock->data;
+  session_identity who;
+  if (data.is_object() && data.contains("sessionId") && data["sessionId"].is_string() && data.contains("user") &&
+      data["user"].is_string()) {
+    who.sid = data["sessionId"].get<std::string>();
+    who.user = data["user"].get<std::string>();
+  }
+  if (!session::validate_session_id(who.sid) || !session::validate_user_id(who.user)) {
+    core::logger("gateway")->warn("recovered socket {} carries no valid session: closed", sock->id());
+    return;
+  }
+  who.known = true;
+  who.recovered = true;
+  const auto& auth = sock->auth();
+  if (deps_.cfg.allow_user_api_key && auth.is_object())
+    if (auto it = auth.find("apiKey"); it != auth.end() && it->is_string()) who.api_key = it->get<std::string>();
+  sock->user_data = std::make_shared<user_session>(*services_, sock, std::move(who));
 }
 
 void gateway::register_session(const std::string& sid, std::shared_ptr<user_session> s) {

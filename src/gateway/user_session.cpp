@@ -290,6 +290,13 @@ void user_session::apply(std::vector<agent::action> actions) {
         },
         a);
   }
+  // Disconnected while the turn ran: once it ends (or waits for an approval nobody can give
+  // now), the session settles as any disconnected one.
+  if (recovery_hold_ && !closed_ && !turn_in_flight()) {
+    flush_deltas();
+    close(std::move(detach_reason_), std::move(recovery_hold_));
+    recovery_hold_.reset();
+  }
 }
 
 asio::awaitable<void> user_session::run_llm(std::shared_ptr<user_session> self, agent::call_llm act) {
@@ -304,6 +311,18 @@ asio::awaitable<void> user_session::run_llm(std::shared_ptr<user_session> self, 
   const auto epoch = ++self->llm_epoch_;
   auto abort = std::make_shared<asio::steady_timer>(self->strand_, asio::steady_timer::time_point::max());
   self->llm_abort_ = abort;
+  // The user's LLM token budget (LLM_TOKENS_PER_USER_PER_MINUTE) is checked before each request.
+  auto admitted = co_await self->svc_.llm_budget.admit(self->user());
+  if (epoch != self->llm_epoch_ || self->closed_ || !self->fsm_) {  // stopped while Redis answered
+    if (self->llm_abort_ == abort) self->llm_abort_.reset();
+    co_return;
+  }
+  if (!admitted) {
+    self->llm_abort_.reset();
+    log()->info("sid={} uid={} LLM request refused: {}", self->sid(), self->user(), admitted.error().message);
+    self->apply(self->fsm_->on_llm_failed(admitted.error().code, admitted.error().message, admitted.error().retry_after));
+    co_return;
+  }
   llm::delta_fn on_delta = [raw = self.get(), epoch](std::string_view text) {
     if (raw->llm_epoch_ == epoch && !raw->closed_ && raw->fsm_) raw->on_llm_delta(text);
   };
@@ -314,12 +333,22 @@ asio::awaitable<void> user_session::run_llm(std::shared_ptr<user_session> self, 
   if (self->llm_abort_ == abort) self->llm_abort_.reset();
   if (outcome.index() != 0 || epoch != self->llm_epoch_) co_return;  // aborted: the machine moved on
   auto reply = std::get<0>(std::move(outcome));
+  if (reply) {
+    // Charged in the background: the answer does not wait for Redis.
+    const auto tokens = std::uint64_t{reply->usage.input_tokens} + reply->usage.output_tokens;
+    asio::co_spawn(self->strand_, charge_tokens(self, tokens), log_failure);
+  }
   if (self->closed_ || !self->fsm_) co_return;
   self->flush_deltas();  // every delta before agent:response / tool:approval_required
   if (reply)
     self->apply(self->fsm_->on_llm_reply(*reply));
   else
     self->apply(self->fsm_->on_llm_failed(reply.error().code, reply.error().message));
+}
+
+asio::awaitable<void> user_session::charge_tokens(std::shared_ptr<user_session> self, std::uint64_t tokens) {
+  if (auto r = co_await self->svc_.llm_budget.charge(self->user(), tokens); !r)
+    log()->debug("sid={} uid={} LLM tokens not counted ({}): {}", self->sid(), self->user(), tokens, r.error().message);
 }
 
 asio::awaitable<void> user_session::run_tool(std::shared_ptr<user_session> self, agent::run_tool act) {
@@ -437,10 +466,10 @@ asio::awaitable<void> user_session::drain_outbox(std::shared_ptr<user_session> s
         // the events it held back, and the turn goes on.
         svc.counters.history_not_saved.inc();
         log()->warn("sid={} history not saved ({} entry): {}", self->sid(), role, r.error().message);
-        // HISTORY_NOT_SAVED is not in core::errc (yet): no HTTP status or ack ever carries it.
-        self->emit("agent:error", json{{"code", "HISTORY_NOT_SAVED"},
-                                       {"message", "a " + role + " message was not saved to the conversation history (" +
-                                                       r.error().message + "); a resumed session will not show it"}});
+        self->emit("agent:error", error_json(core::make_error(
+                                      core::errc::history_not_saved,
+                                      "a " + role + " message was not saved to the conversation history (" +
+                                          r.error().message + "); a resumed session will not show it")));
       }
     }
   }
@@ -640,7 +669,9 @@ asio::awaitable<void> user_session::provision(std::shared_ptr<user_session> self
   // already: the pool prepared the sandbox's MCP server) and a hibernated workspace follow while
   // the user types; input that arrives meanwhile waits in before_ready_.
   const bool resumed = rec->has_value();
-  self->emit("system:ready", json{{"sessionId", self->sid()},
+  // A recovered socket's client has all of this already (and its events were replayed).
+  if (!self->who_.recovered)
+    self->emit("system:ready", json{{"sessionId", self->sid()},
                                   {"containerId", self->lease_.id()},
                                   {"provider", std::string(self->provider_->name())},
                                   {"model", self->provider_->model()},
@@ -667,6 +698,7 @@ asio::awaitable<void> user_session::provision(std::shared_ptr<user_session> self
   agent::turn_options opts;
   opts.max_tool_rounds = svc.cfg.max_tool_rounds;
   opts.max_history_tokens = svc.cfg.max_history_tokens;
+  opts.max_tool_output_bytes = static_cast<std::size_t>(svc.cfg.max_tool_output_bytes);
   opts.turn_id_prefix = "t" + core::random_token(6);  // a turn of another session never matches
   self->fsm_.emplace(opts, to_tool_specs(tools), from_history_entries(entries));
   self->ready_ = true;
@@ -744,6 +776,7 @@ asio::awaitable<core::result<void>> user_session::record_step(std::shared_ptr<us
   }
   self->recorded_ = true;
   if (rec->workspace.starts_with("kept:")) (void)co_await svc.sessions.set_workspace_note(self->sid(), "");  // told once
+  if (self->who_.recovered) co_return core::result<void>{};  // its client keeps the token it has
   auto token = co_await svc.sessions.rotate_resume_token(self->sid());
   if (!token || !*token)
     co_return token ? core::make_error(core::errc::internal, "session vanished while resuming") : token.error();
@@ -798,17 +831,37 @@ asio::awaitable<std::optional<std::string>> user_session::restore_step(std::shar
 
 // ---- the socket is gone
 
-void user_session::on_disconnect(std::string reason) {
-  asio::dispatch(strand_, [self = shared_from_this(), reason = std::move(reason)]() mutable {
-    if (self->closed_) return;
-    self->closed_ = true;
-    if (self->acquiring_) self->acquiring_->cancel();  // queued for a container: not any more
-    self->svc_.parked.settling(true);
-    asio::co_spawn(self->strand_, after_disconnect(self, std::move(reason)), log_failure);
+void user_session::on_disconnect(std::string reason, std::shared_ptr<void> recovery_hold) {
+  asio::dispatch(strand_, [self = shared_from_this(), reason = std::move(reason), hold = std::move(recovery_hold)]() mutable {
+    if (self->closed_ || self->recovery_hold_) return;
+    if (hold && self->turn_in_flight()) {
+      // The answer (or the tool and the answer after it) goes on; what it emits is numbered and
+      // buffered for the client's recovery, on this replica or another.
+      self->recovery_hold_ = std::move(hold);
+      self->detach_reason_ = std::move(reason);
+      log()->info("sid={} uid={} disconnected ({}): the turn in flight runs on for the socket's recovery", self->sid(),
+                  self->user(), self->detach_reason_);
+      return;
+    }
+    self->close(std::move(reason), std::move(hold));
   });
 }
 
-asio::awaitable<void> user_session::after_disconnect(std::shared_ptr<user_session> self, std::string reason) {
+bool user_session::turn_in_flight() const {
+  if (!fsm_) return false;
+  const auto phase = fsm_->phase();
+  return phase == agent::turn_phase::waiting_llm || phase == agent::turn_phase::running_tool;
+}
+
+void user_session::close(std::string reason, std::shared_ptr<void> recovery_hold) {
+  closed_ = true;
+  if (acquiring_) acquiring_->cancel();  // queued for a container: not any more
+  svc_.parked.settling(true);
+  asio::co_spawn(strand_, after_disconnect(shared_from_this(), std::move(reason), std::move(recovery_hold)), log_failure);
+}
+
+asio::awaitable<void> user_session::after_disconnect(std::shared_ptr<user_session> self, std::string reason,
+                                                     std::shared_ptr<void> recovery_hold) {
   self->turn_permits_.clear();
   self->step_permit_.reset();
   log()->info("sid={} uid={} disconnected ({})", self->sid(), self->user(), reason);
@@ -816,7 +869,19 @@ asio::awaitable<void> user_session::after_disconnect(std::shared_ptr<user_sessio
     parked_sessions& parked;
     ~settled() { parked.settling(false); }
   } guard{self->svc_.parked};
+  if (recovery_hold) {
+    // The recovered socket's session reads the history from Redis: every entry of the turn must
+    // be there first (bounded: a Redis that does not answer fails the writes in seconds).
+    asio::steady_timer wait(self->strand_);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    while ((self->outbox_draining_ || !self->outbox_.empty()) && std::chrono::steady_clock::now() < deadline) {
+      wait.expires_after(std::chrono::milliseconds(5));
+      co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+  }
   co_await settle_container(self);
+  // Parked (or its container given back): the socket's state may be sealed and recovered now.
+  recovery_hold.reset();
 }
 
 // What becomes of the container once the socket is gone (provisioning calls it too, when the user

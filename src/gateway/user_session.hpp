@@ -95,6 +95,7 @@ struct session_services {
   session::session_store& sessions;
   session::history_store& history;
   session::user_limiter& limiter;
+  session::llm_token_budget& llm_budget;
   const provider_factory& make_provider;
   const std::vector<std::string>& sandbox_command;
   const std::vector<mcp::server_config>& extra_mcp_servers;
@@ -109,6 +110,9 @@ struct session_identity {
   std::optional<std::string> api_key;
   std::string address;  // counted against MAX_SESSIONS_PER_ADDRESS; "" when not counted
   bool known = false;   // the session existed in Redis when the socket connected
+  // A recovered socket (connection state recovery): the client kept its state, so no
+  // system:ready and no new resume token; the session is taken back as a resume is.
+  bool recovered = false;
 };
 
 class user_session : public std::enable_shared_from_this<user_session> {
@@ -123,8 +127,10 @@ class user_session : public std::enable_shared_from_this<user_session> {
 
   // After CONNECT: provisioning on the socket's strand.
   void start();
-  // The socket is gone (any reason). Parks, hibernates or gives the container back.
-  void on_disconnect(std::string reason);
+  // The socket is gone (any reason). Parks, hibernates or gives the container back. With a
+  // recovery hold (the socket may be recovered) a turn in flight first runs to its end, its
+  // events buffered for the client; the hold goes once the session is parked.
+  void on_disconnect(std::string reason, std::shared_ptr<void> recovery_hold = nullptr);
 
   // One handler per client event (registered once per namespace by the gateway).
   void on_message(nlohmann::json args, ack_fn ack);
@@ -188,12 +194,16 @@ class user_session : public std::enable_shared_from_this<user_session> {
   void on_turn_clock(agent::turn_clock::change what);
   void arm_turn_deadline(std::chrono::steady_clock::duration remaining);
   static boost::asio::awaitable<void> run_tool(std::shared_ptr<user_session> self, agent::run_tool act);
+  static boost::asio::awaitable<void> charge_tokens(std::shared_ptr<user_session> self, std::uint64_t tokens);
   static boost::asio::awaitable<std::optional<std::string>> recover_sandbox(std::shared_ptr<user_session> self);
   // What the turn tells the client waits behind the history writes before it (see outbox_).
   void send(std::string event, nlohmann::json payload);
   void start_outbox();
   static boost::asio::awaitable<void> drain_outbox(std::shared_ptr<user_session> self);
-  static boost::asio::awaitable<void> after_disconnect(std::shared_ptr<user_session> self, std::string reason);
+  static boost::asio::awaitable<void> after_disconnect(std::shared_ptr<user_session> self, std::string reason,
+                                                       std::shared_ptr<void> recovery_hold);
+  bool turn_in_flight() const;
+  void close(std::string reason, std::shared_ptr<void> recovery_hold);
   static boost::asio::awaitable<void> settle_container(std::shared_ptr<user_session> self);
   static boost::asio::awaitable<void> grace(std::shared_ptr<user_session> self);
   static boost::asio::awaitable<void> hibernate(std::shared_ptr<user_session> self);
@@ -215,6 +225,9 @@ class user_session : public std::enable_shared_from_this<user_session> {
   bool ready_ = false;
   bool closed_ = false;  // the socket is gone
   bool ended_ = false;   // session:end
+  // Disconnected with a turn in flight that runs on for the socket's recovery (see on_disconnect).
+  std::shared_ptr<void> recovery_hold_;
+  std::string detach_reason_;
   std::shared_ptr<pool::acquire_ticket> acquiring_;  // a queued acquire to cancel on disconnect
   std::unique_ptr<boost::asio::steady_timer> grace_timer_;
 

@@ -1,5 +1,8 @@
 #include "berth/session/limiter.hpp"
 
+#include <cstdlib>
+#include <optional>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -172,6 +175,63 @@ awaitable<core::result<std::size_t>> user_limiter::in_flight(std::string user) {
   auto n = redis::as_integer(*r, "ZCOUNT inflight");
   if (!n) co_return n.error();
   co_return static_cast<std::size_t>(*n);
+}
+
+// ---------------------------------------------------------------- llm_token_budget
+
+llm_token_budget::llm_token_budget(std::shared_ptr<redis::redis_client> redis, token_budget_options opts,
+                                   core::metrics& metrics)
+    : redis_(std::move(redis)),
+      opts_(std::move(opts)),
+      c_refused_(metrics.get_counter("berth_llm_token_budget_refusals_total",
+                                     "LLM requests refused: the user spent LLM_TOKENS_PER_USER_PER_MINUTE")),
+      c_unchecked_(metrics.get_counter("berth_llm_token_budget_unchecked_total",
+                                       "LLM requests let through unchecked because Redis did not answer")),
+      c_charged_(metrics.get_counter("berth_llm_tokens_total", "LLM tokens (input + output) the providers reported")),
+      charge_(redis_->register_script(scripts::charge_tokens)) {}
+
+awaitable<core::result<void>> llm_token_budget::admit(std::string user) {
+  if (!enabled()) co_return core::result<void>{};
+  if (auto v = validate_user_id(user); !v) co_return v.error();
+  const auto window = minute_of(opts_.clock());
+  auto r = co_await redis_->command(argv("GET", opts_.keys.llm_tokens(user, window.index)));
+  std::optional<std::string> text;
+  std::optional<core::error> failure;
+  if (!r) {
+    failure = r.error();
+  } else if (auto t = redis::as_optional_string(*r, "GET llm-tokens"); !t) {
+    failure = t.error();
+  } else {
+    text = std::move(*t);
+  }
+  if (failure) {
+    c_unchecked_.inc();
+    if (!failing_.exchange(true)) log()->warn("LLM token budget not checked (let through): {}", failure->message);
+    co_return core::result<void>{};
+  }
+  const std::uint64_t used = text ? std::strtoull(text->c_str(), nullptr, 10) : 0;
+  if (failing_.exchange(false)) log()->info("LLM token budget checked again");
+  if (used < opts_.tokens_per_minute) co_return core::result<void>{};
+  c_refused_.inc();
+  log()->debug("LLM token budget spent uid={} used={}", core::log_prefix(user, 32), used);
+  core::error e = core::make_error(core::errc::rate_limited,
+                                   "this user's LLM budget of " + std::to_string(opts_.tokens_per_minute) +
+                                       " tokens per minute is spent (" + std::to_string(used) + " used)");
+  e.retry_after = window.left;
+  co_return e;
+}
+
+awaitable<core::result<std::uint64_t>> llm_token_budget::charge(std::string user, std::uint64_t tokens) {
+  c_charged_.inc(tokens);
+  if (!enabled() || tokens == 0) co_return 0;
+  if (auto v = validate_user_id(user); !v) co_return v.error();
+  const auto window = minute_of(opts_.clock());
+  auto r = co_await redis_->eval(charge_, argv(opts_.keys.llm_tokens(user, window.index)),
+                                 argv(std::to_string(tokens), std::to_string(window.left.count() + 60000)));
+  if (!r) co_return r.error();
+  auto n = redis::as_integer(*r, "charge llm tokens");
+  if (!n) co_return n.error();
+  co_return static_cast<std::uint64_t>(*n);
 }
 
 }  // namespace berth::session

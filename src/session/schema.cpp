@@ -310,6 +310,13 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KE
 return 1
 )lua";
 
+// KEYS: llm-tokens counter. ARGV: tokens, ttl_ms. Returns the minute's total.
+const char* const charge_tokens = R"lua(
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return n
+)lua";
+
 }  // namespace scripts
 
 }  // namespace berth::session

@@ -2,9 +2,12 @@
 
 #include <set>
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "berth/core/json.hpp"
 #include "berth/core/logging.hpp"
@@ -239,15 +242,79 @@ class connection : public engineio::session_handler {
     if (sockets_.count(p.nsp) || connecting_.count(p.nsp)) return fail("duplicate CONNECT", p.nsp);
     connect_timer_.reset();
     json auth = p.has_data() ? std::move(p.data) : json::object();
-    auto sock = std::make_shared<socket>(weak_, this, p.nsp, std::move(auth));
     namespace_* nsp = ns->second.get();
+    connecting_.insert(p.nsp);
+    // A client back from a disconnect asks for its state by {pid, offset} (both strings, as in
+    // socket.io); the state may still be sealing on another replica: taken off the strand.
+    if (server_.opts_.recovery_on() && auth.is_object()) {
+      auto pid = auth.find("pid");
+      auto offset = auth.find("offset");
+      if (pid != auth.end() && pid->is_string() && offset != auth.end() && offset->is_string()) {
+        auto wait = server_.opts_.recovery_take_wait;
+        auto taking = server_.opts_.recovery->take(pid->get<std::string>(), wait);  // before auth moves
+        asio::co_spawn(session_.strand(), std::move(taking),
+                       [this, alive = alive_, nsp, auth = std::move(auth)](std::exception_ptr e,
+                                                                            std::optional<std::string> state) mutable {
+                         if (!*alive) return;
+                         if (e) state.reset();
+                         finish_recovery(nsp, std::move(auth), std::move(state));
+                       });
+        return;
+      }
+    }
+    connect_new(nsp, std::move(auth));
+  }
+
+  std::shared_ptr<socket> make_socket(namespace_* nsp, json auth) {
+    auto sock = std::make_shared<socket>(weak_, this, nsp->name(), std::move(auth));
     sock->namespace_handlers_ = nsp;
+    sock->server_ = &server_;
     if (const auto& ev = server_.opts_.events; ev.per_second > 0) {
       const auto now = core::rate_clock::now();
       sock->limit_ = std::make_unique<socket::event_limit>(socket::event_limit{core::token_bucket(ev.per_second, ev.burst, now), std::nullopt, false});
       if (ev.flood_seconds > 0) sock->limit_->flood.emplace(ev.flood_factor * ev.per_second, ev.flood_seconds);
     }
-    connecting_.insert(p.nsp);
+    return sock;
+  }
+
+  // The recovered socket: same id, pid, data and outbox; CONNECT {sid, pid}, then every event
+  // after the client's offset. The middlewares do not run again (socket.io's skipMiddlewares):
+  // the pid, a private random token, is the proof. Anything else is a new connection.
+  void finish_recovery(namespace_* nsp, json auth, std::optional<std::string> text) {
+    std::optional<detached_state> state;
+    if (text) state = deserialize_detached(*text);
+    const auto offset = parse_offset(auth["offset"].get_ref<const std::string&>());
+    std::optional<std::vector<buffered_event>> missed;
+    std::unique_ptr<outbox> box;
+    if (state && offset && state->nsp == nsp->name()) {
+      box = std::make_unique<outbox>(server_.opts_.recovery_max_events, state->last_offset);
+      for (auto& e : state->events) box->restore(std::move(e));
+      missed = box->after(*offset);
+    }
+    if (!missed) {
+      server_.recovery_missed_.inc();
+      core::logger("socketio")->debug("sid={} not recovered ({}): a new connection", session_.id(),
+                                      !text ? "unknown or expired pid" : !state ? "unreadable state"
+                                                                        : !offset ? "bad offset" : "offset too old");
+      return connect_new(nsp, std::move(auth));
+    }
+    auto pid = auth["pid"].get<std::string>();
+    auto sock = make_socket(nsp, std::move(auth));
+    sock->id_ = std::move(state->sid);
+    sock->pid_ = std::move(pid);
+    sock->data = std::move(state->data);
+    sock->outbox_ = std::move(box);
+    sock->recovered_ = true;
+    server_.recovered_.inc();
+    finish_connect(nsp, sock, std::nullopt, &*missed);
+  }
+
+  void connect_new(namespace_* nsp, json auth) {
+    auto sock = make_socket(nsp, std::move(auth));
+    if (server_.opts_.recovery_on()) {
+      sock->pid_ = core::random_token(15);
+      sock->outbox_ = std::make_unique<outbox>(server_.opts_.recovery_max_events);
+    }
     if (nsp->middlewares_.empty()) return finish_connect(nsp, sock, std::nullopt);
     asio::co_spawn(
         session_.strand(),
@@ -269,7 +336,8 @@ class connection : public engineio::session_handler {
     co_return std::nullopt;
   }
 
-  void finish_connect(namespace_* nsp, std::shared_ptr<socket> sock, std::optional<connect_error> err) {
+  void finish_connect(namespace_* nsp, std::shared_ptr<socket> sock, std::optional<connect_error> err,
+                      const std::vector<buffered_event>* replay = nullptr) {
     connecting_.erase(sock->nsp());
     if (err) {
       server_.connect_rejected_.inc();
@@ -282,7 +350,11 @@ class connection : public engineio::session_handler {
     sock->connected_ = true;
     ++server_.sockets_;
     sockets_[sock->nsp()] = sock;
-    send(packet{packet_type::connect, sock->nsp(), std::nullopt, json{{"sid", sock->id()}}});
+    json reply{{"sid", sock->id()}};
+    if (sock->outbox_) reply["pid"] = sock->pid_;
+    send(packet{packet_type::connect, sock->nsp(), std::nullopt, std::move(reply)});
+    if (replay)
+      for (const auto& e : *replay) send(packet{packet_type::event, sock->nsp(), std::nullopt, e.args});
     for (auto& fn : nsp->on_connection_) fn(sock);
   }
 
@@ -312,12 +384,56 @@ void socket::send_packet(packet p) {
   if (connected_ && conn_) conn_->send(p);
 }
 
+// An event without ack: numbered and kept for recovery when it is on (connected, or disconnected
+// and still held for recovery), then sent if there is a connection to send it on.
+void socket::send_event(packet p) {
+  if (outbox_ && (connected_ || detached_)) outbox_->stamp(p.data);
+  send_packet(std::move(p));
+}
+
 void socket::emit(const std::string& event, json args) {
   if (!args.is_array()) args = json::array({std::move(args)});
   args.insert(args.begin(), event);
   packet p{packet_type::event, nsp_, std::nullopt, std::move(args)};
-  if (strand_.running_in_this_thread()) return send_packet(std::move(p));
-  asio::dispatch(strand_, [self = shared_from_this(), p = std::move(p)]() mutable { self->send_packet(std::move(p)); });
+  if (strand_.running_in_this_thread()) return send_event(std::move(p));
+  asio::dispatch(strand_, [self = shared_from_this(), p = std::move(p)]() mutable { self->send_event(std::move(p)); });
+}
+
+std::shared_ptr<void> socket::hold_for_recovery() {
+  if (!detached_) return nullptr;
+  ++detached_->holds;
+  auto self = shared_from_this();
+  return std::shared_ptr<void>(this, [self](void*) {
+    asio::dispatch(self->strand_, [self] { self->release_hold(); });
+  });
+}
+
+void socket::release_hold() {
+  if (!detached_ || detached_->holds == 0) return;
+  if (--detached_->holds == 0 && detached_->released) detached_->released->cancel();
+}
+
+// After a recoverable disconnect: the pid is reserved at once (a reconnect elsewhere waits for
+// the state instead of starting over), the state is sealed once every hold is gone.
+asio::awaitable<void> socket::persist(std::shared_ptr<socket> self) {
+  auto& opts = self->server_->opts_;
+  const auto deadline = std::chrono::steady_clock::now() + opts.recovery_window;
+  co_await opts.recovery->reserve(self->pid_, opts.recovery_window);
+  if (self->detached_->holds > 0) {
+    self->detached_->released->expires_at(deadline);
+    co_await self->detached_->released->async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  const bool held = self->detached_->holds > 0;
+  self->detached_.reset();  // from here on nothing more is buffered
+  auto box = std::move(self->outbox_);
+  if (held || left.count() <= 0) {
+    core::logger("socketio")->info("socket {} still busy when its recovery window ended: its state expires", self->id_);
+    co_return;
+  }
+  detached_state state{self->id_, self->nsp_, self->data, box->last_offset(), {box->events().begin(), box->events().end()}};
+  box.reset();
+  co_await opts.recovery->seal(self->pid_, serialize(state), left);
 }
 
 void socket::emit_with_ack(const std::string& event, json args, std::chrono::milliseconds timeout,
@@ -360,6 +476,14 @@ void socket::handle_disconnect(const std::string& reason) {
   if (!connected_) return;
   connected_ = false;
   conn_ = nullptr;
+  if (outbox_ && server_ && server_->opts_.recovery_on() && is_recoverable_reason(reason)) {
+    detached_ = std::make_unique<detachment>();
+    detached_->holds = 1;  // this function's own, so the handlers below may take theirs
+    detached_->released = std::make_unique<asio::steady_timer>(strand_);
+    asio::co_spawn(strand_, persist(shared_from_this()), asio::detached);
+  } else {
+    outbox_.reset();
+  }
   for (auto& [_, a] : acks_) {
     if (a.timer) a.timer->cancel();
     if (a.done) a.done(std::nullopt);
@@ -369,6 +493,7 @@ void socket::handle_disconnect(const std::string& reason) {
   for (auto& fn : handlers) fn(reason);
   handlers_.clear();  // break reference cycles through captured sockets
   any_ = nullptr;
+  release_hold();
 }
 
 // ---------------------------------------------------------------- server
@@ -396,7 +521,11 @@ server::server(server_options opts, core::metrics& metrics)
       rate_limited_dropped_(metrics.get_counter("berth_socketio_events_rate_limited_dropped_total",
                                                 "Refused events without ack and without a rate-limit hook (dropped)")),
       flood_disconnects_(metrics.get_counter("berth_socketio_flood_disconnects_total",
-                                             "Connections closed for a sustained event flood")) {
+                                             "Connections closed for a sustained event flood")),
+      recovered_(metrics.get_counter("berth_socketio_recovered_total",
+                                     "Reconnects that recovered their socket (same id, missed events replayed)")),
+      recovery_missed_(metrics.get_counter("berth_socketio_recovery_missed_total",
+                                           "Reconnects with a pid and offset that could not recover (new connection)")) {
   metrics.add_gauge("berth_socketio_sockets", "Connected Socket.IO sockets",
                     [this] { return static_cast<double>(sockets_.load()); });
 }

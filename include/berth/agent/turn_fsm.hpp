@@ -84,8 +84,20 @@ struct turn_options {
   // MAX_HISTORY_TOKENS: what each LLM request sends fits it (estimate_tokens), whole old turns
   // dropped (core::turns_to_drop); the running turn is kept whole. 0: no token bound.
   std::size_t max_history_tokens = 0;
+  // MAX_TOOL_OUTPUT_BYTES: a tool result longer than this is cut (at a UTF-8 boundary) before it
+  // reaches the history, the LLM or the client, with a note saying so. 0: never cut.
+  std::size_t max_tool_output_bytes = 0;
   std::string turn_id_prefix = "turn";    // the shell gives a random one per session
 };
+
+// A tool result cut to `max_bytes` (whole UTF-8 characters), with the note the model and the user
+// read; `total` is the size before. Unchanged when it fits or max_bytes is 0.
+struct cut_output {
+  std::string text;
+  bool truncated = false;
+  std::size_t total = 0;
+};
+cut_output cut_tool_output(std::string text, std::size_t max_bytes);
 
 // Texts the history keeps for a stopped turn (the provider reads them in the next request).
 inline constexpr std::string_view cancelled_note = "[stopped by the user]";
@@ -107,7 +119,9 @@ class turn_fsm {
 
   std::vector<action> on_user_message(std::string text);
   std::vector<action> on_llm_reply(const llm_reply& reply);
-  std::vector<action> on_llm_failed(core::errc code, std::string message);
+  // retry_after: when the user may try again, where that is known (a limit, not a failure).
+  std::vector<action> on_llm_failed(core::errc code, std::string message,
+                                    std::optional<std::chrono::milliseconds> retry_after = std::nullopt);
   std::vector<action> on_approval(std::string_view call_id, bool approved);
   std::vector<action> on_tool_result(std::string_view call_id, std::string content, bool is_error,
                                      std::chrono::milliseconds duration);
@@ -155,7 +169,7 @@ class turn_fsm {
   void ask_llm(std::vector<action>& out);
   void present_next(std::vector<action>& out);
   void run_next(std::vector<action>& out);
-  void finish_tool(const std::string& content, bool is_error, std::chrono::milliseconds duration,
+  void finish_tool(std::string content, bool is_error, std::chrono::milliseconds duration,
                    std::vector<action>& out);
   void end(std::vector<action>& out, bool ok);
   void push_history(chat_message m, std::vector<action>& out);

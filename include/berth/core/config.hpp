@@ -60,12 +60,19 @@ struct config {
   double container_cpus = 1.0;
   std::int64_t container_pids = 256;
   std::string container_network = "none";
+  // OCI runtime of sandbox containers as the daemon names it (e.g. runsc for gVisor); empty: the
+  // daemon's default.
+  std::string sandbox_runtime;
   // sessions and limits
   std::size_t max_requests_per_user = 5;
   std::chrono::milliseconds session_idle_timeout{900000};
   // A session with no socket for this long hibernates: /workspace is saved in Redis (at most
   // workspace_save_max_bytes of tar.gz) and its container goes back to the pool.
   std::chrono::milliseconds session_detach_grace{30000};
+  // Connection state recovery (Socket.IO 4.6+): how long a disconnected socket's missed events
+  // are kept (in Redis) for its client to recover them (0: off), and at most how many per socket.
+  std::chrono::milliseconds recovery_max_disconnection{120000};
+  std::size_t recovery_max_packets = 1000;
   std::size_t workspace_save_max_bytes = 2u * 1024u * 1024u;
   // Without auth: live sessions one client address may hold (0: no cap).
   std::size_t max_sessions_per_address = 100;
@@ -86,6 +93,14 @@ struct config {
   std::uint32_t socket_event_burst = 100;
   // A socket sending at least 10x its rate for this many consecutive seconds is disconnected.
   std::uint32_t socket_flood_disconnect_seconds = 5;
+  // Events one user may send per second over all their sockets on this replica (token bucket).
+  std::uint32_t user_events_per_second = 40;
+  std::uint32_t user_event_burst = 200;
+  // LLM tokens (input + output, as the provider reports them) one user may spend per minute
+  // across the cluster (counted in Redis); past it a turn ends with RATE_LIMITED.
+  std::uint64_t llm_tokens_per_user_per_minute = 500'000;
+  // A tool's result is cut to this many bytes before it reaches the history, the LLM or the client.
+  std::uint64_t max_tool_output_bytes = 64 * 1024;
   // Bytes one connection may hold (partial inbound message + binary attachments + outbound
   // queue); also the outbound queue's own bound. Worst case: this x MAX_CONNECTIONS, hence:
   std::uint64_t max_connection_buffer_bytes = 8'000'000;

@@ -25,6 +25,8 @@ enum class errc {
   session_forbidden,
   session_limit,
   unauthorized,
+  rate_limited,       // an abuse limit (events per user, LLM tokens per user and minute); retry_after set
+  history_not_saved,  // Redis did not take a history entry (agent:error only, the turn goes on)
   internal,
 };
 

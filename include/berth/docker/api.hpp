@@ -57,6 +57,7 @@ struct container_spec {
   std::int64_t nano_cpus = 0;
   std::int64_t pids_limit = 0;
   std::string network_mode = "none";
+  std::string runtime;  // HostConfig.Runtime (SANDBOX_RUNTIME); empty: the daemon's default
   std::string tmp_size = "64m";
   std::string workspace_size = "256m";
   std::string workspace_owner = "1000";  // uid=gid of the tmpfs mounted on /workspace

@@ -36,6 +36,7 @@ class user_session;
 class parked_sessions;
 struct gateway_counters;
 struct session_services;
+struct user_event_budget;
 
 using provider_factory =
     std::function<core::result<std::unique_ptr<llm::llm_provider>>(std::optional<std::string> user_api_key)>;
@@ -48,6 +49,7 @@ struct gateway_deps {
   session::session_store& sessions;
   session::history_store& history;
   session::user_limiter& limiter;
+  session::llm_token_budget& llm_budget;  // LLM_TOKENS_PER_USER_PER_MINUTE
   provider_factory make_provider;
   // Root in the container with three capabilities; the user's commands and files as 1000:1000.
   std::vector<std::string> sandbox_command = {"/usr/local/bin/berth-sandbox", "mcp", "--user", "1000:1000"};
@@ -76,6 +78,7 @@ class gateway {
   static boost::asio::awaitable<std::optional<socketio::connect_error>> authenticate(
       gateway* self, std::shared_ptr<socketio::socket> sock);
   void on_connection(std::shared_ptr<socketio::socket> sock);
+  void recovered_session(const std::shared_ptr<socketio::socket>& sock);
   void register_session(const std::string& sid, std::shared_ptr<user_session> s);
   void unregister_session(const std::string& sid, const user_session* s);
 
@@ -83,6 +86,7 @@ class gateway {
   std::unique_ptr<gateway_counters> counters_;
   std::unique_ptr<parked_sessions> parked_;
   std::unique_ptr<session_services> services_;
+  std::unique_ptr<user_event_budget> user_events_;
   mutable std::mutex mutex_;
   std::map<std::string, std::weak_ptr<user_session>> connected_;
   core::counter& rejected_connects_;

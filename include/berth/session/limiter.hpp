@@ -95,4 +95,46 @@ class user_limiter {
   std::shared_ptr<const redis::redis_script> acquire_, refresh_;
 };
 
+// LLM tokens per user and minute across the cluster (LLM_TOKENS_PER_USER_PER_MINUTE): one
+// counter per user and clock minute. admit() before each LLM request refuses once the minute's
+// count reached the budget (errc::rate_limited, retry_after = until the minute ends); charge()
+// adds what the provider reported for the reply. A request may so overshoot by its own size, but
+// none starts past the budget. An abuse limit, not a bill: when Redis cannot answer, admit() lets
+// the request through (counted, logged once per outage); the request limiter, which fails closed,
+// still bounds what one user runs.
+struct token_budget_options {
+  key_schema keys;
+  std::uint64_t tokens_per_minute = 0;  // 0: no budget
+  clock_fn clock = system_now_ms;
+};
+
+// The clock minute `now_ms` falls in, and how long until the next one.
+struct minute_window {
+  std::int64_t index = 0;
+  std::chrono::milliseconds left{0};
+};
+inline minute_window minute_of(std::int64_t now_ms) {
+  const std::int64_t index = now_ms / 60000;
+  return {index, std::chrono::milliseconds((index + 1) * 60000 - now_ms)};
+}
+
+class llm_token_budget {
+ public:
+  llm_token_budget(std::shared_ptr<redis::redis_client> redis, token_budget_options opts, core::metrics& metrics);
+
+  bool enabled() const noexcept { return opts_.tokens_per_minute > 0; }
+  boost::asio::awaitable<core::result<void>> admit(std::string user);
+  // Adds `tokens` to this minute's count; returns the new count.
+  boost::asio::awaitable<core::result<std::uint64_t>> charge(std::string user, std::uint64_t tokens);
+
+ private:
+  std::shared_ptr<redis::redis_client> redis_;
+  token_budget_options opts_;
+  core::counter& c_refused_;
+  core::counter& c_unchecked_;
+  core::counter& c_charged_;
+  std::atomic<bool> failing_{false};
+  std::shared_ptr<const redis::redis_script> charge_;
+};
+
 }  // namespace berth::session

@@ -30,7 +30,14 @@ struct key_schema {
   std::string address(std::string_view addr) const { return prefix + "addr:" + std::string(addr); }
   // zset, no TTL: every sandbox container of the cluster (id or reservation -> expiry ms).
   std::string containers() const { return prefix + "containers"; }
+  // string, PX = RECOVERY_MAX_DISCONNECTION_MS: a disconnected socket's state for connection
+  // state recovery, by its private pid ("pending" while its replica still finishes emitting).
+  std::string recovery(std::string_view pid) const { return prefix + "recovery:" + tagged(pid); }
   std::string inflight(std::string_view user) const { return prefix + "inflight:" + tagged(user); }
+  // string, PX two minutes: LLM tokens a user spent in one clock minute (minutes since the epoch).
+  std::string llm_tokens(std::string_view user, std::int64_t minute) const {
+    return prefix + "llm-tokens:" + tagged(user) + ":" + std::to_string(minute);
+  }
   std::string sessions() const { return prefix + "sessions"; }
   std::string replica(std::string_view id) const { return prefix + "replica:" + std::string(id); }
   // zset, no TTL: replica id -> last heartbeat ms; every replica that ever beat here (the orphan
@@ -130,6 +137,7 @@ extern const char* const refresh_lease;
 extern const char* const hibernate;
 extern const char* const admit_address;
 extern const char* const reserve_container;
+extern const char* const charge_tokens;
 }  // namespace scripts
 
 }  // namespace berth::session

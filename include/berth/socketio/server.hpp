@@ -12,17 +12,34 @@
 #include <unordered_map>
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "berth/core/metrics.hpp"
 #include "berth/core/rate_limit.hpp"
 #include "berth/engineio/server.hpp"
 #include "berth/socketio/packet.hpp"
+#include "berth/socketio/recovery.hpp"
 
 namespace berth::socketio {
 
 class connection;
 class namespace_;
 class server;
+
+// Where a disconnected socket's state waits for its client (Redis in Berth: any replica may take
+// it). The socket reserves its pid at the disconnect, seals its state once the application is done
+// emitting to it, and a reconnect takes it at most once.
+class recovery_store {
+ public:
+  virtual ~recovery_store() = default;
+  // The pid is known but its state not yet complete ("pending") until `ttl`.
+  virtual boost::asio::awaitable<void> reserve(std::string pid, std::chrono::milliseconds ttl) = 0;
+  // The state is complete and may be taken; it expires after `ttl`.
+  virtual boost::asio::awaitable<void> seal(std::string pid, std::string state, std::chrono::milliseconds ttl) = 0;
+  // Takes the state of `pid` (only one caller ever gets it), waiting up to `wait` while it is
+  // pending. nullopt: unknown, expired, or still pending after `wait`.
+  virtual boost::asio::awaitable<std::optional<std::string>> take(std::string pid, std::chrono::milliseconds wait) = 0;
+};
 
 class socket : public std::enable_shared_from_this<socket> {
  public:
@@ -39,6 +56,11 @@ class socket : public std::enable_shared_from_this<socket> {
   const engineio::handshake_info& handshake() const noexcept { return *handshake_; }
   engineio::strand_type executor() const { return strand_; }
   bool connected() const noexcept { return connected_; }
+  // Connection state recovery: true when this socket took over a disconnected one (same id).
+  bool recovered() const noexcept { return recovered_; }
+
+  // Kept across a recovery (socket.io's socket.data); set it before the first disconnect.
+  json data;
 
   // Handler registration: on the strand, typically inside on_connection.
   void on(const std::string& event, event_fn fn) { handlers_[event] = std::move(fn); }
@@ -57,10 +79,18 @@ class socket : public std::enable_shared_from_this<socket> {
   // Free slot for the application (session state etc.); touched on the strand only.
   std::shared_ptr<void> user_data;
 
+  // In a disconnect handler after a recoverable disconnect: events emitted to this socket go on
+  // being numbered and buffered until the returned hold is released (or the recovery window
+  // ends); only then is its state sealed for the client to take. Empty when not recoverable.
+  std::shared_ptr<void> hold_for_recovery();
+
  private:
   friend class connection;
+  void send_event(packet p);
   void send_packet(packet p);
   void handle_disconnect(const std::string& reason);
+  void release_hold();
+  static boost::asio::awaitable<void> persist(std::shared_ptr<socket> self);
 
   std::string id_;
   std::string nsp_;
@@ -69,8 +99,19 @@ class socket : public std::enable_shared_from_this<socket> {
   std::weak_ptr<engineio::session> session_;
   engineio::strand_type strand_;
   connection* conn_;  // valid while connected_, on the strand
+  server* server_ = nullptr;  // set on connect; the server outlives its sockets
   const namespace_* namespace_handlers_ = nullptr;  // set on connect; namespaces outlive sockets
   bool connected_ = false;
+  bool recovered_ = false;
+  // Recovery (null when off): the private session id, the numbered events, and after a
+  // recoverable disconnect the holds that keep the state open and the end of its window.
+  std::string pid_;
+  std::unique_ptr<outbox> outbox_;
+  struct detachment {
+    std::size_t holds = 0;
+    std::unique_ptr<boost::asio::steady_timer> released;  // cancelled when the last hold goes
+  };
+  std::unique_ptr<detachment> detached_;
   std::map<std::string, event_fn> handlers_;
   any_fn any_;
   std::vector<disconnect_fn> disconnect_handlers_;
@@ -146,11 +187,23 @@ struct server_options {
   // in assembly, so also the per-connection bound). Socket.IO's maxHttpBufferSize by default.
   std::size_t max_attachment_bytes = decoder::default_max_attachment_bytes;
   event_limits events{};
+  // Connection state recovery: on when both are set. The window is how long a disconnected
+  // socket's state is kept (RECOVERY_MAX_DISCONNECTION_MS); the outbox keeps at most
+  // recovery_max_events events per socket (RECOVERY_MAX_PACKETS).
+  std::chrono::milliseconds recovery_window{0};
+  std::size_t recovery_max_events = 1000;
+  recovery_store* recovery = nullptr;  // outlives the server
+  // How long a reconnect waits for a disconnected socket's state to be sealed (its replica is
+  // still finishing what it emits), at most the rest of the window.
+  std::chrono::milliseconds recovery_take_wait{30000};
+  bool recovery_on() const noexcept { return recovery && recovery_window.count() > 0; }
 };
 
 class server {
  public:
   server(server_options opts, core::metrics& metrics);
+  // Turns connection state recovery on (with a window in the options); before serving.
+  void set_recovery_store(recovery_store* store) noexcept { opts_.recovery = store; }
   // Creates or returns a namespace; register all before serving.
   namespace_& of(const std::string& name);
   // The factory to give engineio::server.
@@ -173,6 +226,8 @@ class server {
   core::counter& rate_limited_;
   core::counter& rate_limited_dropped_;
   core::counter& flood_disconnects_;
+  core::counter& recovered_;
+  core::counter& recovery_missed_;
 };
 
 }  // namespace berth::socketio

@@ -7,6 +7,7 @@
 //   {pieces, gapMs, cutAfter: n}    destroy the connection after n pieces (a provider that dies)
 //   {pieces, firstDelayMs}          wait before the first content piece (the model "thinks")
 //   {hang: true}                    never answer (not even the status line) until the client goes
+//   {pieces, usage: {prompt_tokens, completion_tokens}}   the usage chunk reports these
 // Records every request ({body, at, closedEarly}) and, per reply, when its first byte and its
 // first content piece were written (process.hrtime, ns), so a benchmark in the same process can
 // compare with the time its client saw the first agent:delta.
@@ -57,7 +58,8 @@ export async function startFakeOpenAI(script = [{ pieces: ["Hello", " there"], g
         if (!ok) await new Promise((r) => res.once("drain", r));
       }
       write(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: "stop" }]));
-      write(chunk([], { prompt_tokens: 10, completion_tokens: pieces.length, total_tokens: 10 + pieces.length }));
+      const usage = { prompt_tokens: 10, completion_tokens: pieces.length, ...entry.usage };
+      write(chunk([], { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens }));
       write("data: [DONE]\n\n");
       rec.done = true;
       res.end();

@@ -1,6 +1,7 @@
 // Providers against local fake servers speaking each provider's real wire format, over real
 // sockets on 127.0.0.1: text, tool calls, error bodies, retries (429 then success, Retry-After
-// honoured), 5xx exhaustion, garbage, deadlines, keys never leaking, and HTTPS verification.
+// honoured), 5xx exhaustion, garbage, deadlines, keys never leaking, HTTPS verification, and
+// conversations each API accepts (the fakes refuse, with a 400, what the real ones refuse).
 #include <gtest/gtest.h>
 
 #include <spdlog/sinks/ostream_sink.h>
@@ -8,10 +9,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
+#include "berth/agent/turn_fsm.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/llm/provider.hpp"
 #include "fakes/fake_llm_server.hpp"
@@ -137,6 +140,84 @@ class ProviderHttp : public ::testing::Test {
   std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
   spdlog::level::level_enum saved_level_ = spdlog::level::info;
 };
+
+// What each API refuses in a conversation, from its documentation and its error texts: a tool
+// result that does not answer a call of the message right before it, a call left without its
+// result, and (Anthropic) roles that do not alternate from a user message; (Gemini) a function
+// call turn that does not follow a user or function response turn. nullopt: accepted.
+std::optional<std::string> openai_conversation_error(const json& body) {
+  std::set<std::string> open;  // calls of the last assistant message not answered yet
+  for (const auto& m : body.at("messages")) {
+    const auto role = m.at("role").get<std::string>();
+    if (role == "tool") {
+      if (!open.erase(m.value("tool_call_id", "")))
+        return "messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.";
+      continue;
+    }
+    if (!open.empty())
+      return "An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'.";
+    if (role == "assistant" && m.contains("tool_calls"))
+      for (const auto& c : m["tool_calls"]) open.insert(c.at("id").get<std::string>());
+  }
+  if (!open.empty()) return "An assistant message with 'tool_calls' must be followed by tool messages.";
+  return std::nullopt;
+}
+
+std::optional<std::string> anthropic_conversation_error(const json& body) {
+  const auto& msgs = body.at("messages");
+  if (msgs.empty() || msgs[0].at("role") != "user") return "messages: first message must use the \"user\" role";
+  std::set<std::string> open;  // tool_use ids of the last assistant message
+  for (std::size_t i = 0; i < msgs.size(); ++i) {
+    const auto role = msgs[i].at("role").get<std::string>();
+    if (i > 0 && msgs[i - 1].at("role") == role) return "messages: roles must alternate between \"user\" and \"assistant\"";
+    std::set<std::string> uses, results;
+    if (msgs[i].at("content").is_array())
+      for (const auto& b : msgs[i]["content"]) {
+        if (b.value("type", "") == "tool_use") uses.insert(b.at("id").get<std::string>());
+        if (b.value("type", "") == "tool_result") results.insert(b.at("tool_use_id").get<std::string>());
+      }
+    if (role == "user") {
+      for (const auto& r : results)
+        if (!open.count(r)) return "messages." + std::to_string(i) + ": unexpected `tool_use_id` found in `tool_result` blocks: " + r;
+      if (results.size() != open.size())
+        return "messages." + std::to_string(i) + ": `tool_use` ids were found without `tool_result` blocks immediately after";
+      open.clear();
+    } else {
+      open = std::move(uses);
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> gemini_conversation_error(const json& body) {
+  const auto& contents = body.at("contents");
+  std::multiset<std::string> open;  // function calls of the last model turn
+  std::string previous_kind = "none";  // user | function_response | model
+  for (const auto& c : contents) {
+    std::multiset<std::string> calls, responses;
+    for (const auto& part : c.at("parts")) {
+      if (part.contains("functionCall")) calls.insert(part["functionCall"].at("name").get<std::string>());
+      if (part.contains("functionResponse")) responses.insert(part["functionResponse"].at("name").get<std::string>());
+    }
+    if ((!open.empty() || !responses.empty()) && responses != open)
+      return "Please ensure that the number of function response parts is equal to the number of function call parts "
+             "of the function call turn.";
+    if (!calls.empty() && previous_kind != "user" && previous_kind != "function_response")
+      return "Please ensure that function call turn comes immediately after a user turn or after a function response turn.";
+    open = c.at("role") == "model" ? std::move(calls) : std::multiset<std::string>{};
+    previous_kind = c.at("role") == "model" ? "model" : (responses.empty() ? "user" : "function_response");
+  }
+  return std::nullopt;
+}
+
+// Each provider's 400 with the reason in the body, as its API writes it.
+fake_reply conversation_refusal(const std::string& provider, const std::string& why) {
+  if (provider == "anthropic")
+    return {400, json{{"type", "error"}, {"error", {{"type", "invalid_request_error"}, {"message", why}}}}.dump()};
+  if (provider == "gemini")
+    return {400, json{{"error", {{"code", 400}, {"message", why}, {"status", "INVALID_ARGUMENT"}}}}.dump()};
+  return {400, json{{"error", {{"message", why}, {"type", "invalid_request_error"}, {"param", "messages"}}}}.dump()};
+}
 
 // ---------------- OpenAI ----------------
 TEST_F(ProviderHttp, OpenaiTextReplyAndWireRequest) {
@@ -487,6 +568,81 @@ std::string concat(const std::vector<std::string>& v) {
   std::string out;
   for (const auto& x : v) out += x;
   return out;
+}
+
+// Issue 14, item 5: what the turn machine sends from a long resumed history, trimmed to its token
+// budget at turn boundaries, and then mid-turn after a tool round, is a conversation every
+// provider accepts; a history cut inside a turn is refused (so the check can fail).
+TEST_F(ProviderHttp, TrimmedHistoryAndToolRoundsAreConversationsEveryProviderAccepts) {
+  struct provider_case {
+    std::string name;
+    std::string_view tool_call_reply, text_reply;
+    std::optional<std::string> (*refuses)(const json&);
+  };
+  const std::vector<provider_case> cases = {
+      {"openai", s::openai_tool_call, s::openai_text, openai_conversation_error},
+      {"anthropic", s::anthropic_tool_use, s::anthropic_text, anthropic_conversation_error},
+      {"gemini", s::gemini_function_call, s::gemini_text, gemini_conversation_error},
+  };
+  // Twelve finished turns, each a tool round: user, the call, its (long) result, the answer.
+  std::vector<chat_message> history;
+  for (int t = 0; t < 12; ++t) {
+    const std::string id = "call_old_" + std::to_string(t);
+    history.push_back(chat_message::user("list /workspace, take " + std::to_string(t)));
+    history.push_back(chat_message::assistant("", {tool_call{id, "list_files", json{{"path", "/workspace"}}}}));
+    history.push_back(chat_message::tool_result(id, "list_files", std::string(400, 'f')));
+    history.push_back(chat_message::assistant("Listed, take " + std::to_string(t) + "."));
+  }
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto& srv = serve({{200, std::string(c.tool_call_reply)}, {200, std::string(c.text_reply)}});
+    srv.check = [name = c.name, refuses = c.refuses](const testing::seen_request& r) -> std::optional<fake_reply> {
+      if (auto why = refuses(json::parse(r.body))) return conversation_refusal(name, *why);
+      return std::nullopt;
+    };
+    auto p = provider(config_for(c.name, srv.base_url()));
+    agent::turn_options opts;
+    opts.max_history_tokens = 700;  // a few of the twelve turns fit
+    agent::turn_fsm fsm(opts, {list_files_spec()}, history);
+    auto request_of = [](const std::vector<agent::action>& acts) -> std::optional<llm_request> {
+      for (const auto& a : acts)
+        if (auto* call = std::get_if<agent::call_llm>(&a)) {
+          llm_request req = list_request();
+          req.messages = call->messages;
+          req.tools = call->tools;
+          return req;
+        }
+      return std::nullopt;
+    };
+    auto first = request_of(fsm.on_user_message("and once more"));
+    ASSERT_TRUE(first);
+    EXPECT_LT(first->messages.size(), history.size()) << "the budget trimmed old turns";
+    EXPECT_EQ(first->messages.front().role, role::user);
+    auto reply = complete(*p, *first);
+    ASSERT_TRUE(reply) << reply.error().message;
+    ASSERT_EQ(reply->tool_calls.size(), 1u);
+    // The tool round: approved, run, its result back to the model in the same turn.
+    fsm.on_llm_reply(*reply);
+    fsm.on_approval(reply->tool_calls[0].id, true);
+    auto second = request_of(fsm.on_tool_result(reply->tool_calls[0].id, "notes.txt", false, 5ms));
+    ASSERT_TRUE(second);
+    auto answer = complete(*p, *second);
+    ASSERT_TRUE(answer) << answer.error().message;
+    EXPECT_FALSE(answer->text.empty());
+    EXPECT_EQ(srv.seen().size(), 2u);
+
+    // Cut inside a turn (the call dropped, its result kept): refused with the provider's 400.
+    llm_request cut = *first;
+    for (auto it = cut.messages.begin(); it != cut.messages.end(); ++it)
+      if (!it->tool_calls.empty()) {
+        cut.messages.erase(it);
+        break;
+      }
+    auto refused = complete(*p, cut);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, core::errc::llm_error);
+    EXPECT_NE(refused.error().message.find("400"), std::string::npos) << refused.error().message;
+  }
 }
 
 TEST_F(ProviderHttp, EveryProviderStreamsOverItsWireFormat) {

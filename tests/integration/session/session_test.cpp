@@ -11,6 +11,7 @@
 #include "berth/session/janitor.hpp"
 #include "berth/session/limiter.hpp"
 #include "berth/session/migrate.hpp"
+#include "berth/session/recovery_store.hpp"
 #include "berth/session/store.hpp"
 #include "tests/support/io_runner.hpp"
 #include "tests/support/redis_server.hpp"
@@ -327,6 +328,57 @@ TEST_F(session_fixture, limiter_fails_clearly_when_redis_is_down) {
   EXPECT_TRUE(io_.run(l.acquire("erin")));  // scripts reloaded on reconnect
 }
 
+TEST(minute_window, index_and_time_left) {
+  EXPECT_EQ(minute_of(120000).index, 2);
+  EXPECT_EQ(minute_of(120000).left, 60000ms);
+  EXPECT_EQ(minute_of(179999).index, 2);
+  EXPECT_EQ(minute_of(179999).left, 1ms);
+}
+
+TEST_F(session_fixture, llm_token_budget_is_shared_across_replicas_and_refuses_until_the_minute_ends) {
+  connect_all();
+  clock_.now->store(1'700'000'020'000);  // 20 s before a minute ends
+  token_budget_options o{key_schema{}, 1000, clock_.fn()};
+  llm_token_budget a(a_, o, metrics_);
+  llm_token_budget b(b_, o, metrics_);
+  EXPECT_TRUE(io_.run(a.admit("alice")));
+  EXPECT_EQ(io_.run(a.charge("alice", 600)).value(), 600u);
+  EXPECT_TRUE(io_.run(b.admit("alice")));  // 600 < 1000: the next request may start
+  EXPECT_EQ(io_.run(b.charge("alice", 500)).value(), 1100u);  // it may overshoot by its own size
+  for (auto* budget : {&a, &b}) {
+    auto refused = io_.run(budget->admit("alice"));
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().code, errc::rate_limited);
+    EXPECT_NE(refused.error().message.find("1000 tokens per minute"), std::string::npos);
+    EXPECT_EQ(refused.error().retry_after, std::chrono::milliseconds(20000));
+  }
+  EXPECT_TRUE(io_.run(a.admit("bob")));  // another user has a budget of their own
+  // The counter expires on its own (two minutes at most), and the next minute starts at zero.
+  const auto key = key_schema{}.llm_tokens("alice", minute_of(clock_.now->load()).index);
+  const auto ttl = std::stoll(raw({"PTTL", key}).substr(1));  // ":NNN\r\n"
+  EXPECT_GT(ttl, 60000);
+  EXPECT_LE(ttl, 80000);
+  clock_.advance(20s);
+  EXPECT_TRUE(io_.run(a.admit("alice")));
+  // Off: never refuses, never writes.
+  llm_token_budget off(a_, token_budget_options{key_schema{}, 0, clock_.fn()}, metrics_);
+  EXPECT_FALSE(off.enabled());
+  EXPECT_EQ(io_.run(off.charge("carol", 5000)).value(), 0u);
+  EXPECT_TRUE(io_.run(off.admit("carol")));
+}
+
+TEST_F(session_fixture, llm_token_budget_lets_requests_through_while_redis_is_down) {
+  connect_all();
+  llm_token_budget budget(a_, token_budget_options{key_schema{}, 10, clock_.fn()}, metrics_);
+  ASSERT_TRUE(io_.run(budget.charge("dave", 50)));
+  ASSERT_FALSE(io_.run(budget.admit("dave")));
+  server_.stop();
+  ASSERT_TRUE(test::eventually([&] { return !a_->connected(); }));
+  EXPECT_TRUE(io_.run(budget.admit("dave")));  // not checked: let through, counted
+  EXPECT_FALSE(io_.run(budget.charge("dave", 5)));
+  EXPECT_EQ(metrics_.get_counter("berth_llm_token_budget_unchecked_total", "").value(), 1u);
+}
+
 TEST_F(session_fixture, an_acquire_whose_reply_is_lost_gives_its_slot_back) {
   // The script runs on Redis but its reply comes after the caller gave up (a failover or a stall
   // looks the same): without the compensating release the slot would stay taken for lease_ttl.
@@ -567,4 +619,41 @@ TEST_F(session_fixture, replicas_heartbeat_and_container_references) {
   EXPECT_EQ(refs.size(), 1u);
   EXPECT_EQ(io_.run(sa.session_referencing("container-x")).value(), std::optional<std::string>("sx"));
   EXPECT_EQ(io_.run(sa.session_referencing("nope")).value(), std::nullopt);
+}
+
+// Connection state recovery's Redis shell: pending until sealed, taken at most once across
+// replicas, gone after its TTL.
+TEST_F(session_fixture, recovery_state_is_taken_once_after_its_seal) {
+  connect_all();
+  redis_recovery_store ra(a_, key_schema{}, metrics_), rb(b_, key_schema{}, metrics_);
+  const std::string pid = "pidAAAAAAAAAAAAAAAAA";
+  EXPECT_FALSE(io_.run(rb.take(pid, 0ms)));  // unknown
+  io_.run(ra.reserve(pid, 10s));
+  EXPECT_EQ(raw({"GET", "berth:recovery:{" + pid + "}"}), "$7\r\npending\r\n");
+  EXPECT_FALSE(io_.run(rb.take(pid, 60ms)));  // pending: waits, then gives up, takes nothing
+  io_.run(ra.seal(pid, "{\"state\":1}", 10s));
+  // Two replicas race for it: exactly one gets it.
+  auto got = run_all<std::optional<std::string>>(io_, [&] {
+    std::vector<asio::awaitable<std::optional<std::string>>> v;
+    v.push_back(ra.take(pid, 0ms));
+    v.push_back(rb.take(pid, 0ms));
+    return v;
+  }());
+  EXPECT_EQ(static_cast<int>(got[0].has_value()) + static_cast<int>(got[1].has_value()), 1);
+  EXPECT_EQ(got[0] ? *got[0] : *got[1], "{\"state\":1}");
+  EXPECT_FALSE(io_.run(rb.take(pid, 0ms)));
+  // A reconnect that comes while the state is still pending gets it once it is sealed.
+  io_.run(ra.reserve(pid, 10s));
+  auto waiting = asio::co_spawn(io_.io(), rb.take(pid, 5s), asio::use_future);
+  io_.run(ra.seal(pid, "later", 10s));
+  ASSERT_EQ(waiting.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(waiting.get(), std::optional<std::string>("later"));
+  // The TTL (the rest of the recovery window) bounds it.
+  io_.run(ra.seal(pid, "short", 5s));
+  const auto pttl = raw({"PTTL", "berth:recovery:{" + pid + "}"});  // ":<ms>\r\n"
+  ASSERT_EQ(pttl.front(), ':') << pttl;
+  const auto ttl = std::stoll(pttl.substr(1));
+  EXPECT_GT(ttl, 0);
+  EXPECT_LE(ttl, 5000);
+  EXPECT_FALSE(io_.run(rb.take("bad pid!", 0ms)));  // not a plausible pid: Redis is not asked
 }

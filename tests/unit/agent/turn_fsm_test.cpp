@@ -367,6 +367,61 @@ TEST(TurnFsm, ToolTimeoutIsReportedAndFedBack) {
   EXPECT_EQ(terminals(f.on_llm_reply(text_reply("it timed out"))), 1);
 }
 
+TEST(ToolOutputCut, FitsUnchangedOtherwiseCutAtACharacterBoundaryWithANote) {
+  auto same = cut_tool_output("hello", 5);
+  EXPECT_FALSE(same.truncated);
+  EXPECT_EQ(same.text, "hello");
+  EXPECT_FALSE(cut_tool_output(std::string(100000, 'x'), 0).truncated);  // 0: never cut
+  // "é" is two bytes (C3 A9): a cut after 4 bytes would split the second one.
+  auto cut = cut_tool_output("ab\xC3\xA9\xC3\xA9" "cd", 5);
+  ASSERT_TRUE(cut.truncated);
+  EXPECT_EQ(cut.total, 8u);
+  EXPECT_EQ(cut.text.substr(0, 5), "ab\xC3\xA9\n");
+  EXPECT_NE(cut.text.find("the first 4 of 8 bytes"), std::string::npos);
+  EXPECT_NE(cut.text.find("MAX_TOOL_OUTPUT_BYTES"), std::string::npos);
+}
+
+TEST(TurnFsm, ToolOutputOverTheCapIsCutForTheClientTheHistoryAndTheModel) {
+  turn_options opts;
+  opts.max_tool_output_bytes = 1024;
+  turn_fsm f(opts, sandbox_tools());
+  f.on_user_message("a");
+  f.on_llm_reply(calls_reply({tc("t", "run_command", {{"command", "yes | head -c 100000"}})}));
+  f.on_approval("t", true);
+  auto r = f.on_tool_result("t", std::string(100000, 'y'), false, 5ms);
+  auto out = emits(r, "tool:output");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].payload.value("truncated", false));
+  EXPECT_EQ(out[0].payload["totalBytes"], 100000);
+  const auto shown = out[0].payload["content"].get<std::string>();
+  EXPECT_LT(shown.size(), 1200u);
+  EXPECT_NE(shown.find("the first 1024 of 100000 bytes"), std::string::npos);
+  auto llm = all<call_llm>(r);
+  ASSERT_EQ(llm.size(), 1u);
+  EXPECT_EQ(llm[0].messages.back().content, shown);  // the model reads what the user saw
+  bool in_history = false;
+  for (const auto& h : all<append_history>(r))
+    in_history = in_history || h.message.content.find("the first 1024 of 100000 bytes") != std::string::npos;
+  EXPECT_TRUE(in_history);
+  // A short result is not marked.
+  f.on_llm_reply(calls_reply({tc("u", "run_command", {{"command", "true"}})}));
+  f.on_approval("u", true);
+  auto small = emits(f.on_tool_result("u", "ok", false, 1ms), "tool:output");
+  ASSERT_EQ(small.size(), 1u);
+  EXPECT_FALSE(small[0].payload.contains("truncated"));
+}
+
+TEST(TurnFsm, ALimitRefusalCarriesWhenToRetry) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("a");
+  auto r = f.on_llm_failed(errc::rate_limited, "budget spent", 1500ms);
+  auto err = emits(r, "agent:error");
+  ASSERT_EQ(err.size(), 1u);
+  EXPECT_EQ(err[0].payload["code"], "RATE_LIMITED");
+  EXPECT_EQ(err[0].payload["retryAfterMs"], 1500);
+  EXPECT_EQ(terminals(r), 1);
+}
+
 TEST(TurnFsm, StaleToolResultIsIgnored) {
   turn_fsm f({}, sandbox_tools());
   EXPECT_TRUE(f.on_tool_result("x", "y", false, 1ms).empty());

@@ -80,6 +80,13 @@ TEST(Builders, NetworkConfigurable) {
   EXPECT_EQ(b["NetworkDisabled"], false);
 }
 
+TEST(Builders, RuntimeOnlyWhenConfigured) {
+  core::config cfg;
+  EXPECT_FALSE(create_body(hardened_spec(cfg, "p"))["HostConfig"].contains("Runtime"));  // the daemon's default
+  cfg.sandbox_runtime = "runsc";
+  EXPECT_EQ(create_body(hardened_spec(cfg, "p"))["HostConfig"]["Runtime"], "runsc");
+}
+
 TEST(Builders, ExecBody) {
   exec_spec s;
   s.cmd = {"sh", "-c", "cat"};

@@ -7,6 +7,7 @@
 // Runs on the test's io_context (single thread): no locking. Destroy it before the io_context.
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <optional>
 #include <map>
 #include <memory>
@@ -69,6 +70,9 @@ class fake_llm_server {
   std::size_t streams_abandoned() const { return abandoned_; }
   std::size_t events_written() const { return events_written_; }
   std::size_t tls_handshakes_failed() const { return handshake_failures_; }
+  // Checked against every request before the script answers it: a reply here (the provider's
+  // 400 for a request its API refuses) is sent instead.
+  std::function<std::optional<fake_reply>(const seen_request&)> check;
 
  private:
   using tcp = boost::asio::ip::tcp;
@@ -112,7 +116,9 @@ class fake_llm_server {
       r.headers[name] = std::string(f.value());
     }
     seen_.push_back(std::move(r));
-    const fake_reply& script = script_.at(std::min(seen_.size() - 1, script_.size() - 1));
+    std::optional<fake_reply> refusal;
+    if (check) refusal = check(seen_.back());
+    const fake_reply& script = refusal ? *refusal : script_.at(std::min(seen_.size() - 1, script_.size() - 1));
     if (script.hang) {
       boost::asio::steady_timer forever(ioc_, std::chrono::hours(1));
       co_await forever.async_wait(tuple);
