@@ -99,7 +99,7 @@ void mcp_session::cancel_request(std::uint64_t id, std::uint64_t generation) {
   if (!fsm_->cancel(id, "cancelled by the user")) return;  // already answered
   dispatch_events();
   timer_.cancel();  // the deadline set changed
-  asio::co_spawn(ex_, flush_owned(shared_from_this()), asio::detached);
+  start_flush();
 }
 
 asio::awaitable<void> mcp_session::flush_owned(std::shared_ptr<mcp_session> self) { co_await self->flush(); }
@@ -130,10 +130,11 @@ asio::awaitable<mcp_session::tools_result> mcp_session::start_exec(std::chrono::
   opts.init_timeout = timeout;
   fsm_ = std::make_unique<mcp::client_fsm>(opts);
   const auto init_id = fsm_->start(mcp::clock::now());
+  auto init_wait = expect(init_id);
   asio::co_spawn(ex_, read_loop(self, generation), asio::detached);
   asio::co_spawn(ex_, timer_loop(self, generation), asio::detached);
-  co_await flush();
-  auto init = co_await wait_for(init_id);
+  start_flush();
+  auto init = co_await wait_for(init_id, std::move(init_wait));
   if (!init || !std::holds_alternative<mcp::ev_initialized>(*init)) {
     std::string why = "the sandbox MCP server did not initialize";
     if (init && std::holds_alternative<mcp::ev_request_failed>(*init))
@@ -143,9 +144,10 @@ asio::awaitable<mcp_session::tools_result> mcp_session::start_exec(std::chrono::
   }
   auto list_id = fsm_->list_tools(mcp::clock::now() + timeout);
   if (!list_id) co_return list_id.error();
+  auto list_wait = expect(*list_id);
   timer_.cancel();
-  co_await flush();
-  auto listed = co_await wait_for(*list_id);
+  start_flush();
+  auto listed = co_await wait_for(*list_id, std::move(list_wait));
   if (!listed || !std::holds_alternative<mcp::ev_tools_listed>(*listed)) {
     close_here();
     co_return sandbox_error("the sandbox MCP server did not list its tools");
@@ -166,6 +168,9 @@ asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_session::call_here(std
   }
   auto id = self->fsm_->call_tool(name, args, mcp::clock::now() + timeout);
   if (!id) co_return id.error();
+  auto wait = self->expect(*id);
+  const auto generation = self->generation_;
+  const auto batch = self->writes_taken_;  // the request goes out in the next batch
   self->timer_.cancel();  // re-arm for the new deadline
   if (cancel) {
     const std::weak_ptr<mcp_session> weak = self;
@@ -175,17 +180,25 @@ asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_session::call_here(std
       });
     });
   }
-  co_await self->flush();
-  auto ev = co_await self->wait_for(*id);
+  self->start_flush();
+  auto ev = co_await self->wait_for(*id, std::move(wait));
   if (cancel) cancel->unbind();
   if (!ev) co_return sandbox_error("the sandbox MCP session closed");
   if (auto* r = std::get_if<mcp::ev_tool_result>(&*ev)) co_return std::move(r->outcome);
   if (auto* f = std::get_if<mcp::ev_request_failed>(&*ev)) {
     if (f->reason == mcp::failure::cancelled)
       co_return core::make_error(core::errc::tool_failed, "tool '" + name + "' was cancelled");
-    if (f->reason == mcp::failure::timeout)
+    if (f->reason == mcp::failure::timeout) {
+      if (generation == self->generation_ && self->last_written_batch_ <= batch) {
+        // Not even the request got through: the exec's daemon connection is stuck, and every
+        // later request would queue behind it. The next call starts a new exec.
+        core::logger("mcp")->warn("cid={} tool '{}' timed out before its request was written: closing the exec",
+                                  self->container_id_.substr(0, 12), core::log_prefix(name, 64));
+        self->close_here();
+      }
       co_return core::make_error(core::errc::tool_timeout,
                                  "tool '" + name + "' did not finish within " + std::to_string(timeout.count()) + " ms");
+    }
     if (f->reason == mcp::failure::rpc_error)
       co_return core::make_error(core::errc::tool_failed, "tool '" + name + "' failed: " + f->message);
     co_return sandbox_error("tool '" + name + "': " + f->message);
@@ -205,9 +218,10 @@ asio::awaitable<core::result<json>> mcp_session::request_here(std::shared_ptr<mc
     co_return sandbox_error(method + ": the sandbox MCP server is not running");
   auto id = self->fsm_->send_request(method, params, mcp::clock::now() + timeout);
   if (!id) co_return id.error();
+  auto wait = self->expect(*id);
   self->timer_.cancel();  // re-arm for the new deadline
-  co_await self->flush();
-  auto ev = co_await self->wait_for(*id);
+  self->start_flush();
+  auto ev = co_await self->wait_for(*id, std::move(wait));
   if (!ev) co_return sandbox_error(method + ": the sandbox MCP session closed");
   // in_place: a json converts from anything, so result<json>'s converting constructors are ambiguous.
   if (auto* r = std::get_if<mcp::ev_result>(&*ev)) co_return core::result<json>(boost::system::in_place_value, std::move(r->result));
@@ -223,26 +237,40 @@ asio::awaitable<void> mcp_session::flush() {
     if (!fsm_ || !stream_) break;
     auto out = fsm_->take_output();
     if (out.empty()) break;
+    const auto batch = ++writes_taken_;
     auto stream = stream_;
     auto written = co_await stream->write(std::move(out));
     if (!written) {
-      if (fsm_) fsm_->on_closed("write failed: " + written.error().message);
+      if (stream != stream_) continue;  // a closed exec's write; a new exec may have output queued
+      if (fsm_) fsm_->on_closed("cannot write to the sandbox MCP server: " + written.error().message);
       dispatch_events();
       break;
     }
+    last_written_batch_ = batch;
   }
   writing_ = false;
 }
 
-asio::awaitable<std::optional<mcp::client_event>> mcp_session::wait_for(std::uint64_t id) {
+void mcp_session::start_flush() {
+  if (writing_ || !fsm_) return;
+  asio::co_spawn(ex_, flush_owned(shared_from_this()), asio::detached);
+}
+
+std::shared_ptr<mcp_session::waiter> mcp_session::expect(std::uint64_t id) {
+  auto w = std::make_shared<waiter>();
+  w->wake = std::make_shared<asio::steady_timer>(ex_, asio::steady_timer::time_point::max());
+  waiters_[id] = w;
+  return w;
+}
+
+asio::awaitable<std::optional<mcp::client_event>> mcp_session::wait_for(std::uint64_t id, std::shared_ptr<waiter> w) {
   auto self = shared_from_this();
-  waiter w;
-  w.wake = std::make_shared<asio::steady_timer>(ex_, asio::steady_timer::time_point::max());
-  waiters_[id] = &w;
   dispatch_events();  // it may already have arrived
-  if (!w.event) co_await w.wake->async_wait(use_tuple);
-  waiters_.erase(id);
-  co_return std::move(w.event);
+  // A timer's cancel() only reaches a wait already under way: `woken` keeps an earlier one.
+  if (!w->woken) co_await w->wake->async_wait(use_tuple);
+  // Request ids start again with every exec: the entry may be a newer exec's by now.
+  if (auto it = waiters_.find(id); it != waiters_.end() && it->second == w) waiters_.erase(it);
+  co_return std::move(w->event);
 }
 
 void mcp_session::dispatch_events() {
@@ -257,11 +285,15 @@ void mcp_session::dispatch_events() {
     auto it = waiters_.find(id);
     if (it == waiters_.end()) continue;
     it->second->event = std::move(ev);
+    it->second->woken = true;
     it->second->wake->cancel();
   }
   // A closed session fails every waiter that did not get an event.
   if (fsm_->state() == mcp::client_state::closed)
-    for (auto& [_, w] : waiters_) w->wake->cancel();
+    for (auto& [_, w] : waiters_) {
+      w->woken = true;
+      w->wake->cancel();
+    }
 }
 
 asio::awaitable<void> mcp_session::read_loop(std::shared_ptr<mcp_session> self, std::uint64_t generation) {
@@ -270,7 +302,9 @@ asio::awaitable<void> mcp_session::read_loop(std::shared_ptr<mcp_session> self, 
     auto chunk = co_await stream->read();
     if (generation != self->generation_) co_return;
     if (!chunk || !*chunk) {
-      const std::string why = chunk ? "the sandbox MCP server exited" : chunk.error().message;
+      // The stream ends when the server exits, and when dockerd drops the connection (a restart).
+      const std::string why = chunk ? "the sandbox MCP server's exec stream ended (the server exited, or dockerd closed the connection)"
+                                    : chunk.error().message;
       core::logger("mcp")->warn("cid={} {}", self->container_id_.substr(0, 12), why);
       if (self->fsm_) self->fsm_->on_closed(why);
       self->dispatch_events();
@@ -279,7 +313,7 @@ asio::awaitable<void> mcp_session::read_loop(std::shared_ptr<mcp_session> self, 
     if ((*chunk)->stream == docker::stream_kind::stdout_) {
       self->fsm_->on_bytes((*chunk)->data);
       self->dispatch_events();
-      co_await self->flush();  // e.g. answers to server pings
+      self->start_flush();  // e.g. answers to server pings
     } else {
       core::logger("mcp")->debug("cid={} sandbox stderr: {}", self->container_id_.substr(0, 12),
                                  core::log_prefix((*chunk)->data, 200));
@@ -295,7 +329,7 @@ asio::awaitable<void> mcp_session::timer_loop(std::shared_ptr<mcp_session> self,
     if (generation != self->generation_ || !self->fsm_) co_return;
     self->fsm_->on_timer(mcp::clock::now());
     self->dispatch_events();
-    co_await self->flush();  // cancellation notifications
+    self->start_flush();  // cancellation notifications
   }
 }
 

@@ -418,9 +418,14 @@ asio::awaitable<std::optional<std::string>> user_session::recover_sandbox(std::s
       if (!lease) co_return "the sandbox container " + lost.value_or("could not be reached") +
                             " and no new one is available yet: " + lease.error().message;
       if (self->closed_) co_return std::nullopt;  // the user left meanwhile: the new lease ends with this scope
-      self->lease_ = std::move(*lease);
-      auto claimed = co_await svc.sessions.set_container(self->sid(), self->lease_.id());
-      self->recorded_ = claimed && *claimed;
+      // A turn cancelled while this one waited, then a new turn, may have recovered meanwhile: its
+      // container stays (this lease ends with this scope), or the session's tools would target a
+      // container it no longer holds.
+      if (!self->lease_) {
+        self->lease_ = std::move(*lease);
+        auto claimed = co_await svc.sessions.set_container(self->sid(), self->lease_.id());
+        self->recorded_ = claimed && *claimed;
+      }
     }
     std::vector<mcp::tool_descriptor> tools;
     co_await tools_step(self, tools);
@@ -787,6 +792,10 @@ asio::awaitable<core::result<void>> user_session::record_step(std::shared_ptr<us
 asio::awaitable<void> user_session::tools_step(std::shared_ptr<user_session> self,
                                                std::vector<mcp::tool_descriptor>& tools) {
   auto& svc = self->svc_;
+  if (self->mcp_ && self->mcp_->sandbox() && self->mcp_->sandbox()->container_id() != self->lease_.id()) {
+    self->mcp_->close();  // a server of a container the session no longer holds
+    self->mcp_.reset();
+  }
   if (!self->mcp_) {
     llm::http_client_options mcp_http;
     mcp_http.connect_timeout = std::chrono::milliseconds(5000);

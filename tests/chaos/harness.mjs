@@ -97,7 +97,9 @@ export async function startDockerd() {
       await stopProc(d, "SIGTERM", 30000);
       // Shims a restart left behind (their -address is under the run's directory), with the
       // container each one runs: killing a container's first process ends its pid namespace.
-      execFileSync("sh", ["-c", `for p in $(pgrep -f 'containerd-shim.*${dir}/'); do pkill -9 -P "$p"; kill -9 "$p"; done 2>/dev/null; true`]);
+      // "shi[m]": the pattern must not match this shell's own command line (it killed itself, and
+      // the umount and removal below never ran).
+      execFileSync("sh", ["-c", `for p in $(pgrep -f 'containerd-shi[m].*${dir}/'); do pkill -9 -P "$p"; kill -9 "$p"; done 2>/dev/null; true`]);
       execFileSync("sh", ["-c", `grep -o ' ${dir}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null; true`]);
       rmSync(dir, { recursive: true, force: true });
     },

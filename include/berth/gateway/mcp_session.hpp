@@ -58,7 +58,8 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   // The tools of the running exec, or open() when there is none (never started, or it died).
   boost::asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> ensure_open(std::chrono::milliseconds timeout);
   // tools/call with a deadline: TOOL_TIMEOUT (and the call is cancelled) or the outcome;
-  // `cancel` (optional) stops it earlier.
+  // SANDBOX_UNAVAILABLE at once when the exec's stream breaks (the server exits, dockerd drops the
+  // connection). `cancel` (optional) stops it earlier.
   boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_tool(std::string name, nlohmann::json args,
                                                                         std::chrono::milliseconds timeout,
                                                                         std::shared_ptr<call_cancel> cancel = nullptr);
@@ -93,11 +94,19 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   struct waiter {
     std::shared_ptr<boost::asio::steady_timer> wake;
     std::optional<mcp::client_event> event;
+    bool woken = false;  // its event came, or the session closed (possibly before the wait began)
   };
   static boost::asio::awaitable<void> read_loop(std::shared_ptr<mcp_session> self, std::uint64_t generation);
   static boost::asio::awaitable<void> timer_loop(std::shared_ptr<mcp_session> self, std::uint64_t generation);
   boost::asio::awaitable<void> flush();
-  boost::asio::awaitable<std::optional<mcp::client_event>> wait_for(std::uint64_t id);
+  // Writes what the state machine queued, without waiting for the write: a daemon connection
+  // that takes no more bytes must not hold a caller past its deadline, nor the read loop.
+  void start_flush();
+  // Registers the wait for request `id`; call it before the request's bytes are written. Whatever
+  // ends a request (its answer, its deadline, the stream closing) may come while the write is
+  // under way, and an event nobody waits for yet is dropped: such a caller used to wait forever.
+  std::shared_ptr<waiter> expect(std::uint64_t id);
+  boost::asio::awaitable<std::optional<mcp::client_event>> wait_for(std::uint64_t id, std::shared_ptr<waiter> w);
   void dispatch_events();
 
   executor_type ex_;
@@ -109,10 +118,14 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   std::unique_ptr<mcp::client_fsm> fsm_;
   std::shared_ptr<docker::exec_stream> stream_;
   boost::asio::steady_timer timer_;
-  std::map<std::uint64_t, waiter*> waiters_;
+  std::map<std::uint64_t, std::shared_ptr<waiter>> waiters_;
   std::vector<mcp::tool_descriptor> tools_;
   std::uint64_t generation_ = 0;  // bumps on every (re)start: stale loops stop
   bool writing_ = false;
+  // Output batches handed to the stream (numbered from 1), and the last one whose write
+  // completed: a request queued when writes_taken_ was n is written once last_written_batch_ > n.
+  std::uint64_t writes_taken_ = 0;
+  std::uint64_t last_written_batch_ = 0;
   core::counter& restarts_;
   core::counter& protocol_errors_;
 };
