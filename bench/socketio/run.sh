@@ -19,6 +19,7 @@
 #   PIN=0 (1: servers on CPU $SERVER_CPU=0, the load tool on $CLIENT_CPU=1, via taskset)
 #   BENCH_NICE=-10 (scheduler priority of this run's own autogroup; 0 leaves it alone)
 #   SKIP_BUILD=1 (use existing binaries; the peers' npm packages are still installed if missing)
+#   BERTH_COMMIT (what RESULTS.md names as berth's source; default this checkout's HEAD)
 # Loopback only; every wait is bounded; servers started here are stopped on exit.
 set -euo pipefail
 
@@ -92,7 +93,7 @@ fi
 if [[ ${#PEER_LIST[@]} -gt 0 && ( ! -d "$HERE/peer/node_modules/socket.io" ||
       ! -d "$HERE/peer/node_modules/@trufflesuite/uws-js-unofficial" ) ]]; then
   (cd "$HERE/peer" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
-    echo "note: npm ci in $HERE/peer failed; peers that cannot start are skipped" >&2
+    echo "note: npm ci in $HERE/peer failed; a peer without its packages will not start" >&2
 fi
 [[ -x "$LOAD" ]] || LOAD=$BUILD/bench-socketio/berth-sio-load
 for f in "$BERTH_SERVER" "$LOAD"; do [[ -x "$f" ]] || { echo "missing $f" >&2; exit 1; }; done
@@ -299,7 +300,8 @@ if [[ "$RESULTS" != "-" ]]; then
     echo "- Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- Machine: $(nproc) CPUs, $cpu_model, $(uname -sr), $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo) RAM;" \
       "load average at start $LOAD_AVG_START, at end $LOAD_AVG_END (the machine is shared)"
-    echo "- Servers: berth-conformance-server ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), Release) and" \
+    echo "- Servers: berth-conformance-server (${BERTH_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')}," \
+      "Release, $BERTH_SERVER built $(date -u -r "$BERTH_SERVER" '+%Y-%m-%d %H:%M UTC')) and" \
       "node $(node --version) + socket.io $(pkg_version socket.io) (engine.io $(pkg_version engine.io)) on ws $(pkg_version ws)" \
       "and on uWebSockets.js $(pkg_version @trufflesuite/uws-js-unofficial) (@trufflesuite/uws-js-unofficial);" \
       "each a single process, ping 300/200 ms"
