@@ -15,7 +15,9 @@
 #   ECHO_CLIENTS=64  ECHO_SECONDS=10  WARMUP=2  PAYLOAD=32  EVENT=ack|message
 #   PEERS=ws,uws (which peers to run, comma-separated; a peer that cannot start, e.g. the uWS
 #     binary does not load on this Node/glibc, is reported and skipped, the run goes on)
-#   CHECK=0 (1: exit 1 unless every server run held its first idle try and echoed; CI uses it)
+#   CHECK=0 (1: exit 1 unless every server connected >= 90 % and held >= 50 % of its first idle try
+#     and echoed; CI uses it: a check that the run works, not of the figures, loose enough for a
+#     loaded host where a 200 ms pong deadline can be missed)
 #   PIN=0 (1: servers on CPU $SERVER_CPU=0, the load tool on $CLIENT_CPU=1, via taskset)
 #   BENCH_NICE=-10 (scheduler priority of this run's own autogroup; 0 leaves it alone)
 #   SKIP_BUILD=1 (use existing binaries; the peers' npm packages are still installed if missing)
@@ -334,14 +336,15 @@ if [[ "$RESULTS" != "-" ]]; then
   echo
   echo "wrote $RESULTS"
 fi
-# CHECK=1 (CI's short run): every server held its first idle try (>= 99.5 %) and echoed messages.
+# CHECK=1 (CI's short run): every server connected >= 90 % and held >= 50 % of its first idle try
+# (a client that stopped answering pings would lose them all) and echoed messages.
 if [[ $CHECK == 1 ]]; then
   bad=0
   for c in "${COLS[@]}"; do
-    t=$(get "$WORK/$c.idle.first" idle_target) h=$(get "$WORK/$c.idle.first" idle_held)
-    m=$(get "$WORK/$c.echo" echo_msgs)
-    if [[ -z "$t" || -z "$h" || -z "$m" ]] || (( h * 1000 < t * 995 || m == 0 )); then
-      echo "CHECK: $c: idle held ${h:-?} of ${t:-?}, echo msgs ${m:-?}" >&2
+    t=$(get "$WORK/$c.idle.first" idle_target) n=$(get "$WORK/$c.idle.first" idle_connected)
+    h=$(get "$WORK/$c.idle.first" idle_held) m=$(get "$WORK/$c.echo" echo_msgs)
+    if [[ -z "$t" || -z "$n" || -z "$h" || -z "$m" ]] || (( n * 10 < t * 9 || h * 2 < t || m == 0 )); then
+      echo "CHECK: $c: idle connected ${n:-?} / held ${h:-?} of ${t:-?}, echo msgs ${m:-?}" >&2
       bad=1
     fi
   done
