@@ -113,8 +113,8 @@ capacity_bench() {
 
 # bench/socketio at CI size, so it cannot rot: berth, socket.io on ws and socket.io on uWebSockets.js
 # each hold 300 idle websockets and echo for 2 s (the figures are not judged here: bench/socketio).
-# Fails if a server does not start, connects < 90 % or holds < 50 % of them, or echoes nothing; a uWS binary
-# that cannot load on this Node is reported and skipped (run.sh).
+# Fails if a server does not start, connects < 90 % or holds < 50 % of them, or echoes nothing; a
+# uWS binary that cannot load on this Node is reported and skipped (run.sh).
 socketio_bench() {
   IDLE=300 SETTLE=1 HOLD=2 ECHO_CLIENTS=16 WARMUP=1 ECHO_SECONDS=2 BENCH_NICE=0 CHECK=1 RESULTS=- \
     SKIP_BUILD=1 BUILD_DIR="$BUILD" bash bench/socketio/run.sh
