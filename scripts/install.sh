@@ -24,7 +24,7 @@ $SUDO apt-get install -y -q --no-install-recommends "${PKGS[@]}" >/dev/null
 
 log "npm modules (socket.io client bundle, test clients)"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1  # tests drive Debian's chromium; artillery must not fetch one
-for dir in client tests/e2e bench/artillery; do
+for dir in client tests/e2e bench/artillery bench/socketio/peer; do
   [ -f "$dir/package.json" ] || continue
   if [ -f "$dir/package-lock.json" ]; then (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error);
   else (cd "$dir" && npm install --no-audit --no-fund --loglevel=error); fi

@@ -111,6 +111,15 @@ capacity_bench() {
     OUT_DIR="$ARTIFACTS/capacity" timeout 600 bash bench/capacity/run.sh
 }
 
+# bench/socketio at CI size, so it cannot rot: berth, socket.io on ws and socket.io on uWebSockets.js
+# each hold 300 idle websockets and echo for 2 s (the figures are not judged here: bench/socketio).
+# Fails if a server does not start, connects < 90 % or holds < 50 % of them, or echoes nothing; a
+# uWS binary that cannot load on this Node is reported and skipped (run.sh).
+socketio_bench() {
+  IDLE=300 SETTLE=1 HOLD=2 ECHO_CLIENTS=16 WARMUP=1 ECHO_SECONDS=2 BENCH_NICE=0 CHECK=1 RESULTS=- \
+    SKIP_BUILD=1 BUILD_DIR="$BUILD" bash bench/socketio/run.sh
+}
+
 # Chaos under load at CI size (bench/chaos runs 50 users): 10 users on two replicas while Redis,
 # a replica, a sandbox (OOM) and the MCP server fail in turn; no session, history, container or
 # limiter slot may be lost. The dockerd restart runs in bench/chaos only for now: after one, a
@@ -138,6 +147,7 @@ step "e2e agent flow" 1800 e2e_agent
 step "browser (chromium)" 900 e2e_browser
 step "chaos (10 users)" 900 chaos
 step "bench: capacity (CI size)" 900 capacity_bench
+step "bench: socketio (CI size)" 300 socketio_bench
 step "deploy: nginx stickiness" 600 bash tests/deploy/nginx_sticky.sh
 step "deploy: .env.example in sync" 120 bash tests/deploy/check_config_sync.sh
 # Prometheus config, recording/alert rules and their unit tests (Debian's promtool).
