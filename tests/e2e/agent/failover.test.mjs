@@ -27,8 +27,9 @@ test("SIGKILL of the Redis master under load: no session lost, clean errors, rec
     // No token-budget trimming: every answered turn must be in the resumed history, however
     // many a fast machine answers before the kill.
     MAX_HISTORY_TOKENS: "10000000",
-    // Each user chats as fast as the local model answers, over a socket's default 20 events/s.
-    SOCKET_EVENTS_PER_SECOND: "0" };
+    // Each user chats as fast as the local model answers, over a socket's default 20 events/s,
+    // a user's 40 and the LLM tokens a user may spend per minute: those limits are off here.
+    SOCKET_EVENTS_PER_SECOND: "0", USER_EVENTS_PER_SECOND: "0", LLM_TOKENS_PER_USER_PER_MINUTE: "0" };
   const a = await startBerth(env);
   const b = await startBerth(env);
   cleanups.push(async () => {

@@ -121,8 +121,10 @@ async function counter(url, name) {
 // janitor then ends its record once SESSION_IDLE_TIMEOUT_MS has passed without activity.
 test("the janitor leaves an active user alone past the idle timeout and ends an abandoned session", async () => {
   // The loop below sends turns as fast as the local model answers them, well over the 20 events
-  // per second a socket may send by default (SOCKET_EVENTS_PER_SECOND): that limit is off here.
-  const { a, b } = await pair({ SESSION_IDLE_TIMEOUT_MS: "2000", SESSION_DETACH_GRACE_MS: "300", SOCKET_EVENTS_PER_SECOND: "0" });
+  // per second a socket may send by default (SOCKET_EVENTS_PER_SECOND), a user's 40, and the LLM
+  // tokens a user may spend per minute (its history grows each turn): those limits are off here.
+  const { a, b } = await pair({ SESSION_IDLE_TIMEOUT_MS: "2000", SESSION_DETACH_GRACE_MS: "300", SOCKET_EVENTS_PER_SECOND: "0",
+                                USER_EVENTS_PER_SECOND: "0", LLM_TOKENS_PER_USER_PER_MINUTE: "0" });
   const active = connect(a.url);
   const abandoned = connect(a.url);
   try {
