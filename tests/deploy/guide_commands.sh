@@ -167,7 +167,7 @@ expect "A4 socket mounted" "docker compose exec app ls -la /var/run/docker.sock"
 expect "A5 pool env" "docker compose exec app env | grep ENABLE_CONTAINER_POOL" '^ENABLE_CONTAINER_POOL=true$'
 expect "A6 Redis URL" "docker compose exec app env | grep REDIS_URL" '^REDIS_URL=redis://redis:6379$'
 run "A7 env has no blanks" "docker compose exec app env"
-blanks=$(grep -E '^[A-Z][A-Z0-9_]*=$' <<<"$out" | tr -d '=' | grep -vxE 'CORS_ORIGINS|LLM_MODEL|GEMINI_API_KEY|OPENAI_API_KEY|ANTHROPIC_API_KEY|AUTH_JWT_SECRET|AUTH_JWT_AUDIENCE|AUTH_JWT_ISSUER|TRUSTED_PROXIES|LLM_CA_FILE|MCP_CONFIG_FILE|DIAGNOSTICS_NAMESPACE|REDIS_SENTINELS|REDIS_SENTINEL_PASSWORD|REDIS_PASSWORD' | tr '\n' ' ')
+blanks=$(grep -E '^[A-Z][A-Z0-9_]*=$' <<<"$out" | tr -d '=' | grep -vxE 'CORS_ORIGINS|LLM_MODEL|GEMINI_API_KEY|OPENAI_API_KEY|ANTHROPIC_API_KEY|AUTH_JWT_SECRET|AUTH_JWT_AUDIENCE|AUTH_JWT_ISSUER|TRUSTED_PROXIES|LLM_CA_FILE|MCP_CONFIG_FILE|DIAGNOSTICS_NAMESPACE|REDIS_SENTINELS|REDIS_SENTINEL_PASSWORD|REDIS_PASSWORD|SANDBOX_RUNTIME' | tr '\n' ' ')
 [ "$rc" = 0 ] && [ -z "$blanks" ] && grep -q '^POOL_MIN_SIZE=10$' <<<"$out" && grep -q '^MAX_REQUESTS_PER_USER=5$' <<<"$out" \
   && ok "exec app env: real values (only empty-by-default secrets/options are empty)" || fail "exec app env blanks: $blanks"
 expect "A8 pool stats" "curl -s http://localhost:3000/stats/pool" '"maxPoolSize":100'

@@ -29,7 +29,9 @@ export APP_REPLICAS=${APP_REPLICAS:-2} LLM_PROVIDER=local POOL_MIN_SIZE=${POOL_M
        CONTAINER_MEMORY=${CONTAINER_MEMORY:-128m} REDIS_MAXMEMORY=${REDIS_MAXMEMORY:-128mb} APP_MEMORY_LIMIT=${APP_MEMORY_LIMIT:-512m} \
        UPSTREAM_CHECK_INTERVAL=${UPSTREAM_CHECK_INTERVAL:-1} \
        MAX_HISTORY_TOKENS=10000000 \
-       SOCKET_EVENTS_PER_SECOND=0  # no trimming: every answered turn must be in the resumed history; users chat faster than 20 events/s
+       SOCKET_EVENTS_PER_SECOND=0 USER_EVENTS_PER_SECOND=0 LLM_TOKENS_PER_USER_PER_MINUTE=0
+# No trimming: every answered turn must be in the resumed history. Users chat as fast as the local
+# model answers: over a socket's 20 events/s, a user's 40, and the LLM tokens a user may spend.
 NGINX_PORT=$(free_port); export NGINX_PORT
 hard=$(ulimit -Hn); [ "$hard" = unlimited ] && hard=65536
 export NOFILE_LIMIT=${NOFILE_LIMIT:-$(( hard < 65536 ? hard : 65536 ))}
