@@ -52,11 +52,11 @@ struct user_event_budget {
       core::logger("gateway")->warn("uid={} over {} events per second across its sockets (burst {}): events refused{}",
                                     core::log_prefix(user, 32), per_second, burst,
                                     suppressed ? " (" + std::to_string(suppressed) + " more such lines suppressed)" : "");
-    if (ack)
-      std::exchange(ack, nullptr)(json::array({json{{"ok", false},
-                                                    {"code", "RATE_LIMITED"},
-                                                    {"message", "Too many events from this user: slow down"},
-                                                    {"retryAfterMs", retry.count()}}}));
+    if (ack) {
+      auto e = core::make_error(core::errc::rate_limited, "Too many events from this user: slow down");
+      e.retry_after = retry;
+      std::exchange(ack, nullptr)(ack_error(e));
+    }
     return false;
   }
 

@@ -44,11 +44,6 @@ json ack_ok(const std::optional<std::string>& turn_id) {
   if (turn_id) body["turnId"] = *turn_id;
   return json::array({std::move(body)});
 }
-json ack_error(const core::error& e) {
-  json body{{"ok", false}, {"code", core::to_string(e.code)}, {"message", e.message}};
-  if (e.retry_after) body["retryAfterMs"] = e.retry_after->count();
-  return json::array({std::move(body)});
-}
 
 std::vector<llm::tool_spec> to_tool_specs(const std::vector<mcp::tool_descriptor>& tools) {
   std::vector<llm::tool_spec> specs;
@@ -71,6 +66,12 @@ std::size_t note_bytes(std::string_view note) {
 }
 
 }  // namespace
+
+json ack_error(const core::error& e) {
+  json body{{"ok", false}, {"code", core::to_string(e.code)}, {"message", e.message}};
+  if (e.retry_after) body["retryAfterMs"] = e.retry_after->count();
+  return json::array({std::move(body)});
+}
 
 // ---------------------------------------------------------------- parked_sessions
 
