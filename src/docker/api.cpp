@@ -62,6 +62,16 @@ core::result<api_version> negotiate_version(std::string_view daemon_api, std::st
   return chosen;
 }
 
+std::vector<std::string> sandbox_server_command() {
+  return {"/usr/local/bin/berth-sandbox", "mcp", "--user", std::string(sandbox_user)};
+}
+
+std::vector<std::string> sandbox_main_command() {
+  auto cmd = sandbox_server_command();
+  cmd.insert(cmd.begin(), {"/usr/local/bin/berth-sandbox", "supervise"});
+  return cmd;
+}
+
 std::map<std::string, std::string> pool_labels(std::string_view replica, std::string_view pool) {
   return {{"berth.managed", "true"}, {"berth.replica", std::string(replica)}, {"berth.pool", std::string(pool)}};
 }
@@ -98,7 +108,9 @@ json create_body(const container_spec& spec) {
        {{"/tmp", "rw,nosuid,nodev,noexec,size=" + spec.tmp_size + ",mode=1777"},
         {"/workspace", "rw,nosuid,nodev,exec,size=" + spec.workspace_size + ",uid=" + spec.workspace_owner +
                            ",gid=" + spec.workspace_owner + ",mode=0755"}}},
-      {"LogConfig", {{"Type", "json-file"}, {"Config", {{"max-size", "1m"}, {"max-file", "1"}}}}},
+      // What a sandbox writes is the MCP traffic (the user's files and command output): it is not
+      // logged on the host, and without a log file dockerd holds two descriptors less per sandbox.
+      {"LogConfig", {{"Type", "none"}}},
   };
   if (spec.memory_bytes > 0) {
     host["Memory"] = spec.memory_bytes;
@@ -114,7 +126,8 @@ json create_body(const container_spec& spec) {
       {"Labels", labels},
       {"Env", env},
       {"Tty", false},
-      {"OpenStdin", false},
+      {"OpenStdin", spec.open_stdin},
+      {"StdinOnce", false},  // a client that detaches leaves stdin open for the next one
       {"AttachStdin", false},
       {"AttachStdout", false},
       {"AttachStderr", false},

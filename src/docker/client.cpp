@@ -560,17 +560,30 @@ asio::awaitable<core::result<std::optional<stream_chunk>>> exec_stream::read(ms 
 
 asio::awaitable<core::result<exec_stream>> client::exec_start(std::string exec_in) {
   const std::string id = std::move(exec_in);
+  co_return co_await hijack("/exec/" + url_encode(id) + "/start", R"({"Detach":false,"Tty":false})", "exec start", id);
+}
+
+asio::awaitable<core::result<exec_stream>> client::attach(std::string container_in) {
+  const std::string id = std::move(container_in);
+  co_return co_await hijack("/containers/" + url_encode(id) + "/attach?stream=1&stdin=1&stdout=1&stderr=1", "",
+                            "attach", id);
+}
+
+asio::awaitable<core::result<exec_stream>> client::hijack(std::string path_in, std::string body_in,
+                                                          std::string what_in, std::string id_in) {
+  const std::string path = std::move(path_in), body = std::move(body_in), what = std::move(what_in),
+                    id = std::move(id_in);
   auto v = co_await ensure_version();
   if (!v) co_return v.error();
   auto c = std::make_shared<connection>(ex_);
   if (auto cr = co_await connect(c, opts_.socket_path, opts_.call_timeout); !cr) co_return cr.error();
   shared_->requests->inc();
 
-  bhttp::request<bhttp::string_body> req{bhttp::verb::post, versioned(*v, "/exec/" + url_encode(id) + "/start"), 11};
-  common_headers(req, true);
+  bhttp::request<bhttp::string_body> req{bhttp::verb::post, versioned(*v, path), 11};
+  common_headers(req, !body.empty());
   req.set(bhttp::field::connection, "Upgrade");
   req.set(bhttp::field::upgrade, "tcp");
-  req.body() = R"({"Detach":false,"Tty":false})";
+  req.body() = body;
   req.prepare_payload();
 
   bhttp::response_parser<bhttp::string_body> parser;
@@ -580,16 +593,16 @@ asio::awaitable<core::result<exec_stream>> client::exec_start(std::string exec_i
   const unsigned status = ec ? 0 : parser.get().result_int();
   if (status != 0 && status != 101 && status != 200) {
     shared_->errors->inc();
-    co_return fail("docker: exec start: " + std::to_string(status) + " " + daemon_message(parser.get().body()));
+    co_return fail("docker: " + what + ": " + std::to_string(status) + " " + daemon_message(parser.get().body()));
   }
   if (timed_out) {
     shared_->timeouts->inc();
     shared_->errors->inc();
-    co_return fail("docker: exec start timed out after " + std::to_string(opts_.call_timeout.count()) + " ms");
+    co_return fail("docker: " + what + " timed out after " + std::to_string(opts_.call_timeout.count()) + " ms");
   }
   if (ec) {
     shared_->errors->inc();
-    co_return fail("docker: exec start: " + ec.message());
+    co_return fail("docker: " + what + ": " + ec.message());
   }
   auto p = std::make_shared<exec_stream::impl>(ex_);
   p->id = id;
@@ -600,7 +613,7 @@ asio::awaitable<core::result<exec_stream>> client::exec_start(std::string exec_i
     const auto data = c->buf.data();
     if (p->demux.feed(std::string_view(static_cast<const char*>(data.data()), data.size()), out) !=
         stream_demux::status::ok) {
-      co_return fail("docker: exec stream: " + std::string(to_string(p->demux.state())));
+      co_return fail("docker: " + what + " stream: " + std::string(to_string(p->demux.state())));
     }
     for (auto& ch : out) p->ready.push_back(std::move(ch));
   }

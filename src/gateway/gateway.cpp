@@ -78,11 +78,8 @@ constexpr core::log_task_failure log_failure{"gateway"};
 // The pool's prepare hook. The session gets its own strand: it changes hands to a socket later.
 asio::awaitable<std::shared_ptr<pool::prepared_resource>> prepare_sandbox_mcp(docker::client& docker,
                                                                               std::string container_id,
-                                                                              std::vector<std::string> command,
                                                                               core::metrics& metrics) {
-  auto session = std::make_shared<mcp_session>(asio::make_strand(docker.get_executor()), docker, container_id,
-                                               std::move(command), metrics);
-  session->set_user(std::string(docker::sandbox_server_user));
+  auto session = sandbox_server_session(asio::make_strand(docker.get_executor()), docker, container_id, metrics);
   auto tools = co_await session->open(mcp_open_timeout);
   if (!tools) {
     core::logger("gateway")->warn("cid={} sandbox MCP server not prepared (it opens when the session starts): {}",
@@ -128,7 +125,7 @@ gateway::gateway(gateway_deps deps)
       parked_(std::make_unique<parked_sessions>()),
       services_(std::make_unique<session_services>(session_services{
           deps_.cfg, deps_.metrics, deps_.docker, deps_.pool, deps_.sessions, deps_.history, deps_.limiter,
-          deps_.llm_budget, deps_.make_provider, deps_.sandbox_command, deps_.extra_mcp_servers, *counters_, *parked_})),
+          deps_.llm_budget, deps_.make_provider, deps_.extra_mcp_servers, *counters_, *parked_})),
       user_events_(std::make_unique<user_event_budget>(deps_.cfg, deps_.metrics)),
       rejected_connects_(deps_.metrics.get_counter("berth_gateway_connect_rejected_total",
                                                     "Connections refused (auth, forbidden session, bad id)")) {
@@ -137,9 +134,8 @@ gateway::gateway(gateway_deps deps)
   // The hooks capture only what outlives the pool (the docker client, the metrics), not the gateway.
   deps_.pool.set_recycle(scrub_sandbox);
   if (!deps_.cfg.pool_prepare_mcp) return;
-  deps_.pool.set_prepare([&docker = deps_.docker, &metrics = deps_.metrics,
-                          command = deps_.sandbox_command](std::string container_id) {
-    return prepare_sandbox_mcp(docker, std::move(container_id), command, metrics);
+  deps_.pool.set_prepare([&docker = deps_.docker, &metrics = deps_.metrics](std::string container_id) {
+    return prepare_sandbox_mcp(docker, std::move(container_id), metrics);
   });
 }
 

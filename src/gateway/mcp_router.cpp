@@ -13,17 +13,15 @@ namespace asio = boost::asio;
 using json = nlohmann::json;
 
 mcp_router::mcp_router(asio::any_io_executor ex, docker::client& docker, std::string container_id,
-                       std::vector<std::string> sandbox_command, std::vector<mcp::server_config> extra,
+                       std::vector<mcp::server_config> extra,
                        llm::http_client_options http, core::metrics& metrics, std::string log_tag,
                        std::shared_ptr<mcp_session> prepared_sandbox)
     : ex_(std::move(ex)),
       unavailable_(metrics.get_counter("berth_mcp_servers_unavailable_total",
                                        "Extra MCP servers (mcp-config.json) that could not be opened for a session")),
       log_tag_(std::move(log_tag)) {
-  if (!prepared_sandbox || prepared_sandbox->container_id() != container_id) {
-    prepared_sandbox = std::make_shared<mcp_session>(ex_, docker, container_id, std::move(sandbox_command), metrics);
-    prepared_sandbox->set_user(std::string(docker::sandbox_server_user));
-  }
+  if (!prepared_sandbox || prepared_sandbox->container_id() != container_id)
+    prepared_sandbox = sandbox_server_session(ex_, docker, container_id, metrics);
   servers_.push_back(server{sandbox_server_name, std::move(prepared_sandbox), nullptr});
   for (auto& s : extra) {
     if (!s.enabled) continue;

@@ -51,13 +51,14 @@ void call_cancel::unbind() {
 }
 
 mcp_session::mcp_session(executor_type ex, docker::client& docker, std::string container_id,
-                         std::vector<std::string> command, core::metrics& metrics)
+                         std::vector<std::string> command, core::metrics& metrics, mcp_transport transport)
     : ex_(std::move(ex)),
       docker_(docker),
       container_id_(std::move(container_id)),
       command_(std::move(command)),
+      transport_(transport),
       timer_(ex_),
-      restarts_(metrics.get_counter("berth_mcp_restarts_total", "MCP sandbox execs (re)started")),
+      restarts_(metrics.get_counter("berth_mcp_restarts_total", "MCP sandbox streams (execs or attaches) opened")),
       protocol_errors_(metrics.get_counter("berth_mcp_protocol_errors_total",
                                            "Lines from a sandbox MCP server that were not valid JSON-RPC")) {}
 
@@ -71,6 +72,7 @@ void mcp_session::close() {
 
 void mcp_session::close_here() {
   ++generation_;
+  if (fsm_) next_request_id_ = fsm_->next_request_id();
   if (stream_) stream_->close();
   stream_.reset();
   if (fsm_) fsm_->on_closed("session closed");
@@ -110,11 +112,16 @@ asio::awaitable<mcp_session::tools_result> mcp_session::open_here(std::shared_pt
   co_return co_await self->start_exec(timeout);
 }
 
-asio::awaitable<mcp_session::tools_result> mcp_session::start_exec(std::chrono::milliseconds timeout) {
-  auto self = shared_from_this();
-  close_here();
-  const auto generation = generation_;
-  restarts_.inc();
+asio::awaitable<core::result<docker::exec_stream>> mcp_session::open_stream() {
+  if (transport_ == mcp_transport::attach) {
+    auto stream = co_await docker_.attach(container_id_);
+    if (!stream) co_return sandbox_error("cannot attach to the sandbox MCP server: " + stream.error().message);
+    // A previous client may have left half a line on the server's stdin: end it, so that our
+    // first request is read whole (the server skips blank lines).
+    if (auto w = co_await stream->write("\n"); !w)
+      co_return sandbox_error("cannot write to the sandbox MCP server: " + w.error().message);
+    co_return std::move(*stream);
+  }
   docker::exec_spec spec;
   spec.cmd = command_;
   spec.env = env_;
@@ -124,10 +131,21 @@ asio::awaitable<mcp_session::tools_result> mcp_session::start_exec(std::chrono::
   if (!exec_id) co_return sandbox_error("cannot start the sandbox MCP server: " + exec_id.error().message);
   auto stream = co_await docker_.exec_start(*exec_id);
   if (!stream) co_return sandbox_error("cannot attach to the sandbox MCP server: " + stream.error().message);
+  co_return std::move(*stream);
+}
+
+asio::awaitable<mcp_session::tools_result> mcp_session::start_exec(std::chrono::milliseconds timeout) {
+  auto self = shared_from_this();
+  close_here();
+  const auto generation = generation_;
+  restarts_.inc();
+  auto stream = co_await open_stream();
+  if (!stream) co_return stream.error();
   if (generation != generation_) co_return sandbox_error("session closed");
   stream_ = std::make_shared<docker::exec_stream>(std::move(*stream));
   mcp::client_options opts;
   opts.init_timeout = timeout;
+  opts.first_request_id = next_request_id_;
   fsm_ = std::make_unique<mcp::client_fsm>(opts);
   const auto init_id = fsm_->start(mcp::clock::now());
   auto init_wait = expect(init_id);
@@ -162,7 +180,7 @@ asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_session::call_here(std
                                                                             std::shared_ptr<call_cancel> cancel) {
   if (cancel && cancel->requested()) co_return core::make_error(core::errc::tool_failed, "tool '" + name + "' was cancelled");
   if (!self->fsm_ || self->fsm_->state() != mcp::client_state::ready) {
-    // The exec died (or never started): restart it once for this call.
+    // The stream broke, the server restarted, or it never started: open it again once for this call.
     auto reopened = co_await self->start_exec(std::min(timeout, std::chrono::milliseconds(15000)));
     if (!reopened) co_return reopened.error();
   }
@@ -214,8 +232,13 @@ asio::awaitable<core::result<json>> mcp_session::request(std::string method, jso
 
 asio::awaitable<core::result<json>> mcp_session::request_here(std::shared_ptr<mcp_session> self, std::string method,
                                                               json params, std::chrono::milliseconds timeout) {
-  if (!self->fsm_ || self->fsm_->state() != mcp::client_state::ready)
-    co_return sandbox_error(method + ": the sandbox MCP server is not running");
+  if (!self->fsm_ || self->fsm_->state() != mcp::client_state::ready) {
+    // An attach costs dockerd no exec: open it again. A dead exec is an error.
+    if (self->transport_ != mcp_transport::attach)
+      co_return sandbox_error(method + ": the sandbox MCP server is not running");
+    auto reopened = co_await self->start_exec(std::min(timeout, std::chrono::milliseconds(15000)));
+    if (!reopened) co_return reopened.error();
+  }
   auto id = self->fsm_->send_request(method, params, mcp::clock::now() + timeout);
   if (!id) co_return id.error();
   auto wait = self->expect(*id);
@@ -268,7 +291,7 @@ asio::awaitable<std::optional<mcp::client_event>> mcp_session::wait_for(std::uin
   dispatch_events();  // it may already have arrived
   // A timer's cancel() only reaches a wait already under way: `woken` keeps an earlier one.
   if (!w->woken) co_await w->wake->async_wait(use_tuple);
-  // Request ids start again with every exec: the entry may be a newer exec's by now.
+  // Ids restart with every exec: the entry may be a newer exec's by now.
   if (auto it = waiters_.find(id); it != waiters_.end() && it->second == w) waiters_.erase(it);
   co_return std::move(w->event);
 }
@@ -303,7 +326,7 @@ asio::awaitable<void> mcp_session::read_loop(std::shared_ptr<mcp_session> self, 
     if (generation != self->generation_) co_return;
     if (!chunk || !*chunk) {
       // The stream ends when the server exits, and when dockerd drops the connection (a restart).
-      const std::string why = chunk ? "the sandbox MCP server's exec stream ended (the server exited, or dockerd closed the connection)"
+      const std::string why = chunk ? "the sandbox MCP server's stream ended (the server or its container exited, or dockerd closed the connection)"
                                     : chunk.error().message;
       core::logger("mcp")->warn("cid={} {}", self->container_id_.substr(0, 12), why);
       if (self->fsm_) self->fsm_->on_closed(why);

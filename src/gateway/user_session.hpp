@@ -100,7 +100,6 @@ struct session_services {
   session::user_limiter& limiter;
   session::llm_token_budget& llm_budget;
   const provider_factory& make_provider;
-  const std::vector<std::string>& sandbox_command;
   const std::vector<mcp::server_config>& extra_mcp_servers;
   gateway_counters& counters;
   parked_sessions& parked;

@@ -113,7 +113,8 @@ core::result<tool_call_outcome> map_tool_call_result(const json& result) {
   return o;
 }
 
-client_fsm::client_fsm(client_options opts) : opts_(std::move(opts)), decoder_(opts_.max_line_bytes) {}
+client_fsm::client_fsm(client_options opts)
+    : opts_(std::move(opts)), next_id_(std::max<std::uint64_t>(opts_.first_request_id, 1)), decoder_(opts_.max_line_bytes) {}
 
 std::uint64_t client_fsm::start(clock::time_point now) {
   state_ = client_state::initializing;
@@ -191,6 +192,8 @@ void client_fsm::on_line(std::string_view line) {
       }
       return;
     case message_kind::notification:
+      // berth-sandbox supervise started a new server: what was in flight is gone.
+      if (m.method == server_restarted_method) on_closed("the sandbox MCP server exited and was restarted");
       return;  // logging/progress/list_changed: nothing to do for now
     case message_kind::response:
     case message_kind::error_response:

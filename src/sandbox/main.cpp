@@ -1,5 +1,6 @@
 // berth-sandbox: the MCP stdio server that runs inside each sandbox container.
 // Usage: berth-sandbox mcp [--root DIR] [--output-cap BYTES] [--max-timeout-ms MS] [--user UID:GID [--scrub DIR]...]
+//        berth-sandbox supervise CMD [ARG...]   (the container's main process; supervise.hpp)
 #include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 
 #include "berth/sandbox/server.hpp"
 #include "stdio_loop.hpp"
+#include "supervise.hpp"
 
 namespace {
 
@@ -23,7 +25,10 @@ constexpr std::string_view usage =
     "  Tools: list_files, read_file, write_file, run_command. Default root: /workspace.\n"
     "  --user: run as root in the container, commands and file tools as UID:GID; berth/reset then\n"
     "  scrubs that user's processes, IPC objects and the --scrub directories (default: the root,\n"
-    "  /tmp, /dev/shm, /dev/mqueue).\n";
+    "  /tmp, /dev/shm, /dev/mqueue).\n"
+    "usage: berth-sandbox supervise CMD [ARG...]\n"
+    "  Runs CMD on this process's stdin/stdout and starts it again when it exits, after a\n"
+    "  notifications/berth/server_restarted line (the sandbox container's main process).\n";
 
 bool parse_size(std::string_view s, std::size_t& out) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
@@ -55,7 +60,11 @@ int main(int argc, char** argv) {
     std::puts("berth-sandbox 0.1.0");
     return 0;
   }
-  if (argc < 2 || std::string_view(argv[1]) != "mcp") return fail("expected the subcommand \"mcp\"");
+  if (argc >= 2 && std::string_view(argv[1]) == "supervise") {
+    if (argc < 3) return fail("supervise: expected the command to run");
+    return berth::sandbox::supervise(argv + 2);
+  }
+  if (argc < 2 || std::string_view(argv[1]) != "mcp") return fail("expected the subcommand \"mcp\" or \"supervise\"");
   std::string root = "/workspace";
   std::string user_arg;
   std::vector<std::string> extra_scrub;

@@ -60,10 +60,12 @@ export const scenarios = {
       }
     }).length };
   },
-  // The sandbox MCP server (berth-sandbox) killed inside a fifth of the users' containers.
+  // The sandbox MCP server (`berth-sandbox mcp`, under the container's `berth-sandbox supervise`)
+  // killed inside a fifth of the users' containers.
   "mcp-kill": async ({ docker, users, redis }) => {
     const ids = someContainers(users, redis);
-    const killed = ids.filter((id) => /^killed/.test(execIn(docker, id, "p=$(pidof berth-sandbox) && kill -9 $p && echo killed $p")));
+    const killServer = "for p in $(pidof berth-sandbox); do if tr '\\0' ' ' < /proc/$p/cmdline | grep -q '^[^ ]* mcp '; then kill -9 $p && echo killed $p; fi; done";
+    const killed = ids.filter((id) => /^killed/.test(execIn(docker, id, killServer)));
     return { containers: ids.length, serversKilled: killed.length };
   },
 };

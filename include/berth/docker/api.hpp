@@ -44,11 +44,18 @@ core::result<api_version> negotiate_version(std::string_view daemon_api, std::st
 inline constexpr std::string_view sandbox_server_user = "0:0";
 inline constexpr std::string_view sandbox_user = "1000:1000";
 
+// The sandbox MCP server, and the container's main process that runs it on the container's stdio
+// (berth-sandbox supervise restarts it if it dies): the gateway attaches to the container rather
+// than exec'ing the server, which costs dockerd an exec per session and ~7 descriptors per sandbox.
+std::vector<std::string> sandbox_server_command();
+std::vector<std::string> sandbox_main_command();
+
 // Everything create needs; hardened_spec() fills it from config so hardening is server-side only.
 struct container_spec {
   std::string image;
   std::string name;  // empty: the daemon picks one
   std::vector<std::string> cmd;  // empty: the image's CMD
+  bool open_stdin = false;       // the main process reads stdin, reached by attach (sandbox_main_command)
   std::string user{sandbox_server_user};
   std::vector<std::string> cap_add = {"SETUID", "SETGID", "KILL"};  // on top of CapDrop ALL
   std::map<std::string, std::string> labels;

@@ -53,7 +53,7 @@ struct http_reply {
 
 class client;
 
-// A hijacked exec stream: stdin out, demultiplexed stdout/stderr in. Movable handle; closing (or
+// A hijacked exec (or attach) stream: stdin out, demultiplexed stdout/stderr in. Movable handle; closing (or
 // destroying) it closes the connection, which ends the exec's stdin. One reader and one writer
 // at a time.
 class exec_stream {
@@ -147,6 +147,10 @@ class client {
   boost::asio::awaitable<core::result<std::string>> exec_create(std::string container_id, exec_spec spec);
   // POST /exec/{id}/start hijacked (Connection: Upgrade, Upgrade: tcp).
   boost::asio::awaitable<core::result<exec_stream>> exec_start(std::string exec_id);
+  // POST /containers/{id}/attach hijacked: the container's main process's stdin out, its
+  // stdout/stderr in (the container was created with open_stdin). Closing the stream detaches;
+  // the process runs on.
+  boost::asio::awaitable<core::result<exec_stream>> attach(std::string container_id);
   boost::asio::awaitable<core::result<exec_info>> exec_inspect(std::string exec_id);
   // create + start + write stdin + close-write + read all (bounded by max_body_bytes) + exit code.
   // `user` ("uid:gid"): empty runs as the container's user.
@@ -167,6 +171,10 @@ class client {
 
  private:
   boost::asio::awaitable<core::result<api_version>> ensure_version();
+  // POST `path` with Connection: Upgrade, then the raw multiplexed stream; `what` names the call
+  // in errors, `id` is the stream's exec_id().
+  boost::asio::awaitable<core::result<exec_stream>> hijack(std::string path, std::string body, std::string what,
+                                                           std::string id);
   boost::asio::awaitable<core::result<http_reply>> call(std::string method, std::string path, std::string body,
                                                         std::chrono::milliseconds timeout, bool versioned_path);
 

@@ -51,8 +51,6 @@ struct gateway_deps {
   session::user_limiter& limiter;
   session::llm_token_budget& llm_budget;  // LLM_TOKENS_PER_USER_PER_MINUTE
   provider_factory make_provider;
-  // Root in the container with three capabilities; the user's commands and files as 1000:1000.
-  std::vector<std::string> sandbox_command = {"/usr/local/bin/berth-sandbox", "mcp", "--user", "1000:1000"};
   // Enabled servers of mcp-config.json (MCP_CONFIG_FILE), opened for every session after the sandbox.
   std::vector<mcp::server_config> extra_mcp_servers = {};
 };

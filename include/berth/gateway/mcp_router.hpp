@@ -38,7 +38,7 @@ class mcp_router : public std::enable_shared_from_this<mcp_router> {
   };
 
   mcp_router(boost::asio::any_io_executor ex, docker::client& docker, std::string container_id,
-             std::vector<std::string> sandbox_command, std::vector<mcp::server_config> extra,
+             std::vector<mcp::server_config> extra,
              llm::http_client_options http, core::metrics& metrics, std::string log_tag,
              std::shared_ptr<mcp_session> prepared_sandbox = nullptr);
 

@@ -1,7 +1,12 @@
 #pragma once
-// One MCP stdio session inside a user's container: a long-lived `docker exec` of
-// `berth-sandbox mcp` whose stdin/stdout carry JSON-RPC, driven by the sans-I/O mcp::client_fsm.
-// The exec is restarted on the next call if it dies. Lifetime: shared_ptr, kept by the user's
+// One MCP stdio session inside a user's container, driven by the sans-I/O mcp::client_fsm over
+// JSON-RPC lines on a process's stdin/stdout. The process is reached in one of two ways:
+// - attach: the container's main process (berth-sandbox supervise running the sandbox server,
+//   docker::sandbox_main_command); the session attaches to it, and re-attaches on the next call
+//   if the stream breaks or the server was restarted. No exec: dockerd keeps ~5 descriptors per
+//   sandbox instead of 12 and spends no exec on a session start;
+// - exec: a long-lived `docker exec` of `command` (extra stdio-docker servers of mcp-config.json),
+//   restarted on the next call if it dies. Lifetime: shared_ptr, kept by the user's
 // session; close() ends the exec. Thread-safety: the state lives on the executor given (a strand);
 // open(), ensure_open(), call_tool() and close() may be called from any executor (they hop), so a
 // session opened by the pool for an idle container can be handed to a user's socket.
@@ -44,15 +49,18 @@ class call_cancel {
   std::function<void()> on_request_;
 };
 
+enum class mcp_transport { exec, attach };
+
 class mcp_session : public std::enable_shared_from_this<mcp_session> {
  public:
   using executor_type = boost::asio::any_io_executor;
 
+  // `command`: what exec runs (unused by attach).
   mcp_session(executor_type ex, docker::client& docker, std::string container_id, std::vector<std::string> command,
-              core::metrics& metrics);
+              core::metrics& metrics, mcp_transport transport = mcp_transport::exec);
   ~mcp_session();
 
-  // Starts the exec, runs initialize + tools/list. SANDBOX_UNAVAILABLE when the container or the
+  // Starts the exec (or attaches), runs initialize + tools/list. SANDBOX_UNAVAILABLE when the container or the
   // sandbox server cannot be reached.
   boost::asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> open(std::chrono::milliseconds timeout);
   // The tools of the running exec, or open() when there is none (never started, or it died).
@@ -63,7 +71,8 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_tool(std::string name, nlohmann::json args,
                                                                         std::chrono::milliseconds timeout,
                                                                         std::shared_ptr<call_cancel> cancel = nullptr);
-  // Any other request of the running exec (no restart: a dead exec is an error), e.g. berth/reset.
+  // Any other request of the running server, e.g. berth/reset (an exec is not restarted for it:
+  // a dead exec is an error; an attach is opened again).
   // The JSON-RPC error's code and message come back as SANDBOX_UNAVAILABLE errors.
   boost::asio::awaitable<core::result<nlohmann::json>> request(std::string method, nlohmann::json params,
                                                               std::chrono::milliseconds timeout);
@@ -91,6 +100,7 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   static boost::asio::awaitable<void> flush_owned(std::shared_ptr<mcp_session> self);
   void close_here();
   boost::asio::awaitable<tools_result> start_exec(std::chrono::milliseconds timeout);
+  boost::asio::awaitable<core::result<docker::exec_stream>> open_stream();
   struct waiter {
     std::shared_ptr<boost::asio::steady_timer> wake;
     std::optional<mcp::client_event> event;
@@ -113,6 +123,7 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   docker::client& docker_;
   std::string container_id_;
   std::vector<std::string> command_;
+  mcp_transport transport_;
   std::map<std::string, std::string> env_;
   std::string user_;
   std::unique_ptr<mcp::client_fsm> fsm_;
@@ -121,6 +132,7 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   std::map<std::uint64_t, std::shared_ptr<waiter>> waiters_;
   std::vector<mcp::tool_descriptor> tools_;
   std::uint64_t generation_ = 0;  // bumps on every (re)start: stale loops stop
+  std::uint64_t next_request_id_ = 1;  // carried from one client_fsm to the next (attach)
   bool writing_ = false;
   // Output batches handed to the stream (numbered from 1), and the last one whose write
   // completed: a request queued when writes_taken_ was n is written once last_written_batch_ > n.
@@ -129,5 +141,14 @@ class mcp_session : public std::enable_shared_from_this<mcp_session> {
   core::counter& restarts_;
   core::counter& protocol_errors_;
 };
+
+// The session with a pooled container's sandbox server: an attach to its main process
+// (docker::sandbox_main_command), which runs as root with three capabilities and runs the user's
+// commands and file tools as docker::sandbox_user.
+inline std::shared_ptr<mcp_session> sandbox_server_session(mcp_session::executor_type ex, docker::client& docker,
+                                                           std::string container_id, core::metrics& metrics) {
+  return std::make_shared<mcp_session>(std::move(ex), docker, std::move(container_id), std::vector<std::string>{},
+                                       metrics, mcp_transport::attach);
+}
 
 }  // namespace berth::gateway

@@ -53,6 +53,10 @@ struct client_options {
   std::chrono::milliseconds init_timeout{10000};
   std::size_t max_line_bytes = line_decoder::default_max_line_bytes;
   std::size_t max_pending = 64;  // requests in flight
+  // The first request id. A client that speaks to the same server process again over a new
+  // stream (an attach) continues its numbering, so a late answer to the old stream's request
+  // can never be taken for the new one's.
+  std::uint64_t first_request_id = 1;
 };
 
 enum class client_state { idle, initializing, ready, closed };
@@ -124,6 +128,7 @@ class client_fsm {
   client_state state() const noexcept { return state_; }
   std::size_t pending() const noexcept { return pending_.size(); }
   const std::string& protocol_version() const noexcept { return negotiated_version_; }
+  std::uint64_t next_request_id() const noexcept { return next_id_; }
 
  private:
   enum class kind { initialize, list_tools, call_tool, generic };
@@ -138,7 +143,7 @@ class client_fsm {
 
   client_options opts_;
   client_state state_ = client_state::idle;
-  std::uint64_t next_id_ = 1;
+  std::uint64_t next_id_;
   std::map<std::uint64_t, pending_request> pending_;
   line_decoder decoder_;
   std::string out_;

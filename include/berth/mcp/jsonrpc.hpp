@@ -83,6 +83,11 @@ std::string make_result(const nlohmann::json& id, const nlohmann::json& result);
 std::string make_error(const nlohmann::json& id, int code, std::string_view message,
                        const nlohmann::json& data = nullptr);
 
+// Berth's own notification, from `berth-sandbox supervise` to the client on the container's
+// stdio: the server it runs exited and a new one is starting; requests in flight are lost and
+// the client initializes again.
+inline constexpr std::string_view server_restarted_method = "notifications/berth/server_restarted";
+
 // Short printable form of an id for logs and map keys ("7", "\"abc\"").
 std::string id_key(const nlohmann::json& id);
 

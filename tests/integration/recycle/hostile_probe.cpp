@@ -73,35 +73,40 @@ int mqueue() {
   return q == static_cast<mqd_t>(-1) ? 1 : 0;
 }
 
+// Every berth-sandbox process: the supervisor (the container's main process) and the server.
 int attack_server() {
-  pid_t server = 0;
+  std::vector<pid_t> servers;
   for (pid_t pid : all_pids())
-    if (read_file("/proc/" + std::to_string(pid) + "/comm") == "berth-sandbox\n") server = pid;
-  if (server == 0) {
+    if (read_file("/proc/" + std::to_string(pid) + "/comm") == "berth-sandbox\n") servers.push_back(pid);
+  if (servers.empty()) {
     std::printf("no berth-sandbox process found\n");
     return 2;
   }
   int reached = 0;
-  auto report = [&](const char* what, bool ok) {
-    std::printf("%s: %s\n", what, ok ? "SUCCEEDED" : std::strerror(errno));
+  auto report = [&](pid_t pid, const char* what, bool ok) {
+    std::printf("%d %s: %s\n", static_cast<int>(pid), what, ok ? "SUCCEEDED" : std::strerror(errno));
     reached += ok ? 1 : 0;
   };
-  const std::string base = "/proc/" + std::to_string(server);
-  report("kill(SIGKILL)", kill(server, SIGKILL) == 0);
-  report("kill(SIGSTOP)", kill(server, SIGSTOP) == 0);
-  report("ptrace(ATTACH)", ptrace(PTRACE_ATTACH, server, nullptr, nullptr) == 0);
-  report("ptrace(SEIZE)", ptrace(PTRACE_SEIZE, server, nullptr, nullptr) == 0);
-  const int out = open((base + "/fd/1").c_str(), O_WRONLY);
-  if (out >= 0) {
-    static const char fake[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n";
-    report("write fd/1", write(out, fake, sizeof fake - 1) > 0);
-  } else {
-    report("open fd/1", false);
+  std::string pids;
+  for (pid_t server : servers) {
+    const std::string base = "/proc/" + std::to_string(server);
+    report(server, "kill(SIGKILL)", kill(server, SIGKILL) == 0);
+    report(server, "kill(SIGSTOP)", kill(server, SIGSTOP) == 0);
+    report(server, "ptrace(ATTACH)", ptrace(PTRACE_ATTACH, server, nullptr, nullptr) == 0);
+    report(server, "ptrace(SEIZE)", ptrace(PTRACE_SEIZE, server, nullptr, nullptr) == 0);
+    const int out = open((base + "/fd/1").c_str(), O_WRONLY);
+    if (out >= 0) {
+      static const char fake[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n";
+      report(server, "write fd/1", write(out, fake, sizeof fake - 1) > 0);
+    } else {
+      report(server, "open fd/1", false);
+    }
+    report(server, "open mem", open((base + "/mem").c_str(), O_RDWR) >= 0);
+    report(server, "open environ", open((base + "/environ").c_str(), O_RDONLY) >= 0);
+    report(server, "open fd/0", open((base + "/fd/0").c_str(), O_RDONLY) >= 0);
+    pids += (pids.empty() ? "" : ",") + std::to_string(server);
   }
-  report("open mem", open((base + "/mem").c_str(), O_RDWR) >= 0);
-  report("open environ", open((base + "/environ").c_str(), O_RDONLY) >= 0);
-  report("open fd/0", open((base + "/fd/0").c_str(), O_RDONLY) >= 0);
-  std::printf("server pid %d, reached %d\n", static_cast<int>(server), reached);
+  std::printf("server pids %s, reached %d\n", pids.c_str(), reached);
   return reached == 0 ? 0 : 1;
 }
 

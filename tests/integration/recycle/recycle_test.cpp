@@ -21,8 +21,6 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-const std::vector<std::string> sandbox_cmd{"/usr/local/bin/berth-sandbox", "mcp", "--user", "1000:1000"};
-
 struct shell_result {
   std::string text;
   bool is_error = true;
@@ -33,6 +31,9 @@ class recycle_test : public docker_fixture {
   std::string start_container(std::int64_t pids_limit = 64) {
     auto s = spec();
     s.pids_limit = pids_limit;
+    // As the pool runs them: berth-sandbox supervise, reached by attach.
+    s.cmd = docker::sandbox_main_command();
+    s.open_stdin = true;
     s.name = "berth-itest-recycle-" + token_ + "-" + std::to_string(++containers_);
     auto id = run(client_->create_container(s));
     EXPECT_TRUE(id) << id.error().message;
@@ -42,11 +43,8 @@ class recycle_test : public docker_fixture {
     return *id;
   }
 
-  std::shared_ptr<gateway::mcp_session> open_sandbox(const std::string& id,
-                                                     std::vector<std::string> cmd = sandbox_cmd) {
-    auto s = std::make_shared<gateway::mcp_session>(boost::asio::make_strand(io_), *client_, id, std::move(cmd),
-                                                    metrics_);
-    s->set_user(std::string(docker::sandbox_server_user));
+  std::shared_ptr<gateway::mcp_session> open_sandbox(const std::string& id) {
+    auto s = gateway::sandbox_server_session(boost::asio::make_strand(io_), *client_, id, metrics_);
     auto tools = run(s->open(20s));
     EXPECT_TRUE(tools) << tools.error().message;
     return s;
@@ -94,7 +92,7 @@ TEST_F(recycle_test, AHostilePreviousUserLeavesNothingForTheNextOne) {
   auto attack = sh(s, "/workspace/probe attack-server");
   EXPECT_FALSE(attack.is_error) << attack.text;
   EXPECT_NE(attack.text.find("reached 0"), std::string::npos) << attack.text;
-  const auto server_pid = after(attack.text, "server pid ");
+  const auto server_pid = after(attack.text, "server pids ");
   ASSERT_FALSE(server_pid.empty()) << attack.text;
 
   // ... then leaves traces everywhere it can write.
@@ -149,8 +147,39 @@ TEST_F(recycle_test, AHostilePreviousUserLeavesNothingForTheNextOne) {
   auto others = sh(s, "/workspace/probe others");
   EXPECT_NE(others.text.find("others=0"), std::string::npos) << others.text;
   auto again = sh(s, "/workspace/probe attack-server");
-  EXPECT_EQ(after(again.text, "server pid "), server_pid) << "the server was replaced:\n" << again.text;
+  EXPECT_EQ(after(again.text, "server pids "), server_pid) << "the server was replaced:\n" << again.text;
   EXPECT_NE(again.text.find("reached 0"), std::string::npos) << again.text;
+}
+
+// The server is the container's supervised main process: killed (an OOM kill, a crash), it is
+// started again in the same container, and the same session reaches it on its next call, with
+// the workspace as it was. No exec is involved at any point.
+TEST_F(recycle_test, AKilledSandboxServerIsBackForTheNextCallWithTheWorkspace) {
+  const auto id = start_container();
+  ASSERT_FALSE(id.empty());
+  auto s = open_sandbox(id);
+  auto w = run(s->call_tool("write_file", json{{"path", "kept.txt"}, {"content", "still here"}}, 10s));
+  ASSERT_TRUE(w && !w->is_error);
+  auto killed = run(client_->exec_run(
+      id, {"sh", "-c", "for p in $(pidof berth-sandbox); do if tr '\\0' ' ' < /proc/$p/cmdline | grep -q '^[^ ]* mcp '; "
+                       "then kill -9 $p && echo killed $p; fi; done"},
+      "", 10s, "0:0"));
+  ASSERT_TRUE(killed) << killed.error().message;
+  ASSERT_NE(killed->out.find("killed"), std::string::npos) << killed->out << killed->err;
+  // A call that races the restart notice fails (SANDBOX_UNAVAILABLE); the next one is served.
+  std::string text;
+  ASSERT_TRUE(run_until(
+      [&] {
+        auto r = run(s->call_tool("read_file", json{{"path", "kept.txt"}}, 10s));
+        text = r ? r->text : r.error().message;
+        return r && !r->is_error;
+      },
+      20s))
+      << text;
+  EXPECT_EQ(text, "still here");
+  auto execs = run(client_->exec_run(id, {"sh", "-c", "pidof berth-sandbox | wc -w"}, "", 10s, "0:0"));
+  ASSERT_TRUE(execs);
+  EXPECT_EQ(execs->out, "2\n") << "supervisor and server";
 }
 
 TEST_F(recycle_test, OnlyTheScrubbedPathsAreWritableByTheUser) {

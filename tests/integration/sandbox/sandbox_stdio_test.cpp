@@ -32,10 +32,12 @@ std::string make_temp_dir() {
 // The child process and its pipes.
 class sandbox_child {
  public:
-  explicit sandbox_child(const std::vector<std::string>& extra_args) {
+  // supervised: under `berth-sandbox supervise`, as the sandbox container runs it.
+  explicit sandbox_child(const std::vector<std::string>& extra_args, bool supervised = false) {
     int in[2], out[2];
     if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) std::abort();
     std::vector<std::string> args{BERTH_SANDBOX_BIN, "mcp"};
+    if (supervised) args.insert(args.begin(), {BERTH_SANDBOX_BIN, "supervise"});
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -82,6 +84,7 @@ class sandbox_child {
     if (to_child_ >= 0) ::close(to_child_);
     to_child_ = -1;
   }
+  pid_t pid() const noexcept { return pid_; }
   // Waits (bounded) for exit; returns the exit status or -1.
   int wait_exit(std::chrono::milliseconds limit) {
     const auto end = std::chrono::steady_clock::now() + limit;
@@ -110,6 +113,7 @@ class sandbox_child {
 };
 
 struct sandbox_fixture : ::testing::Test {
+  bool supervised = false;
   std::string root;
   std::string outside;
   std::unique_ptr<sandbox_child> child;
@@ -120,7 +124,10 @@ struct sandbox_fixture : ::testing::Test {
     root = make_temp_dir();
     outside = make_temp_dir();
     std::ofstream(outside + "/secret.txt") << "TOP SECRET";
-    child = std::make_unique<sandbox_child>(std::vector<std::string>{"--root", root, "--output-cap", "1000"});
+    child = std::make_unique<sandbox_child>(std::vector<std::string>{"--root", root, "--output-cap", "1000"}, supervised);
+    initialize();
+  }
+  void initialize() {
     client.start(std::chrono::steady_clock::now());
     flush();
     auto init = wait_for<ev_initialized>([](const ev_initialized&) { return true; });
@@ -399,4 +406,84 @@ TEST(SandboxCli, BadUsageExitsWith2) {
     EXPECT_TRUE(WIFEXITED(st));
     EXPECT_EQ(WEXITSTATUS(st), 2) << args[0];
   }
+}
+
+namespace {
+
+struct supervised_sandbox : sandbox_fixture {
+  supervised_sandbox() { supervised = true; }
+};
+
+// The pids of `parent`'s children (Linux: /proc/<pid>/task/<pid>/children).
+std::vector<pid_t> children_of(pid_t parent) {
+  std::ifstream in("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) + "/children");
+  std::vector<pid_t> out;
+  for (long v = 0; in >> v;) out.push_back(static_cast<pid_t>(v));
+  return out;
+}
+
+}  // namespace
+
+// The container's main process: the server dies (an OOM kill, a crash), the supervisor starts a
+// new one on the same stdio and says so; the request in flight fails at once rather than at its
+// deadline, and a client that initializes again (continuing its ids) is served.
+TEST_F(supervised_sandbox, AKilledServerIsRestartedOnTheSameStdioAndTheClientIsTold) {
+  EXPECT_FALSE(call("write_file", {{"path", "kept.txt"}, {"content", "still here"}}).is_error);
+  auto servers = children_of(child->pid());
+  ASSERT_EQ(servers.size(), 1u);
+  auto pending = client.call_tool("run_command", {{"command", "sleep 5"}}, std::chrono::steady_clock::now() + io_deadline);
+  ASSERT_TRUE(pending);
+  flush();
+  ASSERT_EQ(::kill(servers[0], SIGKILL), 0);
+  auto failed = wait_for<ev_request_failed>([&](const ev_request_failed& e) { return e.request_id == *pending; });
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->reason, failure::closed);
+  EXPECT_NE(failed->message.find("restarted"), std::string::npos) << failed->message;
+  EXPECT_EQ(client.state(), client_state::closed);
+
+  client_options opts;
+  opts.first_request_id = client.next_request_id();
+  client = client_fsm(opts);
+  backlog.clear();
+  initialize();
+  ASSERT_EQ(client.state(), client_state::ready);
+  auto read = call("read_file", {{"path", "kept.txt"}});
+  EXPECT_FALSE(read.is_error);
+  EXPECT_EQ(read.text, "still here");
+  auto now_serving = children_of(child->pid());
+  ASSERT_EQ(now_serving.size(), 1u);
+  EXPECT_NE(now_serving[0], servers[0]);
+}
+
+// A command that cannot run: after a few quick exits the supervisor gives up, and with it the
+// container (for the pool to replace), instead of restarting forever.
+TEST(SandboxSupervise, GivesUpOnAServerThatKeepsExiting) {
+  int out[2];
+  ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::execl(BERTH_SANDBOX_BIN, BERTH_SANDBOX_BIN, "supervise", "/nonexistent/server", nullptr);
+    _exit(127);
+  }
+  ::close(out[1]);
+  std::string printed;
+  char buf[4096];
+  for (;;) {  // EOF once the supervisor exits (bounded: 6 exits x 100 ms)
+    pollfd p{out[0], POLLIN, 0};
+    ASSERT_GT(::poll(&p, 1, 15000), 0) << "the supervisor did not give up";
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) break;
+    printed.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  std::size_t notices = 0;
+  for (auto at = printed.find(berth::mcp::server_restarted_method); at != std::string::npos;
+       at = printed.find(berth::mcp::server_restarted_method, at + 1))
+    ++notices;
+  EXPECT_EQ(notices, 5u) << printed;
 }

@@ -287,3 +287,34 @@ TEST(MapToolsList, PreciseErrors) {
   EXPECT_FALSE(map_tools_list(json{{"tools", json::array({json{{"name", ""}}})}}));
   EXPECT_FALSE(map_tools_list(json::object()));
 }
+
+// berth-sandbox supervise restarted the server: what was in flight is lost, and the session says
+// so at once instead of at each request's deadline.
+TEST(McpClient, ServerRestartedNotificationFailsWhatIsInFlightAndClosesTheSession) {
+  ready_client r;
+  auto call = r.c.call_tool("run_command", json{{"command", "sleep 9"}}, r.t0 + 30s);
+  ASSERT_TRUE(call);
+  r.c.take_output();
+  r.c.on_bytes("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n");  // others change nothing
+  EXPECT_EQ(r.c.state(), client_state::ready);
+  r.c.on_bytes("\n" + make_notification(server_restarted_method, json{{"exitCode", -1}, {"signal", 9}}));
+  EXPECT_EQ(r.c.state(), client_state::closed);
+  auto failed = only<ev_request_failed>(r.c.take_events());
+  ASSERT_EQ(failed.size(), 1u);
+  EXPECT_EQ(failed[0].request_id, *call);
+  EXPECT_EQ(failed[0].reason, failure::closed);
+}
+
+// A client that talks to the same server again (a new attach) goes on numbering where the last
+// one stopped, so a late answer to an old request is never matched to a new one.
+TEST(McpClient, FirstRequestIdContinuesTheNumbering) {
+  ready_client r;
+  const auto next = r.c.next_request_id();
+  client_options o;
+  o.first_request_id = next;
+  client_fsm again(o);
+  EXPECT_EQ(again.start(r.t0), next);
+  // The old stream's answer to request `next - 1` is not the new initialize's.
+  again.on_bytes(make_result(json(next - 1), json::object()));
+  EXPECT_EQ(again.state(), client_state::initializing);
+}
