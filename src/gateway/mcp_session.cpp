@@ -116,6 +116,12 @@ asio::awaitable<core::result<docker::exec_stream>> mcp_session::open_stream() {
   if (transport_ == mcp_transport::attach) {
     auto stream = co_await docker_.attach(container_id_);
     if (!stream) co_return sandbox_error("cannot attach to the sandbox MCP server: " + stream.error().message);
+    // dockerd accepts an attach to a stopped container and waits for it to start; one that stops
+    // after this check ends the stream.
+    auto found = co_await docker_.find_container(container_id_);
+    if (!found) co_return sandbox_error("cannot inspect the sandbox container: " + found.error().message);
+    if (!*found || !(*found)->running)
+      co_return sandbox_error(std::string("the sandbox container ") + (*found ? "is not running" : "was removed"));
     // A previous client may have left half a line on the server's stdin: end it, so that our
     // first request is read whole (the server skips blank lines).
     if (auto w = co_await stream->write("\n"); !w)

@@ -182,6 +182,26 @@ TEST_F(recycle_test, AKilledSandboxServerIsBackForTheNextCallWithTheWorkspace) {
   EXPECT_EQ(execs->out, "2\n") << "supervisor and server";
 }
 
+// dockerd takes an attach to a stopped container and waits for it to start again: a session whose
+// container died must hear so at once, not at its initialize deadline.
+TEST_F(recycle_test, AttachingToAStoppedContainerFailsAtOnce) {
+  const auto id = start_container();
+  ASSERT_FALSE(id.empty());
+  auto s = open_sandbox(id);
+  ASSERT_TRUE(run(client_->kill_container(id)));
+  // The first call may still meet the old stream (answered, or cut when it ends); a later one
+  // attaches again and must be told the container is not running.
+  std::string seen;
+  for (int attempt = 0; attempt < 3 && seen.find("not running") == std::string::npos; ++attempt) {
+    auto r = run(s->call_tool("list_files", json::object(), 30s));
+    seen = r ? "answered" : r.error().message;
+    if (!r) {
+      EXPECT_EQ(r.error().code, core::errc::sandbox_unavailable) << seen;
+    }
+  }
+  EXPECT_NE(seen.find("not running"), std::string::npos) << seen;
+}
+
 TEST_F(recycle_test, OnlyTheScrubbedPathsAreWritableByTheUser) {
   const auto id = start_container();
   ASSERT_FALSE(id.empty());
