@@ -43,6 +43,7 @@ const GUIDE = env.SHAPE === "guide"; // the guide's 50/s x 60 s then 100/s x 300
 
 const cfg = {
   mode: MODE,
+  benchNice: Number(env.BENCH_NICE || 0),  // run.sh: the autogroup priority of Berth, Redis and the generator
   target: (env.TARGET || "").replace(/\/$/, ""),
   transport: env.TRANSPORT || "websocket",
   thinkMs: num("THINK_MS", MODE === "concurrency" ? 1000 : 5000),

@@ -236,8 +236,7 @@ struct app::impl {
   pool::pool_options pool_options() {
     pool::pool_options o;
     // The sandbox server runs as each container's main process; sessions attach to it.
-    o.cmd = docker::sandbox_main_command();
-    o.open_stdin = true;
+    o.sandbox_server_main = true;
     auto reg = containers;
     o.budget.reserve = [reg](std::string r) { return reg->reserve(std::move(r)); };
     o.budget.settle = [reg](std::string r, std::string c) { return reg->settle(std::move(r), std::move(c)); };

@@ -72,6 +72,12 @@ std::vector<std::string> sandbox_main_command() {
   return cmd;
 }
 
+void make_sandbox_server_main(container_spec& spec) {
+  spec.cmd = sandbox_main_command();
+  spec.open_stdin = true;
+  spec.docker_init = false;
+}
+
 std::map<std::string, std::string> pool_labels(std::string_view replica, std::string_view pool) {
   return {{"berth.managed", "true"}, {"berth.replica", std::string(replica)}, {"berth.pool", std::string(pool)}};
 }
@@ -98,7 +104,7 @@ json create_body(const container_spec& spec) {
       {"CapAdd", spec.cap_add},
       {"SecurityOpt", json::array({"no-new-privileges:true"})},
       {"NetworkMode", spec.network_mode},
-      {"Init", true},
+      {"Init", spec.docker_init},
       {"ReadonlyRootfs", true},
       {"Privileged", false},
       {"AutoRemove", false},

@@ -132,7 +132,7 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
                               "Containers destroyed at POOL_MAX_USES sessions or POOL_MAX_AGE_MS", label())) {
     spec = docker::hardened_spec(cfg, opts.name);
     spec.cmd = opts.cmd;
-    spec.open_stdin = opts.open_stdin;
+    if (opts.sandbox_server_main) docker::make_sandbox_server_main(spec);
     for (const auto& [k, v] : opts.extra_labels) spec.labels[k] = v;
     labels = spec.labels;
     snapshot.pooling = cfg.enable_container_pool;

@@ -74,8 +74,12 @@ int supervise(char** argv) {
     }
     child_pid = pid;
     if (stop_signal != 0) ::kill(pid, stop_signal);  // it came before child_pid was set
+    // As the container's PID 1 it also reaps the orphans the user leaves (a double-forked daemon,
+    // the scrub's victims): wait for any child until the server is the one that exited.
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    for (;;) {
+      const pid_t done = ::waitpid(-1, &status, 0);
+      if (done == pid || (done < 0 && errno == ECHILD)) break;
     }
     child_pid = 0;
     if (stop_signal != 0) return 0;

@@ -84,12 +84,21 @@ async function stopProcess(proc, graceMs) {
 }
 
 // Removes every container labelled berth.managed=true of this replica; returns how many were left
-// afterwards (0 expected).
+// afterwards (0 expected). A daemon too busy to list is asked again; one that never answers
+// leaves the count "unknown" (a failed verdict), never 0.
 export async function removeReplicaContainers(replica) {
-  const before = (await managedContainers([replica])) ?? [];
-  if (before.length) dockerRm(before.map((c) => c.id));
-  const after = (await managedContainers([replica])) ?? [];
-  return { found: before.length, left: after.length };
+  const list = async () => {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const found = await managedContainers([replica]);
+      if (found) return found;
+      await sleep(2000);
+    }
+    return null;
+  };
+  const before = await list();
+  if (before?.length) dockerRm(before.map((c) => c.id));
+  const after = await list();
+  return { found: before ? before.length : "unknown", left: after ? after.length : "unknown" };
 }
 
 export async function startOwn({ berthBin, repoRoot, env, redisMaxmemory, logDir, readyTimeoutMs = 120000 }) {

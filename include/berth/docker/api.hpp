@@ -46,7 +46,8 @@ inline constexpr std::string_view sandbox_user = "1000:1000";
 
 // The sandbox MCP server, and the container's main process that runs it on the container's stdio
 // (berth-sandbox supervise restarts it if it dies): the gateway attaches to the container rather
-// than exec'ing the server, which costs dockerd an exec per session and ~7 descriptors per sandbox.
+// than exec'ing the server, which cost dockerd an exec per container and 12 descriptors per sandbox
+// instead of 7.
 std::vector<std::string> sandbox_server_command();
 std::vector<std::string> sandbox_main_command();
 
@@ -56,6 +57,7 @@ struct container_spec {
   std::string name;  // empty: the daemon picks one
   std::vector<std::string> cmd;  // empty: the image's CMD
   bool open_stdin = false;       // the main process reads stdin, reached by attach (sandbox_main_command)
+  bool docker_init = true;       // HostConfig.Init: Docker's tini as PID 1, reaping orphans
   std::string user{sandbox_server_user};
   std::vector<std::string> cap_add = {"SETUID", "SETGID", "KILL"};  // on top of CapDrop ALL
   std::map<std::string, std::string> labels;
@@ -69,6 +71,10 @@ struct container_spec {
   std::string workspace_size = "256m";
   std::string workspace_owner = "1000";  // uid=gid of the tmpfs mounted on /workspace
 };
+
+// The pool's sandbox shape: sandbox_main_command as the container's main process and PID 1 (the
+// supervisor reaps orphans itself, so no Docker init: one process less per sandbox), stdin open.
+void make_sandbox_server_main(container_spec& spec);
 
 // Labels of ARCHITECTURE.md: berth.managed=true, berth.replica=<id>, berth.pool=<name>.
 std::map<std::string, std::string> pool_labels(std::string_view replica, std::string_view pool);

@@ -3,8 +3,8 @@
 // JSON-RPC lines on a process's stdin/stdout. The process is reached in one of two ways:
 // - attach: the container's main process (berth-sandbox supervise running the sandbox server,
 //   docker::sandbox_main_command); the session attaches to it, and re-attaches on the next call
-//   if the stream breaks or the server was restarted. No exec: dockerd keeps ~5 descriptors per
-//   sandbox instead of 12 and spends no exec on a session start;
+//   if the stream breaks or the server was restarted. No exec: dockerd keeps 7 descriptors per
+//   sandbox instead of 12 and spends no exec on a container;
 // - exec: a long-lived `docker exec` of `command` (extra stdio-docker servers of mcp-config.json),
 //   restarted on the next call if it dies. Lifetime: shared_ptr, kept by the user's
 // session; close() ends the exec. Thread-safety: the state lives on the executor given (a strand);

@@ -65,7 +65,7 @@ struct pool_options {
   std::chrono::milliseconds destroy_timeout{10000};   // stop() waits at most this for removals
   std::map<std::string, std::string> extra_labels;    // e.g. {"berth.test","1"}
   std::vector<std::string> cmd;                       // empty: the image's CMD
-  bool open_stdin = false;                            // docker::container_spec::open_stdin
+  bool sandbox_server_main = false;                   // docker::make_sandbox_server_main (overrides cmd)
   container_budget budget;
   // Containers that live sessions still reference: start() leaves them running when it removes
   // what a previous run of this replica left (a restart with the same REPLICA_ID must not take

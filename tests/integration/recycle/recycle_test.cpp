@@ -32,8 +32,7 @@ class recycle_test : public docker_fixture {
     auto s = spec();
     s.pids_limit = pids_limit;
     // As the pool runs them: berth-sandbox supervise, reached by attach.
-    s.cmd = docker::sandbox_main_command();
-    s.open_stdin = true;
+    docker::make_sandbox_server_main(s);
     s.name = "berth-itest-recycle-" + token_ + "-" + std::to_string(++containers_);
     auto id = run(client_->create_container(s));
     EXPECT_TRUE(id) << id.error().message;

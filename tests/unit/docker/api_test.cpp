@@ -72,6 +72,23 @@ TEST(Builders, HardenedCreateBody) {
   EXPECT_EQ(create_body(spec)["Cmd"], json::array({"sleep", "1"}));
 }
 
+// The pool's shape: the sandbox server is the main process (supervised, PID 1), reached by attach;
+// what it writes is the user's data and is not logged by Docker.
+TEST(Builders, SandboxServerAsTheMainProcess) {
+  core::config cfg;
+  auto spec = hardened_spec(cfg, "p");
+  EXPECT_EQ(create_body(spec)["OpenStdin"], false);
+  EXPECT_EQ(create_body(spec)["HostConfig"]["LogConfig"]["Type"], "none");
+  make_sandbox_server_main(spec);
+  const json b = create_body(spec);
+  EXPECT_EQ(b["Cmd"], json::array({"/usr/local/bin/berth-sandbox", "supervise", "/usr/local/bin/berth-sandbox", "mcp",
+                                   "--user", "1000:1000"}));
+  EXPECT_EQ(b["OpenStdin"], true);
+  EXPECT_EQ(b["StdinOnce"], false);
+  EXPECT_EQ(b["HostConfig"]["Init"], false);
+  EXPECT_EQ(b["User"], "0:0");
+}
+
 TEST(Builders, NetworkConfigurable) {
   core::config cfg;
   cfg.container_network = "bridge";
