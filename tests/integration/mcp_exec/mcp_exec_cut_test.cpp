@@ -1,9 +1,10 @@
-// A sandbox MCP session (gateway::mcp_session over a hijacked `docker exec` attach stream) whose
-// daemon connection breaks in the middle of a tool call, on the real dockerd with the sandbox
-// image. The client reaches dockerd through a relay (daemon_relay.hpp) that breaks the exec's
-// connection the moment the tools/call request passes: cut (both ends closed, what a dockerd
-// restart does) or held (the daemon takes no more bytes). The call must end at once with
-// SANDBOX_UNAVAILABLE, or at its tool timeout, and the session's next call must start a new exec.
+// A sandbox MCP session (gateway::mcp_session over a hijacked stream: an attach to the container's
+// main process, or a `docker exec`) whose daemon connection breaks in the middle of a tool call,
+// on the real dockerd with the sandbox image. The client reaches dockerd through a relay
+// (daemon_relay.hpp) that breaks the stream's connection the moment the tools/call request passes:
+// cut (both ends closed, what a dockerd restart does) or held (the daemon takes no more bytes). The
+// call must end at once with SANDBOX_UNAVAILABLE, or at its tool timeout, and the session's next
+// call must open a new stream.
 //
 // The request carries 1 MiB of arguments, more than a unix socket buffers, so its write is still
 // under way when the connection breaks: the window in which a restart found a turn in the chaos
@@ -22,9 +23,9 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-const std::vector<std::string> sandbox_cmd{"/usr/local/bin/berth-sandbox", "mcp", "--user", "1000:1000"};
-
-class mcp_exec_cut_test : public docker_fixture {
+// Both ways of reaching a server: the sandbox server's attach to the container's main process,
+// and an exec (extra stdio-docker servers); the same stream type, the same failures.
+class mcp_exec_cut_test : public docker_fixture, public ::testing::WithParamInterface<gateway::mcp_transport> {
  protected:
   void SetUp() override {
     docker_fixture::SetUp();
@@ -35,15 +36,21 @@ class mcp_exec_cut_test : public docker_fixture {
     o.call_timeout = 30s;
     relayed_ = std::make_unique<docker::client>(io_.get_executor(), o, metrics_);
 
+    const bool attach = GetParam() == gateway::mcp_transport::attach;
     auto s = spec();
     s.name = "berth-itest-mcpcut-" + token_;
+    if (attach) docker::make_sandbox_server_main(s);
     auto id = run(client_->create_container(s));
     ASSERT_TRUE(id) << id.error().message;
     auto started = run(client_->start_container(*id));
     ASSERT_TRUE(started) << started.error().message;
-    session_ = std::make_shared<gateway::mcp_session>(boost::asio::make_strand(io_), *relayed_, *id, sandbox_cmd,
-                                                      metrics_);
-    session_->set_user(std::string(docker::sandbox_server_user));
+    if (attach) {
+      session_ = gateway::sandbox_server_session(boost::asio::make_strand(io_), *relayed_, *id, metrics_);
+    } else {
+      session_ = std::make_shared<gateway::mcp_session>(boost::asio::make_strand(io_), *relayed_, *id,
+                                                        docker::sandbox_server_command(), metrics_);
+      session_->set_user(std::string(docker::sandbox_server_user));
+    }
     auto tools = run(session_->open(20s));
     ASSERT_TRUE(tools) << tools.error().message;
   }
@@ -83,7 +90,7 @@ class mcp_exec_cut_test : public docker_fixture {
   std::shared_ptr<gateway::mcp_session> session_;
 };
 
-TEST_F(mcp_exec_cut_test, ACallWhoseDaemonConnectionIsCutMidRequestFailsAtOnce) {
+TEST_P(mcp_exec_cut_test, ACallWhoseDaemonConnectionIsCutMidRequestFailsAtOnce) {
   EXPECT_NE(echo("before").find("before"), std::string::npos);
 
   relay_->arm("tools/call", daemon_relay::on_trigger::cut);
@@ -96,11 +103,12 @@ TEST_F(mcp_exec_cut_test, ACallWhoseDaemonConnectionIsCutMidRequestFailsAtOnce) 
   EXPECT_EQ(r->error().code, core::errc::sandbox_unavailable) << r->error().message;
   EXPECT_NE(r->error().message.find("write_file"), std::string::npos) << r->error().message;
 
-  // The next call starts a new exec on a new connection.
+  // The next call starts a new exec (or attaches again) on a new connection; an attach first ends
+  // the half-written request the server still holds.
   EXPECT_NE(echo("after").find("after"), std::string::npos);
 }
 
-TEST_F(mcp_exec_cut_test, TheToolTimeoutEndsACallWhoseRequestTheDaemonNoLongerTakes) {
+TEST_P(mcp_exec_cut_test, TheToolTimeoutEndsACallWhoseRequestTheDaemonNoLongerTakes) {
   relay_->arm("tools/call", daemon_relay::on_trigger::hold);
   auto r = call_bounded("write_file", json{{"path", "/workspace/big.txt"}, {"content", big_write_args_content()}},
                         2s, 30s);
@@ -109,9 +117,15 @@ TEST_F(mcp_exec_cut_test, TheToolTimeoutEndsACallWhoseRequestTheDaemonNoLongerTa
   ASSERT_FALSE(*r) << "the call succeeded through a held connection: " << (*r)->text;
   EXPECT_EQ(r->error().code, core::errc::tool_timeout) << r->error().message;
 
-  // The stuck exec was given up: the next call starts a new one instead of queueing behind it.
+  // The stuck stream was given up: the next call opens a new one instead of queueing behind it.
   EXPECT_NE(echo("after").find("after"), std::string::npos);
 }
+
+INSTANTIATE_TEST_SUITE_P(Transports, mcp_exec_cut_test,
+                         ::testing::Values(gateway::mcp_transport::exec, gateway::mcp_transport::attach),
+                         [](const auto& param_info) {
+                           return param_info.param == gateway::mcp_transport::exec ? "exec" : "attach";
+                         });
 
 }  // namespace
 }  // namespace berth::testing
