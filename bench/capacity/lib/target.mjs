@@ -96,8 +96,13 @@ export async function removeReplicaContainers(replica) {
     return null;
   };
   const before = await list();
-  if (before?.length) dockerRm(before.map((c) => c.id));
-  const after = await list();
+  let after = before;
+  // A removal that Berth's own shutdown already started fails ("removal in progress"): ask again.
+  for (let round = 0; round < 5 && after?.length; round++) {
+    if (round > 0) await sleep(2000);
+    dockerRm(after.map((c) => c.id));
+    after = await list();
+  }
   return { found: before ? before.length : "unknown", left: after ? after.length : "unknown" };
 }
 
