@@ -802,7 +802,8 @@ asio::awaitable<void> user_session::tools_step(std::shared_ptr<user_session> sel
     mcp_http.connect_timeout = std::chrono::milliseconds(5000);
     mcp_http.total_timeout = std::max(svc.cfg.tool_timeout, std::chrono::milliseconds(15000));
     mcp_http.extra_ca_file = svc.cfg.llm_ca_file;
-    self->mcp_ = std::make_shared<mcp_router>(self->strand_, svc.docker, self->lease_.id(), svc.extra_mcp_servers, mcp_http, svc.metrics, "sid=" + self->sid(),
+    self->mcp_ = std::make_shared<mcp_router>(self->strand_, svc.docker, self->lease_.id(), svc.extra_mcp_servers,
+                                              mcp_http, svc.metrics, "sid=" + self->sid(),
                                               prepared_sandbox_mcp::session_of(self->lease_.take_prepared()));
   }
   auto opened = co_await self->mcp_->open(mcp_open_timeout);

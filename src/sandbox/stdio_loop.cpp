@@ -57,6 +57,8 @@ struct job {
   }
 };
 
+}  // namespace
+
 bool write_all(int fd, std::string_view s) {
   while (!s.empty()) {
     const ssize_t n = ::write(fd, s.data(), s.size());
@@ -71,6 +73,8 @@ bool write_all(int fd, std::string_view s) {
   }
   return true;
 }
+
+namespace {
 
 // fork + exec /bin/sh -c, as the user when there is one. Returns an error text on failure.
 std::string spawn(job& j, const command_request& req, const loop_options& opts) {

@@ -8,6 +8,7 @@
 // Returns the process exit status once stdin is closed (0) or stdout is gone (1).
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "berth/sandbox/scrub.hpp"
 #include "berth/sandbox/server.hpp"
@@ -20,5 +21,9 @@ struct loop_options {
 };
 
 int run_stdio_loop(server_fsm& fsm, const loop_options& opts, int in_fd, int out_fd);
+
+// Writes all of `s` to `fd` (EINTR retried, a full non-blocking fd waited on); false when the
+// reader is gone.
+bool write_all(int fd, std::string_view s);
 
 }  // namespace berth::sandbox

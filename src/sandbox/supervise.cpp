@@ -13,6 +13,7 @@
 #include <string>
 
 #include "berth/mcp/jsonrpc.hpp"
+#include "stdio_loop.hpp"
 
 namespace berth::sandbox {
 
@@ -21,7 +22,7 @@ namespace {
 volatile sig_atomic_t child_pid = 0;
 volatile sig_atomic_t stop_signal = 0;
 
-// docker stop (SIGTERM through the container's init) ends the server and then the supervisor.
+// docker stop (SIGTERM to the container's PID 1, this process) ends the server, then the supervisor.
 void forward(int sig) {
   stop_signal = sig;
   if (child_pid > 0) ::kill(child_pid, sig);
@@ -36,16 +37,6 @@ long now_ms() {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void write_all(const std::string& s) {
-  std::size_t off = 0;
-  while (off < s.size()) {
-    const ssize_t n = ::write(STDOUT_FILENO, s.data() + off, s.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // nobody reads: the notification is only a courtesy
-    off += static_cast<std::size_t>(n);
-  }
 }
 
 }  // namespace
@@ -94,8 +85,9 @@ int supervise(char** argv) {
     // The leading newline ends whatever line the server was writing when it died.
     const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    write_all("\n" + mcp::make_notification(std::string(mcp::server_restarted_method),
-                                            nlohmann::json{{"exitCode", code}, {"signal", sig}}));
+    // Nobody may be attached to read it: the notice is only a courtesy, its failure is ignored.
+    (void)write_all(STDOUT_FILENO, "\n" + mcp::make_notification(mcp::server_restarted_method,
+                                                                   nlohmann::json{{"exitCode", code}, {"signal", sig}}));
     const timespec delay{0, restart_delay_ms * 1000000};
     ::nanosleep(&delay, nullptr);
   }
