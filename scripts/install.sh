@@ -17,7 +17,7 @@ $SUDO apt-get update -q >/dev/null
 PKGS=(build-essential cmake ninja-build ccache pkg-config git curl ca-certificates
       libboost1.81-all-dev libhiredis-dev nlohmann-json3-dev libspdlog-dev libssl-dev
       libgtest-dev libgmock-dev clang libclang-rt-14-dev redis-server redis-sentinel docker.io docker-compose nginx busybox-static openssl procps iproute2 python3
-      debootstrap prometheus)
+      debootstrap prometheus runsc)
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs npm)
 [ "${BERTH_BROWSER_TESTS:-1}" = "1" ] && PKGS+=(chromium)
 $SUDO apt-get install -y -q --no-install-recommends "${PKGS[@]}" >/dev/null

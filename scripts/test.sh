@@ -96,7 +96,8 @@ e2e_socketio() {
 
 # The agent flow through the real gateway: socket.io-client -> berth -> Redis, dockerd, sandbox.
 e2e_agent() {
-  (cd tests/e2e && node --test --test-force-exit --test-concurrency=1 --test-reporter=spec agent/)
+  # runsc.test.mjs may not skip here: install.sh installs runsc and services.sh registers it.
+  (cd tests/e2e && BERTH_REQUIRE_RUNSC=1 node --test --test-force-exit --test-concurrency=1 --test-reporter=spec agent/)
 }
 
 # The capacity harness at CI size (bench/capacity/README.md), so it cannot rot: its own tests,

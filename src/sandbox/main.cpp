@@ -1,6 +1,7 @@
 // berth-sandbox: the MCP stdio server that runs inside each sandbox container.
 // Usage: berth-sandbox mcp [--root DIR] [--output-cap BYTES] [--max-timeout-ms MS] [--user UID:GID [--scrub DIR]...]
 //        berth-sandbox supervise CMD [ARG...]   (the container's main process; supervise.hpp)
+#include <grp.h>
 #include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -42,6 +43,21 @@ std::optional<std::pair<uid_t, gid_t>> parse_user(std::string_view s) {
   std::size_t uid = 0, gid = 0;
   if (!parse_size(s.substr(0, colon), uid) || !parse_size(s.substr(colon + 1), gid)) return std::nullopt;
   return std::make_pair(static_cast<uid_t>(uid), static_cast<gid_t>(gid));
+}
+
+// The server's file system identity becomes the user's, its other ids stay root's (so the
+// user's processes still cannot signal or trace it). The fsuid where the kernel has it; gVisor
+// (runsc) does not implement setfsuid, so there the effective ids become the user's, the saved
+// ones stay root: a command's child takes root's effective id back before it drops every id
+// (stdio_loop), and nothing else here needs a capability the user lacks.
+bool act_as(uid_t uid, gid_t gid) {
+  ::setfsgid(gid);
+  ::setfsuid(uid);
+  if (static_cast<uid_t>(::setfsuid(static_cast<uid_t>(-1))) == uid) return true;
+  if (::setgroups(1, &gid) != 0 || ::setresgid(static_cast<gid_t>(-1), gid, static_cast<gid_t>(-1)) != 0 ||
+      ::setresuid(static_cast<uid_t>(-1), uid, static_cast<uid_t>(-1)) != 0)
+    return false;
+  return ::geteuid() == uid && ::getegid() == gid;
 }
 
 int fail(const std::string& msg) {
@@ -100,9 +116,7 @@ int main(int argc, char** argv) {
     if (::geteuid() != 0) return fail("--user needs the server to start as root in the container");
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     // File tools create and read as the user (owner of /workspace), never as root.
-    ::setfsgid(parsed->second);
-    ::setfsuid(parsed->first);
-    if (static_cast<uid_t>(::setfsuid(static_cast<uid_t>(-1))) != parsed->first)
+    if (!act_as(parsed->first, parsed->second))
       return fail("cannot act as uid " + std::to_string(parsed->first) + " (CAP_SETUID missing?)");
     user.emplace();
     user->uid = parsed->first;

@@ -111,7 +111,10 @@ std::string spawn(job& j, const command_request& req, const loop_options& opts) 
     ::dup2(err[1], 2);
     // Every id at once, groups first: a non-root uid has no capabilities left, so nothing of the
     // server's is reachable from here (no signals, no ptrace, no /proc/<server>/fd).
-    if (as_user && (::setgroups(1, &gid) != 0 || ::setresgid(gid, gid, gid) != 0 || ::setresuid(uid, uid, uid) != 0)) {
+    // (Root's effective id first: where the server acts as the user through its effective ids,
+    // main.cpp's act_as, setgroups needs it back.)
+    if (as_user && (::seteuid(0) != 0 || ::setgroups(1, &gid) != 0 || ::setresgid(gid, gid, gid) != 0 ||
+                    ::setresuid(uid, uid, uid) != 0)) {
       static constexpr char msg[] = "berth-sandbox: cannot switch to the sandbox user\n";
       (void)!::write(2, msg, sizeof msg - 1);
       _exit(126);
