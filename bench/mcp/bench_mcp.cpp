@@ -1,7 +1,7 @@
 // MCP tool-call benchmark against the real dockerd (prints figures; never a pass/fail test).
 // One sandbox container (label berth.test=1, removed at the end, also after a failure), then in
 // the same run, interleaved so both see the same machine load:
-//   persistent: one long-lived `docker exec` of berth-sandbox (the gateway's mcp_session), one
+//   persistent: one long-lived `docker exec` of berth-sandbox (mcp::stdio_session), one
 //               tools/call per iteration: what the gateway does between an approval and tool:output;
 //   fresh:      per call exec create + start, initialize, tools/call, close (the alternative design).
 // Every loop is bounded in count and by a total time budget.
@@ -24,8 +24,8 @@
 #include "berth/core/random.hpp"
 #include "berth/docker/api.hpp"
 #include "berth/docker/client.hpp"
-#include "berth/gateway/mcp_session.hpp"
-#include "berth/mcp/client.hpp"
+#include "berth/mcp/stdio_session.hpp"
+#include "berth/mcp/client_fsm.hpp"
 
 namespace asio = boost::asio;
 using namespace berth;
@@ -135,7 +135,7 @@ asio::awaitable<figures> run_bench(docker::client& dc, core::metrics& metrics, c
     f.error = "start: " + st.error().message;
     co_return f;
   }
-  auto session = std::make_shared<gateway::mcp_session>(co_await asio::this_coro::executor, dc, *id, sandbox_cmd,
+  auto session = std::make_shared<mcp::stdio_session>(co_await asio::this_coro::executor, dc, *id, sandbox_cmd,
                                                         metrics);
   auto opened = co_await session->open(std::chrono::milliseconds(15000));
   if (!opened) {

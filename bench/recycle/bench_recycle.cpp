@@ -26,7 +26,7 @@
 #include "berth/core/random.hpp"
 #include "berth/docker/api.hpp"
 #include "berth/docker/client.hpp"
-#include "berth/gateway/mcp_session.hpp"
+#include "berth/mcp/stdio_session.hpp"
 
 namespace asio = boost::asio;
 using namespace berth;
@@ -62,7 +62,7 @@ struct figures {
   std::string error;
 };
 
-asio::awaitable<core::result<std::shared_ptr<gateway::mcp_session>>> start_sandbox(docker::client& dc,
+asio::awaitable<core::result<std::shared_ptr<mcp::stdio_session>>> start_sandbox(docker::client& dc,
                                                                                    core::metrics& metrics,
                                                                                    const docker::container_spec& spec,
                                                                                    figures& f) {
@@ -70,7 +70,7 @@ asio::awaitable<core::result<std::shared_ptr<gateway::mcp_session>>> start_sandb
   if (!id) co_return id.error();
   f.containers.push_back(*id);
   if (auto st = co_await dc.start_container(*id); !st) co_return st.error();
-  auto session = std::make_shared<gateway::mcp_session>(co_await asio::this_coro::executor, dc, *id, sandbox_cmd,
+  auto session = std::make_shared<mcp::stdio_session>(co_await asio::this_coro::executor, dc, *id, sandbox_cmd,
                                                         metrics);
   session->set_user(std::string(docker::sandbox_server_user));
   if (auto opened = co_await session->open(timeout); !opened) co_return opened.error();
@@ -78,7 +78,7 @@ asio::awaitable<core::result<std::shared_ptr<gateway::mcp_session>>> start_sandb
 }
 
 // What a typical user leaves: a file written by the model, files and a background job made by a command.
-asio::awaitable<core::result<void>> use(const std::shared_ptr<gateway::mcp_session>& s) {
+asio::awaitable<core::result<void>> use(const std::shared_ptr<mcp::stdio_session>& s) {
   const json write{{"path", "notes/todo.txt"}, {"content", "ship it\n"}};
   if (auto w = co_await s->call_tool("write_file", write, timeout); !w || w->is_error)
     co_return core::make_error(core::errc::tool_failed, "write_file failed");

@@ -245,6 +245,7 @@ void turn_fsm::present_next(std::vector<action>& out) {
     if (i < presented_ || calls_[i].approved) continue;
     presented_ = i;
     phase_ = turn_phase::awaiting_approval;
+    end_step_if_open(out);
     out.push_back(turn_clock{turn_clock::change::pause});
     const auto& c = calls_[i].call;
     out.push_back(emit{"tool:approval_required", json{{"name", c.name},
@@ -267,8 +268,10 @@ std::vector<action> turn_fsm::on_approval(std::string_view call_id, bool approve
     const std::string msg = "no tool call awaiting approval with callId \"" + shorten(id, 64) + "\"";
     out.push_back(ack{false, core::make_error(errc::no_pending_call, msg), std::nullopt});
     out.push_back(emit{"agent:error", error_payload(errc::no_pending_call, msg, &id)});
+    out.push_back(end_step{});  // this approval's own step: a step still open goes on
     return out;
   }
+  step_open_ = true;
   out.push_back(ack{true, std::nullopt, std::nullopt});
   calls_[presented_].approved = approved;
   ++presented_;
@@ -395,6 +398,7 @@ std::vector<action> turn_fsm::abort(errc code, std::string message) {
     partial_.clear();
     turn_id_.clear();
     out.push_back(end_turn{false});
+    end_step_if_open(out);
   }
   while (!queue_.empty()) {
     json j = error_payload(code, message);
@@ -413,11 +417,17 @@ void turn_fsm::end(std::vector<action>& out, bool ok) {
   partial_.clear();
   turn_id_.clear();
   out.push_back(end_turn{ok});
+  end_step_if_open(out);
   if (!queue_.empty()) {
     auto next = std::move(queue_.front());
     queue_.pop_front();
     start_turn(std::move(next), out);
   }
+}
+
+void turn_fsm::end_step_if_open(std::vector<action>& out) {
+  if (!std::exchange(step_open_, false)) return;
+  out.push_back(end_step{});
 }
 
 void turn_fsm::push_history(chat_message m, std::vector<action>& out) {

@@ -28,7 +28,7 @@
 #include "berth/docker/client.hpp"
 #include "berth/gateway/gateway.hpp"
 #include "berth/llm/provider.hpp"
-#include "berth/mcp/client.hpp"
+#include "berth/mcp/config.hpp"
 #include "berth/pool/container_pool.hpp"
 #include "berth/redis/client.hpp"
 #include "berth/redis/url.hpp"

@@ -893,7 +893,7 @@ asio::awaitable<std::optional<http::response>> server::handle(http::request& req
     co_return body.empty() ? reply(status, "", "text/plain") : error_response(req, status, http_error::unknown_sid);
   }
   if (req.method() == bhttp::verb::post) {
-    const bool too_large = req.count("x-berth-body-too-large") > 0;
+    const bool too_large = ctx.body_too_large;
     const auto type = req[bhttp::field::content_type];
     const bool binary_body = type.starts_with("application/octet-stream");
     auto [status, body] =

@@ -79,7 +79,7 @@ constexpr core::log_task_failure log_failure{"gateway"};
 asio::awaitable<std::shared_ptr<pool::prepared_resource>> prepare_sandbox_mcp(docker::client& docker,
                                                                               std::string container_id,
                                                                               core::metrics& metrics) {
-  auto session = sandbox_server_session(asio::make_strand(docker.get_executor()), docker, container_id, metrics);
+  auto session = mcp::sandbox_server_session(asio::make_strand(docker.get_executor()), docker, container_id, metrics);
   auto tools = co_await session->open(mcp_open_timeout);
   if (!tools) {
     core::logger("gateway")->warn("cid={} sandbox MCP server not prepared (it opens when the session starts): {}",

@@ -243,11 +243,8 @@ asio::awaitable<void> user_session::handle(std::shared_ptr<user_session> self, i
     self->turn_permits_.push_back(std::move(*permit));
     self->apply(self->fsm_->on_user_message(std::move(*text)));
   } else {
-    self->step_permit_ = std::move(*permit);
+    self->step_permits_.push_back(std::move(*permit));
     self->apply(self->fsm_->on_approval(approval->call_id, approval->approved));
-    // NO_PENDING_CALL and the like end the step at once.
-    if (self->fsm_->phase() != agent::turn_phase::running_tool && self->fsm_->phase() != agent::turn_phase::waiting_llm)
-      self->step_permit_.reset();
   }
   if (self->current_ack_) std::exchange(self->current_ack_, nullptr)(ack_ok());  // the machine did not ack
 }
@@ -261,8 +258,6 @@ void user_session::apply(std::vector<agent::action> actions) {
         [&](auto& act) {
           using T = std::decay_t<decltype(act)>;
           if constexpr (std::is_same_v<T, agent::emit>) {
-            if (act.event == "agent:response" || act.event == "agent:error" || act.event == "tool:approval_required")
-              step_permit_.reset();  // the approval's step is over
             send(std::move(act.event), std::move(act.payload));
           } else if constexpr (std::is_same_v<T, agent::call_llm>) {
             asio::co_spawn(strand_, run_llm(self, std::move(act)), log_failure);
@@ -286,7 +281,8 @@ void user_session::apply(std::vector<agent::action> actions) {
             on_turn_clock(act.what);
           } else if constexpr (std::is_same_v<T, agent::end_turn>) {
             if (!turn_permits_.empty()) turn_permits_.pop_front();
-            step_permit_.reset();
+          } else if constexpr (std::is_same_v<T, agent::end_step>) {
+            if (!step_permits_.empty()) step_permits_.pop_front();
           }
         },
         a);
@@ -356,7 +352,7 @@ asio::awaitable<void> user_session::run_tool(std::shared_ptr<user_session> self,
   const auto started = std::chrono::steady_clock::now();
   const auto timeout = self->svc_.cfg.tool_timeout;
   core::result<mcp::tool_call_outcome> outcome = core::make_error(core::errc::sandbox_unavailable, "no sandbox session");
-  auto cancel = std::make_shared<call_cancel>();
+  auto cancel = std::make_shared<mcp::call_cancel>();
   self->tool_cancel_ = cancel;
   self->tool_call_id_ = act.call_id;
   if (self->mcp_ && (self->mcp_->sandbox_open() || self->mcp_->tools().find(act.name)))
@@ -607,7 +603,7 @@ asio::awaitable<void> user_session::end_session(std::shared_ptr<user_session> se
 }
 
 void user_session::recycle_container() {
-  std::shared_ptr<mcp_session> sandbox;
+  std::shared_ptr<mcp::stdio_session> sandbox;
   if (mcp_) {
     sandbox = mcp_->take_sandbox();
     mcp_->close();  // the extra servers; they run as the user and the scrub ends them anyway
@@ -798,13 +794,13 @@ asio::awaitable<void> user_session::tools_step(std::shared_ptr<user_session> sel
     self->mcp_.reset();
   }
   if (!self->mcp_) {
-    llm::http_client_options mcp_http;
+    http::client_options mcp_http;
     mcp_http.connect_timeout = std::chrono::milliseconds(5000);
     mcp_http.total_timeout = std::max(svc.cfg.tool_timeout, std::chrono::milliseconds(15000));
     mcp_http.extra_ca_file = svc.cfg.llm_ca_file;
-    self->mcp_ = std::make_shared<mcp_router>(self->strand_, svc.docker, self->lease_.id(), svc.extra_mcp_servers,
-                                              mcp_http, svc.metrics, "sid=" + self->sid(),
-                                              prepared_sandbox_mcp::session_of(self->lease_.take_prepared()));
+    self->mcp_ = std::make_shared<mcp::router>(self->strand_, svc.docker, self->lease_.id(), svc.extra_mcp_servers,
+                                               mcp_http, svc.metrics, "sid=" + self->sid(),
+                                               prepared_sandbox_mcp::session_of(self->lease_.take_prepared()));
   }
   auto opened = co_await self->mcp_->open(mcp_open_timeout);
   tools = std::move(opened.tools);
@@ -873,7 +869,7 @@ void user_session::close(std::string reason, std::shared_ptr<void> recovery_hold
 asio::awaitable<void> user_session::after_disconnect(std::shared_ptr<user_session> self, std::string reason,
                                                      std::shared_ptr<void> recovery_hold) {
   self->turn_permits_.clear();
-  self->step_permit_.reset();
+  self->step_permits_.clear();
   log()->info("sid={} uid={} disconnected ({})", self->sid(), self->user(), reason);
   struct settled {  // on every way out, exceptions included
     parked_sessions& parked;

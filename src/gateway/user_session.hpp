@@ -30,8 +30,8 @@
 #include "berth/core/metrics.hpp"
 #include "berth/docker/client.hpp"
 #include "berth/gateway/gateway.hpp"
-#include "berth/gateway/mcp_router.hpp"
-#include "berth/gateway/mcp_session.hpp"
+#include "berth/mcp/router.hpp"
+#include "berth/mcp/stdio_session.hpp"
 #include "berth/pool/container_pool.hpp"
 #include "berth/session/history.hpp"
 #include "berth/session/limiter.hpp"
@@ -156,7 +156,7 @@ class user_session : public std::enable_shared_from_this<user_session> {
   // What a reconnect on this replica takes over from the parked session.
   struct sandbox_hold {
     pool::container_lease lease;
-    std::shared_ptr<mcp_router> mcp;
+    std::shared_ptr<mcp::router> mcp;
   };
 
   void emit(const std::string& event, const nlohmann::json& payload);
@@ -217,7 +217,7 @@ class user_session : public std::enable_shared_from_this<user_session> {
 
   // The session's resources.
   pool::container_lease lease_;
-  std::shared_ptr<mcp_router> mcp_;
+  std::shared_ptr<mcp::router> mcp_;
   std::unique_ptr<llm::llm_provider> provider_;
   std::optional<agent::turn_fsm> fsm_;
   std::string resume_token_;
@@ -237,7 +237,9 @@ class user_session : public std::enable_shared_from_this<user_session> {
   ack_fn current_ack_;
   std::deque<pending_input> before_ready_;  // inputs that arrived before the tools were known
   std::deque<session::user_permit> turn_permits_;  // one per accepted message, released by end_turn
-  session::user_permit step_permit_;               // the tool:approval being processed
+  // One per tool:approval whose step runs (released by end_step; the leases are alike, so which
+  // one goes does not matter).
+  std::deque<session::user_permit> step_permits_;
   // The turn's output in order: history entries are written to Redis before any event after them
   // is sent, so what a client has seen is in the history (a resume or another replica reads it).
   // A failed write is told (agent:error HISTORY_NOT_SAVED) before the events it held back.
@@ -258,7 +260,7 @@ class user_session : public std::enable_shared_from_this<user_session> {
   std::uint64_t delta_index_ = 0;    // agent:delta index within delta_turn_
   std::uint64_t llm_epoch_ = 0;      // bumps per LLM call and per abort: late results are stale
   std::shared_ptr<boost::asio::steady_timer> llm_abort_;  // cancelled to abort the call in flight
-  std::shared_ptr<call_cancel> tool_cancel_;              // the running tool call's
+  std::shared_ptr<mcp::call_cancel> tool_cancel_;         // the running tool call's
   std::string tool_call_id_;
 
   // The turn deadline (TURN_DEADLINE_MS): time the running turn has worked, and since when it works.

@@ -206,8 +206,8 @@ asio::awaitable<void> server::serve(tcp::socket socket) {
       // request line and fields are already parsed)
       if (ec == bhttp::error::body_limit && !parser.get().target().empty()) {
         auto& req = parser.get();
-        req.set("x-berth-body-too-large", "1");
         req.body().clear();
+        ctx.body_too_large = true;
         bool raw = false;
         auto res = co_await dispatch(req, ctx, raw);
         (void)res;

@@ -1,4 +1,4 @@
-#include "berth/llm/url.hpp"
+#include "berth/http/url.hpp"
 
 #include <algorithm>
 #include <cctype>
@@ -6,11 +6,11 @@
 
 #include "berth/core/logging.hpp"
 
-namespace berth::llm {
+namespace berth::http {
 
 core::result<url> parse_url(std::string_view text) {
   auto fail = [&](std::string_view why) {
-    return core::make_error(core::errc::llm_error, "invalid URL '" + core::log_prefix(text, 100) + "': " + std::string(why));
+    return core::make_error(core::errc::invalid_payload, "invalid URL '" + core::log_prefix(text, 100) + "': " + std::string(why));
   };
   url out;
   std::string_view rest;
@@ -62,4 +62,4 @@ core::result<url> parse_url(std::string_view text) {
   return out;
 }
 
-}  // namespace berth::llm
+}  // namespace berth::http

@@ -21,11 +21,11 @@ class anthropic_codec final : public json_codec {
   explicit anthropic_codec(codec_settings s) : json_codec(std::move(s)) {}
   std::string_view name() const noexcept override { return "anthropic"; }
 
-  core::result<http_call> build(const llm_request& req) const override { return build_call(req, false); }
-  core::result<http_call> build_stream(const llm_request& req) const override { return build_call(req, true); }
+  core::result<http::call> build(const llm_request& req) const override { return build_call(req, false); }
+  core::result<http::call> build_stream(const llm_request& req) const override { return build_call(req, true); }
   std::unique_ptr<stream_decoder> make_stream_decoder(const llm_request& req) const override;
 
-  core::result<http_call> build_call(const llm_request& req, bool stream) const {
+  core::result<http::call> build_call(const llm_request& req, bool stream) const {
     if (settings_.api_key.empty())
       return core::make_error(core::errc::llm_error, "anthropic: no API key configured (ANTHROPIC_API_KEY)");
     std::string system = req.system_prompt;
@@ -79,15 +79,15 @@ class anthropic_codec final : public json_codec {
       body["tools"] = std::move(tools);
     }
     if (stream) body["stream"] = true;
-    http_call call = json_post(join_url(settings_.base_url, "v1/messages"), body);
+    http::call call = json_post(join_url(settings_.base_url, "v1/messages"), body);
     call.headers.push_back({"anthropic-version", "2023-06-01", false});
     call.headers.push_back({"x-api-key", settings_.api_key, true});
     return call;
   }
 
-  parse_outcome parse_object(const llm_request& req, const http_reply& rep, const json& j) const override {
+  parse_outcome parse_object(const llm_request& req, const http::reply& rep, const json& j) const override {
     if (core::json_string(j, "type") == "error") {
-      http_reply as_error = rep;
+      http::reply as_error = rep;
       as_error.status = 502;
       auto out = http_failure(name(), as_error, settings_.api_key);
       out.reply = core::make_error(core::errc::llm_unavailable, out.reply.error().message);

@@ -29,12 +29,6 @@ std::string_view to_string(stop_reason r) noexcept {
   return "other";
 }
 
-std::string_view http_reply::header(std::string_view lower_name) const noexcept {
-  for (const auto& [k, v] : headers)
-    if (k == lower_name) return v;
-  return {};
-}
-
 std::string redact(std::string text, std::string_view secret) {
   if (secret.empty()) return text;
   constexpr std::string_view mask = "[redacted]";
@@ -60,7 +54,7 @@ std::string redact(std::string text, std::string_view secret) {
   return out;
 }
 
-std::optional<std::chrono::milliseconds> retry_after_hint(const http_reply& rep) {
+std::optional<std::chrono::milliseconds> retry_after_hint(const http::reply& rep) {
   auto number = [](std::string_view s) -> std::optional<std::uint64_t> {
     while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
     while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
@@ -165,7 +159,7 @@ error_body read_error_body(std::string_view body, std::optional<std::chrono::mil
 }
 }  // namespace
 
-parse_outcome http_failure(std::string_view provider, const http_reply& rep, std::string_view secret) {
+parse_outcome http_failure(std::string_view provider, const http::reply& rep, std::string_view secret) {
   std::optional<std::chrono::milliseconds> hint = retry_after_hint(rep);
   auto [kind, text] = read_error_body(rep.body, hint ? nullptr : &hint);
   if (text.empty()) text = rep.body.empty() ? "(empty body)" : core::log_prefix(rep.body, 200);
@@ -224,15 +218,15 @@ parse_outcome accept(std::string_view provider, const llm_request& req, llm_repl
   return {std::move(reply), false, std::nullopt};
 }
 
-parse_outcome json_codec::parse(const llm_request& req, const http_reply& rep) const {
+parse_outcome json_codec::parse(const llm_request& req, const http::reply& rep) const {
   if (rep.status < 200 || rep.status > 299) return http_failure(name(), rep, settings_.api_key);
   const auto j = core::parse_json(rep.body);
   if (j.is_discarded() || !j.is_object()) return malformed(name(), "body is not a JSON object", settings_.api_key);
   return parse_object(req, rep, j);
 }
 
-http_call json_codec::json_post(std::string url, const nlohmann::json& body) {
-  http_call call;
+http::call json_codec::json_post(std::string url, const nlohmann::json& body) {
+  http::call call;
   call.url = std::move(url);
   call.headers.push_back({"content-type", "application/json", false});
   call.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

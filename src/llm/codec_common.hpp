@@ -15,7 +15,7 @@ namespace berth::llm::detail {
 std::string join_url(std::string_view base, std::string_view path);
 
 // A non-2xx reply: mapped by status, with the provider's own error text (redacted, bounded).
-parse_outcome http_failure(std::string_view provider, const http_reply& rep, std::string_view secret);
+parse_outcome http_failure(std::string_view provider, const http::reply& rep, std::string_view secret);
 
 // A 2xx reply we could not understand: llm_error, not retryable.
 parse_outcome malformed(std::string_view provider, std::string_view what, std::string_view secret);
@@ -56,14 +56,14 @@ void finish_reply(llm_reply& out, const nlohmann::json& j, const nlohmann::json&
 // classified here alike for every provider; parse_object reads the rest.
 class json_codec : public provider_codec {
  public:
-  parse_outcome parse(const llm_request& req, const http_reply& rep) const final;
+  parse_outcome parse(const llm_request& req, const http::reply& rep) const final;
 
  protected:
   using provider_codec::provider_codec;
-  virtual parse_outcome parse_object(const llm_request& req, const http_reply& rep,
+  virtual parse_outcome parse_object(const llm_request& req, const http::reply& rep,
                                      const nlohmann::json& j) const = 0;
   // A POST of `body` as JSON to `url`; the caller adds its auth header.
-  static http_call json_post(std::string url, const nlohmann::json& body);
+  static http::call json_post(std::string url, const nlohmann::json& body);
 };
 
 // A `Codec` for the provider's public endpoint and model where the settings leave them empty.

@@ -56,11 +56,11 @@ class gemini_codec final : public json_codec {
   explicit gemini_codec(codec_settings s) : json_codec(std::move(s)) {}
   std::string_view name() const noexcept override { return "gemini"; }
 
-  core::result<http_call> build(const llm_request& req) const override { return build_call(req, false); }
-  core::result<http_call> build_stream(const llm_request& req) const override { return build_call(req, true); }
+  core::result<http::call> build(const llm_request& req) const override { return build_call(req, false); }
+  core::result<http::call> build_stream(const llm_request& req) const override { return build_call(req, true); }
   std::unique_ptr<stream_decoder> make_stream_decoder(const llm_request& req) const override;
 
-  core::result<http_call> build_call(const llm_request& req, bool stream) const {
+  core::result<http::call> build_call(const llm_request& req, bool stream) const {
     if (settings_.api_key.empty())
       return core::make_error(core::errc::llm_error, "gemini: no API key configured (GEMINI_API_KEY)");
     std::string model = req.model.empty() ? settings_.default_model : req.model;
@@ -123,12 +123,12 @@ class gemini_codec final : public json_codec {
       body["tools"] = json::array({{{"functionDeclarations", std::move(decls)}}});
     }
     const std::string method = stream ? ":streamGenerateContent?alt=sse" : ":generateContent";
-    http_call call = json_post(join_url(settings_.base_url, "v1beta/models/" + model + method), body);
+    http::call call = json_post(join_url(settings_.base_url, "v1beta/models/" + model + method), body);
     call.headers.push_back({"x-goog-api-key", settings_.api_key, true});
     return call;
   }
 
-  parse_outcome parse_object(const llm_request& req, const http_reply&, const json& j) const override {
+  parse_outcome parse_object(const llm_request& req, const http::reply&, const json& j) const override {
     if (!j.contains("candidates") || !j["candidates"].is_array() || j["candidates"].empty()) {
       if (j.contains("promptFeedback") && j["promptFeedback"].is_object() && j["promptFeedback"].contains("blockReason"))
         return {core::make_error(core::errc::llm_error,

@@ -28,11 +28,11 @@ class openai_codec final : public json_codec {
   explicit openai_codec(codec_settings s) : json_codec(std::move(s)) {}
   std::string_view name() const noexcept override { return "openai"; }
 
-  core::result<http_call> build(const llm_request& req) const override { return build_call(req, false); }
-  core::result<http_call> build_stream(const llm_request& req) const override { return build_call(req, true); }
+  core::result<http::call> build(const llm_request& req) const override { return build_call(req, false); }
+  core::result<http::call> build_stream(const llm_request& req) const override { return build_call(req, true); }
   std::unique_ptr<stream_decoder> make_stream_decoder(const llm_request& req) const override;
 
-  core::result<http_call> build_call(const llm_request& req, bool stream) const {
+  core::result<http::call> build_call(const llm_request& req, bool stream) const {
     const std::string model = req.model.empty() ? settings_.default_model : req.model;
     json messages = json::array();
     if (!req.system_prompt.empty()) messages.push_back({{"role", "system"}, {"content", req.system_prompt}});
@@ -77,15 +77,15 @@ class openai_codec final : public json_codec {
       body["stream"] = true;
       body["stream_options"] = {{"include_usage", true}};  // a last chunk with empty choices and usage
     }
-    http_call call = json_post(join_url(settings_.base_url, "chat/completions"), body);
+    http::call call = json_post(join_url(settings_.base_url, "chat/completions"), body);
     if (!settings_.api_key.empty()) call.headers.push_back({"authorization", "Bearer " + settings_.api_key, true});
     return call;
   }
 
-  parse_outcome parse_object(const llm_request& req, const http_reply& rep, const json& j) const override {
+  parse_outcome parse_object(const llm_request& req, const http::reply& rep, const json& j) const override {
     // Some compatible servers answer 200 with an error object.
     if (j.contains("error") && !j["error"].is_null()) {
-      http_reply as_error = rep;
+      http::reply as_error = rep;
       as_error.status = 502;
       auto out = http_failure(name(), as_error, settings_.api_key);
       out.reply = core::make_error(core::errc::llm_error, out.reply.error().message);

@@ -9,7 +9,7 @@
 #include "berth/core/logging.hpp"
 #include "berth/llm/local_model.hpp"
 #include "berth/llm/sse.hpp"
-#include "berth/llm/url.hpp"
+#include "berth/http/url.hpp"
 
 namespace berth::llm {
 namespace asio = boost::asio;
@@ -104,6 +104,14 @@ class http_provider final : public llm_provider {
   std::string_view name() const noexcept override { return codec_->name(); }
   std::string model() const override { return codec_->settings().default_model; }
 
+  // A call that got no reply: LLM_UNAVAILABLE when the provider could not be reached, LLM_ERROR
+  // when the URL or the reply cannot be used; the key never in the text.
+  parse_outcome transport_failure(const http::outcome& sent, std::string_view secret) const {
+    const auto code = sent.failed == http::failure::unreachable ? core::errc::llm_unavailable : core::errc::llm_error;
+    return parse_outcome{core::make_error(code, std::string(name()) + ": " + redact(sent.error, secret)), sent.retryable,
+                         std::nullopt};
+  }
+
   asio::awaitable<core::result<llm_reply>> stream(const llm_request& in, delta_fn on_delta) override {
     llm_request copy;
     const llm_request& req = with_output_cap(in, max_tokens_, copy);
@@ -160,8 +168,7 @@ class http_provider final : public llm_provider {
           on_delta(outcome.reply->text);
         }
       } else {
-        sent.error.message = std::string(name()) + ": " + redact(std::move(sent.error.message), secret);
-        outcome = parse_outcome{sent.error, sent.retryable, std::nullopt};
+        outcome = transport_failure(sent, secret);
       }
       if (!outcome.reply && shown && outcome.reply.error().code == core::errc::llm_unavailable) {
         // (result::error() returns a copy: build the amended error and put it back.)
@@ -232,8 +239,7 @@ class http_provider final : public llm_provider {
                     sent.reply->body.size(),
                     std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started).count());
       } else {
-        sent.error.message = std::string(name()) + ": " + redact(std::move(sent.error.message), secret);
-        outcome = parse_outcome{sent.error, sent.retryable, std::nullopt};
+        outcome = transport_failure(sent, secret);
       }
       if (outcome.reply) {
         counters_.ok.inc();
@@ -272,7 +278,7 @@ class http_provider final : public llm_provider {
  private:
   std::unique_ptr<provider_codec> codec_;
   asio::any_io_executor ex_;
-  http_client client_;
+  http::client client_;
   retry_policy retry_;
   provider_counters counters_;
   std::uint32_t max_tokens_;
@@ -326,7 +332,7 @@ core::result<std::unique_ptr<llm_provider>> make_provider(const core::config& cf
   }
   if (!key_var.empty() && codec->api_key().empty())
     return core::make_error(core::errc::llm_error, cfg.llm_provider + ": no API key configured (" + key_var + ")");
-  if (auto u = parse_url(codec->settings().base_url); !u)
+  if (auto u = http::parse_url(codec->settings().base_url); !u)
     return core::make_error(core::errc::llm_error, cfg.llm_provider + ": " + u.error().message);
   try {
     return make_http_provider(std::move(codec), std::move(ex), metrics, std::move(opts), cfg.max_output_tokens);

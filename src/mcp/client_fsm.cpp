@@ -1,7 +1,9 @@
-#include "berth/mcp/client.hpp"
+#include "berth/mcp/client_fsm.hpp"
 
 #include <algorithm>
 #include <array>
+
+#include "berth/core/logging.hpp"
 
 namespace berth::mcp {
 
@@ -11,14 +13,6 @@ using core::make_error;
 
 namespace {
 constexpr std::array<std::string_view, 3> known_versions{"2025-06-18", "2025-03-26", "2024-11-05"};
-
-std::string prefix(std::string_view s, std::size_t n = 80) {
-  std::string out(s.substr(0, n));
-  for (char& c : out)
-    if (static_cast<unsigned char>(c) < 0x20) c = '?';
-  if (s.size() > n) out += "...";
-  return out;
-}
 }  // namespace
 
 bool is_supported_protocol_version(std::string_view v) noexcept {
@@ -34,6 +28,28 @@ std::uint64_t request_id_of(const client_event& e) noexcept {
       e);
 }
 
+core::error tool_timeout_error(std::string_view tool, std::chrono::milliseconds timeout) {
+  return make_error(errc::tool_timeout,
+                    "tool '" + std::string(tool) + "' did not finish within " + std::to_string(timeout.count()) + " ms");
+}
+
+core::result<tool_call_outcome> tool_call_answer(client_event ev, std::string_view tool, std::chrono::milliseconds timeout,
+                                                 std::string_view server_label) {
+  const std::string name(tool);
+  if (auto* r = std::get_if<ev_tool_result>(&ev)) return std::move(r->outcome);
+  if (auto* f = std::get_if<ev_request_failed>(&ev)) {
+    switch (f->reason) {
+      case failure::timeout: return tool_timeout_error(tool, timeout);
+      case failure::cancelled: return make_error(errc::tool_failed, "tool '" + name + "' was cancelled");
+      case failure::rpc_error: return make_error(errc::tool_failed, "tool '" + name + "' failed: " + f->message);
+      case failure::bad_response:
+      case failure::closed: break;
+    }
+    return make_error(errc::sandbox_unavailable, std::string(server_label) + "tool '" + name + "': " + f->message);
+  }
+  return make_error(errc::internal, "unexpected MCP event");
+}
+
 std::string_view to_string(failure f) noexcept {
   switch (f) {
     case failure::timeout: return "timeout";
@@ -45,74 +61,6 @@ std::string_view to_string(failure f) noexcept {
   return "unknown";
 }
 
-core::result<std::vector<tool_descriptor>> map_tools_list(const json& result) {
-  if (!result.is_object()) return make_error(errc::tool_failed, "tools/list: result is not an object");
-  auto it = result.find("tools");
-  if (it == result.end() || !it->is_array()) return make_error(errc::tool_failed, "tools/list: result.tools is not an array");
-  std::vector<tool_descriptor> out;
-  for (std::size_t i = 0; i < it->size(); ++i) {
-    const json& t = (*it)[i];
-    const std::string where = "tools/list: tools[" + std::to_string(i) + "]";
-    if (!t.is_object()) return make_error(errc::tool_failed, where + " is not an object");
-    auto name = t.find("name");
-    if (name == t.end() || !name->is_string() || name->get_ref<const std::string&>().empty())
-      return make_error(errc::tool_failed, where + ".name must be a non-empty string");
-    tool_descriptor d;
-    d.name = name->get<std::string>();
-    if (auto x = t.find("title"); x != t.end() && x->is_string()) d.title = x->get<std::string>();
-    if (auto x = t.find("description"); x != t.end() && x->is_string()) d.description = x->get<std::string>();
-    auto schema = t.find("inputSchema");
-    if (schema == t.end() || !schema->is_object())
-      return make_error(errc::tool_failed, where + " (" + prefix(d.name, 64) + ").inputSchema must be an object");
-    d.input_schema = *schema;
-    out.push_back(std::move(d));
-  }
-  return out;
-}
-
-core::result<tool_call_outcome> map_tool_call_result(const json& result) {
-  if (!result.is_object()) return make_error(errc::tool_failed, "tools/call: result is not an object");
-  tool_call_outcome o;
-  if (auto e = result.find("isError"); e != result.end()) {
-    if (!e->is_boolean()) return make_error(errc::tool_failed, "tools/call: isError must be a boolean");
-    o.is_error = e->get<bool>();
-  }
-  if (auto s = result.find("structuredContent"); s != result.end()) o.structured = *s;
-  auto content = result.find("content");
-  if (content == result.end() || !content->is_array()) {
-    // Only structured output: show it to the model as JSON.
-    if (!o.structured.is_null()) {
-      o.text = o.structured.dump(-1, ' ', false, json::error_handler_t::replace);
-      return o;
-    }
-    return make_error(errc::tool_failed, "tools/call: result.content is not an array");
-  }
-  bool first = true;
-  for (std::size_t i = 0; i < content->size(); ++i) {
-    const json& part = (*content)[i];
-    if (!part.is_object() || !part.contains("type") || !part["type"].is_string())
-      return make_error(errc::tool_failed, "tools/call: content[" + std::to_string(i) + "] has no string type");
-    const auto& type = part["type"].get_ref<const std::string&>();
-    std::string piece;
-    if (type == "text") {
-      if (!part.contains("text") || !part["text"].is_string())
-        return make_error(errc::tool_failed, "tools/call: content[" + std::to_string(i) + "].text is not a string");
-      piece = part["text"].get<std::string>();
-    } else if (type == "resource" && part.contains("resource") && part["resource"].is_object() &&
-               part["resource"].contains("text") && part["resource"]["text"].is_string()) {
-      piece = part["resource"]["text"].get<std::string>();
-    } else {
-      std::string mime;
-      if (auto m = part.find("mimeType"); m != part.end() && m->is_string()) mime = " " + m->get<std::string>();
-      piece = "[" + prefix(type, 32) + mime + " content omitted]";
-    }
-    if (!first) o.text.push_back('\n');
-    o.text += piece;
-    first = false;
-  }
-  return o;
-}
-
 client_fsm::client_fsm(client_options opts)
     : opts_(std::move(opts)), next_id_(std::max<std::uint64_t>(opts_.first_request_id, 1)), decoder_(opts_.max_line_bytes) {}
 
@@ -122,8 +70,8 @@ std::uint64_t client_fsm::start(clock::time_point now) {
   pending_[id] = pending_request{kind::initialize, now + opts_.init_timeout};
   out_ += make_request(id, "initialize",
                        json{{"protocolVersion", opts_.protocol_version},
-                            {"capabilities", json::object()},
-                            {"clientInfo", {{"name", opts_.client_name}, {"version", opts_.client_version}}}});
+                       {"capabilities", json::object()},
+                       {"clientInfo", {{"name", opts_.client_name}, {"version", opts_.client_version}}}});
   return id;
 }
 
@@ -181,14 +129,14 @@ void client_fsm::on_line(std::string_view line) {
   const message m = parse_message(line);
   switch (m.kind) {
     case message_kind::invalid:
-      events_.push_back(ev_protocol_error{m.invalid_reason + ": " + prefix(line)});
+      events_.push_back(ev_protocol_error{m.invalid_reason + ": " + core::log_prefix(line)});
       return;
     case message_kind::request:
       // Server -> client requests: we answer ping and decline the rest (no sampling, roots, ...).
       if (m.method == "ping") {
         out_ += make_result(m.id, json::object());
       } else {
-        out_ += make_error(m.id, rpc_error::method_not_found, "Method not found: " + prefix(m.method, 100));
+        out_ += make_error(m.id, rpc_error::method_not_found, "Method not found: " + core::log_prefix(m.method, 100));
       }
       return;
     case message_kind::notification:
@@ -204,7 +152,7 @@ void client_fsm::on_line(std::string_view line) {
 
 void client_fsm::on_response(const message& m) {
   if (!m.id.is_number_unsigned() && !m.id.is_number_integer()) {
-    events_.push_back(ev_protocol_error{"response with a non-integer id " + prefix(id_key(m.id))});
+    events_.push_back(ev_protocol_error{"response with a non-integer id " + core::log_prefix(id_key(m.id))});
     return;
   }
   if (m.id.is_number_integer() && m.id.get<std::int64_t>() < 0) {
@@ -221,7 +169,7 @@ void client_fsm::on_response(const message& m) {
   const kind k = it->second.k;
   pending_.erase(it);
   if (m.kind == message_kind::error_response) {
-    events_.push_back(ev_request_failed{id, failure::rpc_error, m.error_code, prefix(m.error_message, 200)});
+    events_.push_back(ev_request_failed{id, failure::rpc_error, m.error_code, core::log_prefix(m.error_message, 200)});
     if (k == kind::initialize) on_closed("initialize failed");
     return;
   }
@@ -235,7 +183,7 @@ void client_fsm::on_response(const message& m) {
       }
       const std::string v = r["protocolVersion"].get<std::string>();
       if (!is_supported_protocol_version(v)) {
-        events_.push_back(ev_request_failed{id, failure::bad_response, 0, "unsupported protocol version " + prefix(v, 40)});
+        events_.push_back(ev_request_failed{id, failure::bad_response, 0, "unsupported protocol version " + core::log_prefix(v, 40)});
         on_closed("unsupported protocol version");
         return;
       }
@@ -311,54 +259,5 @@ std::optional<clock::time_point> client_fsm::next_deadline() const {
 std::string client_fsm::take_output() { return std::exchange(out_, {}); }
 
 std::vector<client_event> client_fsm::take_events() { return std::exchange(events_, {}); }
-
-// ---- tool_namespace ----
-
-namespace {
-std::string sanitise(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-    out.push_back(ok ? c : '_');
-  }
-  if (out.size() > 64) out.resize(64);
-  return out;
-}
-}  // namespace
-
-void tool_namespace::add_server(const std::string& server, const std::vector<tool_descriptor>& tools) {
-  remove_server(server);
-  servers_.emplace_back(server, tools);
-  rebuild();
-}
-
-void tool_namespace::remove_server(const std::string& server) {
-  std::erase_if(servers_, [&](const auto& s) { return s.first == server; });
-  rebuild();
-}
-
-void tool_namespace::rebuild() {
-  entries_.clear();
-  auto taken = [&](std::string_view n) {
-    return std::any_of(entries_.begin(), entries_.end(), [&](const entry& e) { return e.exposed_name == n; });
-  };
-  for (const auto& [server, tools] : servers_) {
-    for (const auto& t : tools) {
-      std::string name = t.name;
-      if (taken(name) || sanitise(name) != name) {
-        name = sanitise(server + "__" + t.name);
-        const std::string base = name.substr(0, 60);
-        for (int k = 2; taken(name) && k < 10000; ++k) name = base + "_" + std::to_string(k);
-      }
-      entries_.push_back(entry{name, server, t});
-    }
-  }
-}
-
-const tool_namespace::entry* tool_namespace::find(std::string_view exposed_name) const {
-  for (const auto& e : entries_)
-    if (e.exposed_name == exposed_name) return &e;
-  return nullptr;
-}
 
 }  // namespace berth::mcp

@@ -2,7 +2,9 @@
 // an error naming the exact JSON path and what is allowed.
 #include <set>
 
-#include "berth/mcp/client.hpp"
+#include "berth/mcp/config.hpp"
+
+#include <nlohmann/json.hpp>
 
 namespace berth::mcp {
 

@@ -1,11 +1,12 @@
-#include "berth/gateway/mcp_http_session.hpp"
+#include "berth/mcp/http_session.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 
 #include "berth/core/logging.hpp"
+#include "berth/mcp/streamable_http.hpp"
 
-namespace berth::gateway {
+namespace berth::mcp {
 
 namespace asio = boost::asio;
 using json = nlohmann::json;
@@ -17,24 +18,24 @@ core::error unavailable(const std::string& server, const std::string& what) {
 }
 
 // A session that was ended by close() is told so with DELETE (the server frees its state).
-asio::awaitable<void> delete_session(std::shared_ptr<llm::http_client> http, llm::http_call call) {
+asio::awaitable<void> delete_session(std::shared_ptr<http::client> http, http::call call) {
   (void)co_await http->send(call);
 }
 
 }  // namespace
 
-mcp_http_session::mcp_http_session(asio::any_io_executor ex, mcp::server_config server, llm::http_client_options http,
-                                   core::metrics& metrics)
+http_session::http_session(asio::any_io_executor ex, server_config server, http::client_options http,
+                           core::metrics& metrics)
     : ex_(std::move(ex)),
       server_(std::move(server)),
-      http_(std::make_shared<llm::http_client>(ex_, http)),
+      http_(std::make_shared<http::client>(ex_, http)),
       http_errors_(metrics.get_counter("berth_mcp_http_errors_total",
                                        "Streamable-HTTP MCP exchanges that failed (network, HTTP status, body)")),
       protocol_errors_(metrics.get_counter("berth_mcp_protocol_errors_total",
                                            "Lines from a sandbox MCP server that were not valid JSON-RPC")) {}
 
-llm::http_call mcp_http_session::base_call(std::string method) const {
-  llm::http_call call;
+http::call http_session::base_call(std::string method) const {
+  http::call call;
   call.method = std::move(method);
   call.url = server_.url;
   call.headers.push_back({"Accept", "application/json, text/event-stream"});
@@ -45,7 +46,7 @@ llm::http_call mcp_http_session::base_call(std::string method) const {
   return call;
 }
 
-asio::awaitable<core::result<void>> mcp_http_session::exchange() {
+asio::awaitable<core::result<void>> http_session::exchange() {
   auto self = shared_from_this();
   auto log = core::logger("mcp");
   // Each round POSTs what the client queued; replies may queue more (answers to server pings).
@@ -65,9 +66,9 @@ asio::awaitable<core::result<void>> mcp_http_session::exchange() {
       if (!fsm_) co_return unavailable(server_.name, "session closed");
       if (!sent.reply) {
         http_errors_.inc();
-        log->warn("mcp server '{}' unreachable: {}", server_.name, sent.error.message);
-        fsm_->on_closed(sent.error.message);
-        co_return unavailable(server_.name, sent.error.message);
+        log->warn("mcp server '{}' unreachable: {}", server_.name, sent.error);
+        fsm_->on_closed(sent.error);
+        co_return unavailable(server_.name, sent.error);
       }
       const auto& rep = *sent.reply;
       if (rep.status == 404 && !session_id_.empty()) {
@@ -82,7 +83,7 @@ asio::awaitable<core::result<void>> mcp_http_session::exchange() {
       }
       if (auto sid = rep.header("mcp-session-id"); !sid.empty()) session_id_ = std::string(sid);
       // Error statuses may still carry a JSON-RPC error for the request: feed what parses.
-      auto lines = mcp::streamable_http_lines(rep.header("content-type"), rep.body);
+      auto lines = streamable_http_lines(rep.header("content-type"), rep.body);
       if (lines) fsm_->on_bytes(*lines);
       if (rep.status < 200 || rep.status >= 300) {
         http_errors_.inc();
@@ -100,19 +101,19 @@ asio::awaitable<core::result<void>> mcp_http_session::exchange() {
   co_return core::result<void>{};
 }
 
-asio::awaitable<core::result<mcp::client_event>> mcp_http_session::request_and_wait(std::uint64_t id) {
+asio::awaitable<core::result<client_event>> http_session::request_and_wait(std::uint64_t id) {
   auto self = shared_from_this();
   auto sent = co_await exchange();
   if (!fsm_) co_return unavailable(server_.name, "session closed");
-  fsm_->on_timer(mcp::clock::now());
-  std::optional<mcp::client_event> found;
+  fsm_->on_timer(clock::now());
+  std::optional<client_event> found;
   for (auto& ev : fsm_->take_events()) {
-    if (auto* p = std::get_if<mcp::ev_protocol_error>(&ev)) {
+    if (auto* p = std::get_if<ev_protocol_error>(&ev)) {
       protocol_errors_.inc();
       core::logger("mcp")->warn("mcp server '{}' protocol error: {}", server_.name, p->message);
       continue;
     }
-    const auto ev_id = mcp::request_id_of(ev);
+    const auto ev_id = request_id_of(ev);
     if (ev_id == id && !found) found = std::move(ev);
   }
   if (found) co_return std::move(*found);
@@ -120,36 +121,36 @@ asio::awaitable<core::result<mcp::client_event>> mcp_http_session::request_and_w
   co_return unavailable(server_.name, "no answer to request " + std::to_string(id));
 }
 
-asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> mcp_http_session::open(
+asio::awaitable<core::result<std::vector<tool_descriptor>>> http_session::open(
     std::chrono::milliseconds timeout) {
   auto self = shared_from_this();
   session_id_.clear();
-  mcp::client_options opts;
+  client_options opts;
   opts.init_timeout = timeout;
-  fsm_ = std::make_unique<mcp::client_fsm>(opts);
-  auto init = co_await request_and_wait(fsm_->start(mcp::clock::now()));
+  fsm_ = std::make_unique<client_fsm>(opts);
+  auto init = co_await request_and_wait(fsm_->start(clock::now()));
   if (!init) co_return init.error();
-  if (!std::holds_alternative<mcp::ev_initialized>(*init)) {
+  if (!std::holds_alternative<ev_initialized>(*init)) {
     std::string why = "did not initialize";
-    if (auto* f = std::get_if<mcp::ev_request_failed>(&*init)) why += ": " + f->message;
+    if (auto* f = std::get_if<ev_request_failed>(&*init)) why += ": " + f->message;
     co_return unavailable(server_.name, why);
   }
-  auto list_id = fsm_->list_tools(mcp::clock::now() + timeout);
+  auto list_id = fsm_->list_tools(clock::now() + timeout);
   if (!list_id) co_return list_id.error();
   auto listed = co_await request_and_wait(*list_id);  // also POSTs notifications/initialized first
   if (!listed) co_return listed.error();
-  if (!std::holds_alternative<mcp::ev_tools_listed>(*listed)) co_return unavailable(server_.name, "did not list its tools");
-  co_return std::get<mcp::ev_tools_listed>(*listed).tools;
+  if (!std::holds_alternative<ev_tools_listed>(*listed)) co_return unavailable(server_.name, "did not list its tools");
+  co_return std::get<ev_tools_listed>(*listed).tools;
 }
 
-asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_http_session::call_tool(std::string name, json args,
-                                                                                 std::chrono::milliseconds timeout) {
+asio::awaitable<core::result<tool_call_outcome>> http_session::call_tool(std::string name, json args,
+                                                                         std::chrono::milliseconds timeout) {
   auto self = shared_from_this();
-  if (!fsm_ || fsm_->state() != mcp::client_state::ready) {
+  if (!fsm_ || fsm_->state() != client_state::ready) {
     auto reopened = co_await open(std::min(timeout, std::chrono::milliseconds(15000)));
     if (!reopened) co_return reopened.error();
   }
-  const auto started = mcp::clock::now();
+  const auto started = clock::now();
   auto id = fsm_->call_tool(name, args, started + timeout);
   if (!id) co_return id.error();
   expired_ = false;
@@ -159,30 +160,19 @@ asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_http_session::call_too
     // new session; the call is then sent once more.
     auto reopened = co_await open(std::min(timeout, std::chrono::milliseconds(15000)));
     if (!reopened) co_return reopened.error();
-    id = fsm_->call_tool(name, args, mcp::clock::now() + timeout);
+    id = fsm_->call_tool(name, args, clock::now() + timeout);
     if (!id) co_return id.error();
     ev = co_await request_and_wait(*id);
   }
   if (!ev) {
     // The HTTP client's own deadline ended the exchange.
-    if (mcp::clock::now() - started >= timeout)
-      co_return core::make_error(core::errc::tool_timeout,
-                                 "tool '" + name + "' did not finish within " + std::to_string(timeout.count()) + " ms");
+    if (clock::now() - started >= timeout) co_return tool_timeout_error(name, timeout);
     co_return ev.error();
   }
-  if (auto* r = std::get_if<mcp::ev_tool_result>(&*ev)) co_return std::move(r->outcome);
-  if (auto* f = std::get_if<mcp::ev_request_failed>(&*ev)) {
-    if (f->reason == mcp::failure::timeout)
-      co_return core::make_error(core::errc::tool_timeout,
-                                 "tool '" + name + "' did not finish within " + std::to_string(timeout.count()) + " ms");
-    if (f->reason == mcp::failure::rpc_error)
-      co_return core::make_error(core::errc::tool_failed, "tool '" + name + "' failed: " + f->message);
-    co_return unavailable(server_.name, "tool '" + name + "': " + f->message);
-  }
-  co_return core::make_error(core::errc::internal, "unexpected MCP event");
+  co_return tool_call_answer(std::move(*ev), name, timeout, "MCP server '" + server_.name + "': ");
 }
 
-void mcp_http_session::close() {
+void http_session::close() {
   if (fsm_) fsm_->on_closed("session closed");
   fsm_.reset();
   if (session_id_.empty()) return;
@@ -191,4 +181,4 @@ void mcp_http_session::close() {
   asio::co_spawn(ex_, delete_session(http_, std::move(call)), asio::detached);
 }
 
-}  // namespace berth::gateway
+}  // namespace berth::mcp

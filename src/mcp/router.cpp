@@ -1,4 +1,4 @@
-#include "berth/gateway/mcp_router.hpp"
+#include "berth/mcp/router.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -7,15 +7,15 @@
 
 #include "berth/core/logging.hpp"
 
-namespace berth::gateway {
+namespace berth::mcp {
 
 namespace asio = boost::asio;
 using json = nlohmann::json;
 
-mcp_router::mcp_router(asio::any_io_executor ex, docker::client& docker, std::string container_id,
-                       std::vector<mcp::server_config> extra,
-                       llm::http_client_options http, core::metrics& metrics, std::string log_tag,
-                       std::shared_ptr<mcp_session> prepared_sandbox)
+router::router(asio::any_io_executor ex, docker::client& docker, std::string container_id,
+               std::vector<server_config> extra,
+               http::client_options http, core::metrics& metrics, std::string log_tag,
+               std::shared_ptr<stdio_session> prepared_sandbox)
     : ex_(std::move(ex)),
       unavailable_(metrics.get_counter("berth_mcp_servers_unavailable_total",
                                        "Extra MCP servers (mcp-config.json) that could not be opened for a session")),
@@ -26,12 +26,12 @@ mcp_router::mcp_router(asio::any_io_executor ex, docker::client& docker, std::st
   for (auto& s : extra) {
     if (!s.enabled) continue;
     server slot{s.name, nullptr, nullptr};
-    if (s.transport == mcp::transport_kind::stdio_docker) {
-      slot.stdio = std::make_shared<mcp_session>(ex_, docker, container_id, s.command, metrics);
+    if (s.transport == transport_kind::stdio_docker) {
+      slot.stdio = std::make_shared<stdio_session>(ex_, docker, container_id, s.command, metrics);
       slot.stdio->set_env(s.env);
       slot.stdio->set_user(std::string(docker::sandbox_user));  // the user's tools, not the server's
     } else {
-      slot.http = std::make_shared<mcp_http_session>(ex_, std::move(s), http, metrics);
+      slot.http = std::make_shared<http_session>(ex_, std::move(s), http, metrics);
     }
     servers_.push_back(std::move(slot));
   }
@@ -41,8 +41,8 @@ namespace {
 // A busy daemon sometimes drops a fresh exec stream ("broken pipe"): a server in the container
 // gets three attempts before the session goes on without it. An exec that is already running
 // (prepared by the pool) is used as it is.
-asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> open_exec(std::shared_ptr<mcp_session> session,
-                                                                          std::chrono::milliseconds timeout) {
+asio::awaitable<core::result<std::vector<tool_descriptor>>> open_exec(std::shared_ptr<stdio_session> session,
+                                                                      std::chrono::milliseconds timeout) {
   asio::steady_timer backoff(co_await asio::this_coro::executor);
   for (int attempt = 1;; ++attempt) {
     auto tools = co_await session->ensure_open(timeout);
@@ -53,11 +53,11 @@ asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> open_exec(std::
 }
 }  // namespace
 
-asio::awaitable<mcp_router::opened> mcp_router::open(std::chrono::milliseconds timeout) {
+asio::awaitable<router::opened> router::open(std::chrono::milliseconds timeout) {
   auto self = shared_from_this();
   opened out;
   for (auto& s : servers_) {
-    core::result<std::vector<mcp::tool_descriptor>> tools =
+    core::result<std::vector<tool_descriptor>> tools =
         core::make_error(core::errc::internal, "no transport");
     if (s.stdio)
       tools = co_await open_exec(s.stdio, timeout);
@@ -84,9 +84,9 @@ asio::awaitable<mcp_router::opened> mcp_router::open(std::chrono::milliseconds t
   co_return out;
 }
 
-asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_router::call_tool(std::string exposed_name, json args,
-                                                                           std::chrono::milliseconds timeout,
-                                                                           std::shared_ptr<call_cancel> cancel) {
+asio::awaitable<core::result<tool_call_outcome>> router::call_tool(std::string exposed_name, json args,
+                                                                   std::chrono::milliseconds timeout,
+                                                                   std::shared_ptr<call_cancel> cancel) {
   auto self = shared_from_this();
   const auto* entry = names_.find(exposed_name);
   if (!entry)
@@ -102,13 +102,13 @@ asio::awaitable<core::result<mcp::tool_call_outcome>> mcp_router::call_tool(std:
   co_return core::make_error(core::errc::internal, "MCP server '" + server_name + "' is gone");
 }
 
-std::shared_ptr<mcp_session> mcp_router::sandbox() const {
+std::shared_ptr<stdio_session> router::sandbox() const {
   for (const auto& s : servers_)
     if (s.name == sandbox_server_name) return s.stdio;
   return nullptr;
 }
 
-std::shared_ptr<mcp_session> mcp_router::take_sandbox() {
+std::shared_ptr<stdio_session> router::take_sandbox() {
   for (auto& s : servers_)
     if (s.name == sandbox_server_name) {
       sandbox_open_ = false;
@@ -117,11 +117,11 @@ std::shared_ptr<mcp_session> mcp_router::take_sandbox() {
   return nullptr;
 }
 
-void mcp_router::close() {
+void router::close() {
   for (auto& s : servers_) {
     if (s.stdio) s.stdio->close();
     if (s.http) s.http->close();
   }
 }
 
-}  // namespace berth::gateway
+}  // namespace berth::mcp

@@ -1,8 +1,10 @@
 // Streamable HTTP reply bodies -> JSON-RPC lines for the client state machine.
 #include <cctype>
 
-#include "berth/mcp/client.hpp"
+#include "berth/mcp/streamable_http.hpp"
+
 #include "berth/core/json.hpp"
+#include "berth/mcp/jsonrpc.hpp"
 
 namespace berth::mcp {
 

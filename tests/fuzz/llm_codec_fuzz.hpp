@@ -26,7 +26,7 @@ inline int fuzz_codec(const llm::provider_codec& codec, const std::uint8_t* data
   static const auto request = codec_request();
   static constexpr unsigned statuses[] = {200, 200, 200, 200, 400, 401, 404, 408, 429, 500, 503, 529};
   input in(data, size);
-  llm::http_reply rep;
+  berth::http::reply rep;
   rep.status = statuses[in.byte() % std::size(statuses)];
   if (const auto h = in.byte(); h % 4 == 0) rep.headers.emplace_back("retry-after", std::string(in.take(h % 16)));
   else if (h % 4 == 1) rep.headers.emplace_back("retry-after-ms", std::string(in.take(h % 16)));

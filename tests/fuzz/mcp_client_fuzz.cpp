@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "berth/mcp/client.hpp"
+#include "berth/mcp/client_fsm.hpp"
 #include "fuzz_input.hpp"
 
 using namespace berth::mcp;

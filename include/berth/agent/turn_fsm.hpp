@@ -74,8 +74,12 @@ struct turn_clock {
 struct end_turn {  // the turn of one user message is over (release its request lease)
   bool ok = true;
 };
-using action =
-    std::variant<emit, call_llm, run_tool, cancel_tool, abort_llm, append_history, clear_history, ack, end_turn, turn_clock>;
+// The step a tool:approval began is over: the turn waits on the user again (the next approval),
+// or it ended, or the approval was refused. The approval's request lease is released; until
+// then it counts against MAX_REQUESTS_PER_USER, as the tool and the LLM call it started run.
+struct end_step {};
+using action = std::variant<emit, call_llm, run_tool, cancel_tool, abort_llm, append_history, clear_history, ack,
+                            end_turn, end_step, turn_clock>;
 
 struct turn_options {
   unsigned max_tool_rounds = 8;           // MAX_TOOL_ROUNDS
@@ -172,6 +176,7 @@ class turn_fsm {
   void finish_tool(std::string content, bool is_error, std::chrono::milliseconds duration,
                    std::vector<action>& out);
   void end(std::vector<action>& out, bool ok);
+  void end_step_if_open(std::vector<action>& out);
   void push_history(chat_message m, std::vector<action>& out);
   void trim_history();  // to max_history_tokens, then max_history_messages: whole old turns
   std::string unique_call_id(const std::string& proposed);
@@ -190,6 +195,7 @@ class turn_fsm {
   std::size_t running_ = 0;        // index into calls_ of the running call
   std::set<std::string> used_ids_;
   std::uint64_t id_seq_ = 0;
+  bool step_open_ = false;  // an approval began a step that has not ended (end_step)
 };
 
 // The token estimate of one message for the request budget: ceil(bytes / 4) of its text, tool

@@ -23,7 +23,7 @@
 #include "berth/docker/client.hpp"
 #include "berth/gateway/history_mapping.hpp"
 #include "berth/llm/provider.hpp"
-#include "berth/mcp/client.hpp"
+#include "berth/mcp/config.hpp"
 #include "berth/pool/container_pool.hpp"
 #include "berth/session/history.hpp"
 #include "berth/session/limiter.hpp"

@@ -1,5 +1,6 @@
 #pragma once
-// Minimal HTTP/1.1 client for LLM APIs: one request per connection over http:// or https://.
+// Minimal outgoing HTTP/1.1 client (LLM APIs, remote MCP servers): one request per connection
+// over http:// or https://.
 // TLS: peer verification against the system store (plus an optional extra CA file), SNI and
 // host-name (or IP SAN) verification. Deadlines: one for TCP connect + TLS handshake, one for the
 // whole exchange, and for streamed replies one between two reads (idle). A streamed
@@ -17,12 +18,11 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ssl/context.hpp>
 
-#include "berth/core/errors.hpp"
-#include "berth/llm/codec.hpp"
+#include "berth/http/message.hpp"
 
-namespace berth::llm {
+namespace berth::http {
 
-struct http_client_options {
+struct client_options {
   std::chrono::milliseconds connect_timeout{10000};   // TCP connect + TLS handshake
   std::chrono::milliseconds total_timeout{120000};    // resolve .. last byte of the response
   std::chrono::milliseconds idle_timeout{60000};      // stream(): header, then between two reads
@@ -30,11 +30,16 @@ struct http_client_options {
   std::string extra_ca_file;  // PEM bundle trusted in addition to the system store (empty: none)
 };
 
-// A transport outcome: a reply (any status), or an error that is llm_unavailable (network,
-// timeout, TLS) or llm_error (bad URL, oversized/garbled HTTP). retryable: worth another attempt.
-struct http_outcome {
-  std::optional<http_reply> reply;
-  core::error error;
+// Why no reply came: the server could not be reached or did not answer in time (network,
+// timeout, TLS), or what was asked or answered cannot be used (bad URL, oversized reply).
+enum class failure { none, unreachable, unusable };
+
+// A transport outcome: a reply (any status), or a failure with its text (never a header value).
+// retryable: worth another attempt.
+struct outcome {
+  std::optional<http::reply> reply;
+  failure failed = failure::none;
+  std::string error;
   bool retryable = false;
   bool streamed = false;  // stream(): the body went to the sink (reply->body is empty)
 };
@@ -43,26 +48,26 @@ struct http_outcome {
 // connection is then closed).
 using body_sink = std::function<bool(std::string_view piece)>;
 
-class http_client {
+class client {
  public:
   // Throws std::runtime_error if extra_ca_file cannot be loaded (a start-up error).
-  http_client(boost::asio::any_io_executor ex, http_client_options opts);
-  http_client(const http_client&) = delete;
-  http_client& operator=(const http_client&) = delete;
+  client(boost::asio::any_io_executor ex, client_options opts);
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
 
-  boost::asio::awaitable<http_outcome> send(const http_call& call);
+  boost::asio::awaitable<outcome> send(const call& c);
   // Like send(), but a 2xx text/event-stream reply body goes to `on_body` as it arrives (the
   // outcome then has `streamed` set and an empty body); any other reply is collected as send()
   // does. Cancelling the awaiting operation (e.g. `||` with another) closes the connection.
-  boost::asio::awaitable<http_outcome> stream(const http_call& call, body_sink on_body);
+  boost::asio::awaitable<outcome> stream(const call& c, body_sink on_body);
 
-  const http_client_options& options() const noexcept { return opts_; }
+  const client_options& options() const noexcept { return opts_; }
 
  private:
-  boost::asio::awaitable<http_outcome> run(const http_call& call, const body_sink* sink);
+  boost::asio::awaitable<outcome> run(const call& c, const body_sink* sink);
   boost::asio::any_io_executor ex_;
-  http_client_options opts_;
+  client_options opts_;
   boost::asio::ssl::context tls_;
 };
 
-}  // namespace berth::llm
+}  // namespace berth::http

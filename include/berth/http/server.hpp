@@ -40,6 +40,9 @@ struct connection_context {
   beast::tcp_stream& stream;
   beast::flat_buffer& buffer;
   bool taken = false;  // set by the route when it moved the socket away
+  // The request's body exceeded the route's limit: the route sees the request line and fields
+  // (and an empty body) only so it can act for the session it names; the client gets 413.
+  bool body_too_large = false;
 };
 
 struct server_options {

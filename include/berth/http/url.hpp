@@ -1,12 +1,12 @@
 #pragma once
-// Absolute http(s) URL split for the HTTP client. Pure.
+// Absolute http(s) URL split for the outgoing HTTP client. Pure.
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "berth/core/errors.hpp"
 
-namespace berth::llm {
+namespace berth::http {
 
 struct url {
   bool tls = false;        // https
@@ -18,4 +18,4 @@ struct url {
 // Accepts http://host[:port][/path][?query] and https://...; no userinfo, no fragment.
 core::result<url> parse_url(std::string_view text);
 
-}  // namespace berth::llm
+}  // namespace berth::http

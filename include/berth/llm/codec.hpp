@@ -11,34 +11,11 @@
 #include <vector>
 
 #include "berth/core/errors.hpp"
+#include "berth/http/message.hpp"
 #include "berth/llm/sse.hpp"
 #include "berth/llm/types.hpp"
 
 namespace berth::llm {
-
-struct http_header {
-  std::string name;
-  std::string value;
-  bool secret = false;  // an API key: never logged, never echoed in errors
-};
-
-// One HTTP request to send. `url` is absolute (http:// or https://).
-struct http_call {
-  std::string method = "POST";
-  std::string url;
-  std::vector<http_header> headers;
-  std::string body;
-};
-
-// What came back. Header names are lower-case.
-struct http_reply {
-  unsigned status = 0;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-
-  // First header value by (lower-case) name, or empty.
-  std::string_view header(std::string_view lower_name) const noexcept;
-};
 
 // A parsed reply or a classified failure: llm_error (4xx except 408/429, malformed body, unknown
 // tool) or llm_unavailable (408, 429, 5xx, network). retry_after is the server's hint, if any.
@@ -80,14 +57,14 @@ class provider_codec {
   virtual ~provider_codec() = default;
   virtual std::string_view name() const noexcept = 0;
   // Fails (llm_error) only when the request cannot be expressed, e.g. a missing required key.
-  virtual core::result<http_call> build(const llm_request& req) const = 0;
+  virtual core::result<http::call> build(const llm_request& req) const = 0;
   // `req` is the request that produced `rep`: tool names are checked against req.tools.
-  virtual parse_outcome parse(const llm_request& req, const http_reply& rep) const = 0;
+  virtual parse_outcome parse(const llm_request& req, const http::reply& rep) const = 0;
   // The same request asking for a streamed reply (text/event-stream): OpenAI `stream: true` with
   // `stream_options.include_usage`, Anthropic `stream: true`, Gemini
   // `:streamGenerateContent?alt=sse`. A reply that is not an event stream (an error status, or a
   // server that ignores the flag) goes to parse() as usual.
-  virtual core::result<http_call> build_stream(const llm_request& req) const = 0;
+  virtual core::result<http::call> build_stream(const llm_request& req) const = 0;
   virtual std::unique_ptr<stream_decoder> make_stream_decoder(const llm_request& req) const = 0;
   const std::string& api_key() const noexcept { return settings_.api_key; }
   const codec_settings& settings() const noexcept { return settings_; }
@@ -112,6 +89,6 @@ inline constexpr std::string_view local_model_name = "berth-local";
 std::string redact(std::string text, std::string_view secret);
 
 // Retry hint from `retry-after-ms` or `retry-after` (delta-seconds); nullopt when absent/invalid.
-std::optional<std::chrono::milliseconds> retry_after_hint(const http_reply& rep);
+std::optional<std::chrono::milliseconds> retry_after_hint(const http::reply& rep);
 
 }  // namespace berth::llm

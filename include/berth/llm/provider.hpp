@@ -20,7 +20,7 @@
 #include "berth/core/errors.hpp"
 #include "berth/core/metrics.hpp"
 #include "berth/llm/codec.hpp"
-#include "berth/llm/http_client.hpp"
+#include "berth/http/client.hpp"
 #include "berth/llm/types.hpp"
 
 namespace berth::llm {
@@ -33,7 +33,7 @@ struct retry_policy {
 };
 
 struct provider_options {
-  http_client_options http;
+  http::client_options http;
   retry_policy retry;
 };
 

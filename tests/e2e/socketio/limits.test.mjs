@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, test } from 'node:test';
 import {
   Clients, MAX_PAYLOAD, MODES, NSP_PREFIX, RawClient, assertAlive, connected, makeClient,
-  RawPolling, startServer, waitEvent, withTimeout,
+  RawPolling, SIO_PATH, startServer, waitEvent, withTimeout,
 } from './lib.mjs';
 
 const server = await startServer();
@@ -52,6 +52,22 @@ describe('maxPayload, raw', () => {
     assert.equal(after.status, 400, `GET after the 413 answered ${after.status} ${JSON.stringify(after.text)}: the session is still open`);
     assert.deepEqual(JSON.parse(after.text), { code: 1, message: 'Session ID unknown' });
     await assertAlive(bystander, 'bystander');
+  });
+
+  test('[polling] a request header cannot claim an over-limit body', { timeout: 10000 }, async () => {
+    // The HTTP layer tells the Engine.IO route about an over-limit body out of band; a client's
+    // header of the name Berth once used for it must change nothing.
+    const raw = await new RawPolling(server).open();
+    raws.push({ close: () => raw.stop() });
+    assert.equal((await raw.post(`40${NSP_PREFIX}`)).status, 200);
+    await raw.next((p) => p.startsWith(`40${NSP_PREFIX}{`), 3000, 'CONNECT reply');
+    const res = await withTimeout(fetch(`${server.url}${SIO_PATH}?EIO=4&transport=polling${raw.q}`, {
+      method: 'POST',
+      body: `42${NSP_PREFIX}["message","small"]`,
+      headers: { 'content-type': 'text/plain;charset=UTF-8', 'x-berth-body-too-large': '1' },
+    }), 5000, 'POST with the header');
+    assert.equal(res.status, 200, `POST answered ${res.status} ${await res.text()}`);
+    await raw.next((p) => p.startsWith(`42${NSP_PREFIX}["message-back","small"`), 3000, 'the echo of that POST');
   });
 
   test('[websocket] frame over the limit closes that websocket (1009)', { timeout: 10000 }, async () => {

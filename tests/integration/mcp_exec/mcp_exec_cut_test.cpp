@@ -1,4 +1,4 @@
-// A sandbox MCP session (gateway::mcp_session over a hijacked stream: an attach to the container's
+// A sandbox MCP session (mcp::stdio_session over a hijacked stream: an attach to the container's
 // main process, or a `docker exec`) whose daemon connection breaks in the middle of a tool call,
 // on the real dockerd with the sandbox image. The client reaches dockerd through a relay
 // (daemon_relay.hpp) that breaks the stream's connection the moment the tools/call request passes:
@@ -13,7 +13,7 @@
 
 #include <boost/asio/strand.hpp>
 
-#include "berth/gateway/mcp_session.hpp"
+#include "berth/mcp/stdio_session.hpp"
 #include "daemon_relay.hpp"
 #include "docker_fixture.hpp"
 
@@ -25,7 +25,7 @@ using namespace std::chrono_literals;
 
 // Both ways of reaching a server: the sandbox server's attach to the container's main process,
 // and an exec (extra stdio-docker servers); the same stream type, the same failures.
-class mcp_exec_cut_test : public docker_fixture, public ::testing::WithParamInterface<gateway::mcp_transport> {
+class mcp_exec_cut_test : public docker_fixture, public ::testing::WithParamInterface<mcp::stdio_transport> {
  protected:
   void SetUp() override {
     docker_fixture::SetUp();
@@ -36,7 +36,7 @@ class mcp_exec_cut_test : public docker_fixture, public ::testing::WithParamInte
     o.call_timeout = 30s;
     relayed_ = std::make_unique<docker::client>(io_.get_executor(), o, metrics_);
 
-    const bool attach = GetParam() == gateway::mcp_transport::attach;
+    const bool attach = GetParam() == mcp::stdio_transport::attach;
     auto s = spec();
     s.name = "berth-itest-mcpcut-" + token_;
     if (attach) docker::make_sandbox_server_main(s);
@@ -45,9 +45,9 @@ class mcp_exec_cut_test : public docker_fixture, public ::testing::WithParamInte
     auto started = run(client_->start_container(*id));
     ASSERT_TRUE(started) << started.error().message;
     if (attach) {
-      session_ = gateway::sandbox_server_session(boost::asio::make_strand(io_), *relayed_, *id, metrics_);
+      session_ = mcp::sandbox_server_session(boost::asio::make_strand(io_), *relayed_, *id, metrics_);
     } else {
-      session_ = std::make_shared<gateway::mcp_session>(boost::asio::make_strand(io_), *relayed_, *id,
+      session_ = std::make_shared<mcp::stdio_session>(boost::asio::make_strand(io_), *relayed_, *id,
                                                         docker::sandbox_server_command(), metrics_);
       session_->set_user(std::string(docker::sandbox_server_user));
     }
@@ -87,7 +87,7 @@ class mcp_exec_cut_test : public docker_fixture, public ::testing::WithParamInte
 
   std::unique_ptr<daemon_relay> relay_;
   std::unique_ptr<docker::client> relayed_;
-  std::shared_ptr<gateway::mcp_session> session_;
+  std::shared_ptr<mcp::stdio_session> session_;
 };
 
 TEST_P(mcp_exec_cut_test, ACallWhoseDaemonConnectionIsCutMidRequestFailsAtOnce) {
@@ -122,9 +122,9 @@ TEST_P(mcp_exec_cut_test, TheToolTimeoutEndsACallWhoseRequestTheDaemonNoLongerTa
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, mcp_exec_cut_test,
-                         ::testing::Values(gateway::mcp_transport::exec, gateway::mcp_transport::attach),
+                         ::testing::Values(mcp::stdio_transport::exec, mcp::stdio_transport::attach),
                          [](const auto& param_info) {
-                           return param_info.param == gateway::mcp_transport::exec ? "exec" : "attach";
+                           return param_info.param == mcp::stdio_transport::exec ? "exec" : "attach";
                          });
 
 }  // namespace

@@ -1,4 +1,4 @@
-// mcp_http_session against a real streamable-HTTP MCP server: the official TypeScript SDK
+// mcp::http_session against a real streamable-HTTP MCP server: the official TypeScript SDK
 // (tests/e2e/support/mcp-http-server.mjs) started by each test on 127.0.0.1 and a free port,
 // answering with SSE streams or, in --json mode, JSON bodies.
 #include <fcntl.h>
@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "berth/core/metrics.hpp"
-#include "berth/gateway/mcp_http_session.hpp"
+#include "berth/mcp/http_session.hpp"
 #include "support/io_runner.hpp"
 
 namespace {
@@ -100,8 +100,8 @@ mcp::server_config remote(std::string url) {
   return s;
 }
 
-llm::http_client_options http_opts() {
-  llm::http_client_options o;
+http::client_options http_opts() {
+  http::client_options o;
   o.connect_timeout = milliseconds(5000);
   o.total_timeout = milliseconds(15000);
   return o;
@@ -115,7 +115,7 @@ struct outcome {
   std::string session_id;
 };
 
-boost::asio::awaitable<outcome> session_flow(std::shared_ptr<gateway::mcp_http_session> s) {
+boost::asio::awaitable<outcome> session_flow(std::shared_ptr<mcp::http_session> s) {
   outcome o;
   o.tools = co_await s->open(milliseconds(10000));
   if (!o.tools) co_return o;
@@ -137,7 +137,7 @@ void check_flow(bool json_mode) {
   node_mcp_server server(json_mode);
   test::io_runner io;
   core::metrics metrics;
-  auto s = std::make_shared<gateway::mcp_http_session>(io.executor(), remote(server.url()), http_opts(), metrics);
+  auto s = std::make_shared<mcp::http_session>(io.executor(), remote(server.url()), http_opts(), metrics);
   auto o = io.run(session_flow(s));
   ASSERT_TRUE(o.tools) << o.tools.error().message;
   std::vector<std::string> names;
@@ -158,12 +158,12 @@ TEST(McpHttp, InitializeListAndCallOverSse) { check_flow(false); }
 TEST(McpHttp, InitializeListAndCallOverJsonBodies) { check_flow(true); }
 
 boost::asio::awaitable<core::result<std::vector<mcp::tool_descriptor>>> open_only(
-    std::shared_ptr<gateway::mcp_http_session> s) {
+    std::shared_ptr<mcp::http_session> s) {
   const milliseconds limit(5000);
   co_return co_await s->open(limit);
 }
 
-boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_only(std::shared_ptr<gateway::mcp_http_session> s) {
+boost::asio::awaitable<core::result<mcp::tool_call_outcome>> call_only(std::shared_ptr<mcp::http_session> s) {
   const std::string echo = "echo";
   json args;
   args["text"] = "back";
@@ -179,7 +179,7 @@ TEST(McpHttp, UnreachableServerIsAnErrorAndACounter) {
   }  // stopped: nothing listens on that port any more
   test::io_runner io;
   core::metrics metrics;
-  auto s = std::make_shared<gateway::mcp_http_session>(io.executor(), remote(url), http_opts(), metrics);
+  auto s = std::make_shared<mcp::http_session>(io.executor(), remote(url), http_opts(), metrics);
   auto r = io.run(open_only(s));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, core::errc::sandbox_unavailable);
@@ -194,7 +194,7 @@ TEST(McpHttp, ForgottenSessionIsReopenedAndTheCallRetried) {
   node_mcp_server server(false);
   test::io_runner io;
   core::metrics metrics;
-  auto s = std::make_shared<gateway::mcp_http_session>(io.executor(), remote(server.url()), http_opts(), metrics);
+  auto s = std::make_shared<mcp::http_session>(io.executor(), remote(server.url()), http_opts(), metrics);
   auto opened = io.run(open_only(s));
   ASSERT_TRUE(opened) << opened.error().message;
   const std::string first = s->session_id();

@@ -12,7 +12,7 @@
 #include <boost/asio/strand.hpp>
 
 #include "berth/core/base64.hpp"
-#include "berth/gateway/mcp_session.hpp"
+#include "berth/mcp/stdio_session.hpp"
 #include "docker_fixture.hpp"
 
 namespace berth::testing {
@@ -42,25 +42,25 @@ class recycle_test : public docker_fixture {
     return *id;
   }
 
-  std::shared_ptr<gateway::mcp_session> open_sandbox(const std::string& id) {
-    auto s = gateway::sandbox_server_session(boost::asio::make_strand(io_), *client_, id, metrics_);
+  std::shared_ptr<mcp::stdio_session> open_sandbox(const std::string& id) {
+    auto s = mcp::sandbox_server_session(boost::asio::make_strand(io_), *client_, id, metrics_);
     auto tools = run(s->open(20s));
     EXPECT_TRUE(tools) << tools.error().message;
     return s;
   }
 
-  shell_result sh(const std::shared_ptr<gateway::mcp_session>& s, const std::string& command) {
+  shell_result sh(const std::shared_ptr<mcp::stdio_session>& s, const std::string& command) {
     auto r = run(s->call_tool("run_command", json{{"command", command}, {"timeout_ms", 20000}}, 30s));
     if (!r) return {r.error().message, true};
     return {r->text, r->is_error};
   }
 
-  core::result<json> reset(const std::shared_ptr<gateway::mcp_session>& s) {
+  core::result<json> reset(const std::shared_ptr<mcp::stdio_session>& s) {
     return run(s->request("berth/reset", json::object(), 15s));
   }
 
   // The probe binary, as the user: written as base64 text (write_file takes text), then decoded.
-  void upload_probe(const std::shared_ptr<gateway::mcp_session>& s) {
+  void upload_probe(const std::shared_ptr<mcp::stdio_session>& s) {
     std::ifstream in(BERTH_HOSTILE_PROBE, std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(in)), {});
     ASSERT_FALSE(bytes.empty()) << BERTH_HOSTILE_PROBE;
@@ -244,7 +244,7 @@ TEST_F(recycle_test, AServerWithoutAUserToScrubForNeverVouchesForTheContainer) {
   const auto id = start_container();
   ASSERT_FALSE(id.empty());
   // As before privilege separation: the server runs as the user, so nothing can be trusted.
-  auto s = std::make_shared<gateway::mcp_session>(boost::asio::make_strand(io_), *client_, id,
+  auto s = std::make_shared<mcp::stdio_session>(boost::asio::make_strand(io_), *client_, id,
                                                   std::vector<std::string>{"/usr/local/bin/berth-sandbox", "mcp"},
                                                   metrics_);
   s->set_user(std::string(docker::sandbox_user));

@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "berth/mcp/client.hpp"
+#include "berth/mcp/client_fsm.hpp"
 
 using namespace berth::mcp;
 using nlohmann::json;

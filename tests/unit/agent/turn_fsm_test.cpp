@@ -892,3 +892,72 @@ TEST(TurnFsmBudget, AResumedHistoryIsTrimmedAtTurnBoundaries) {
   EXPECT_EQ(f.history()[0].content, std::string(40, 'd'));
   EXPECT_EQ(estimate_tokens(chat_message::user("abcde")), 2u);
 }
+
+// ---- the approval's request lease (end_step): held while the step it began works, released
+// when the turn waits on the user again or ends; a refused approval releases its own at once.
+
+TEST(TurnFsmSteps, AnApprovedStepEndsWhenTheNextApprovalIsAskedOrTheTurnEnds) {
+  turn_fsm f({}, sandbox_tools());
+  auto a = f.on_user_message("do things");
+  EXPECT_TRUE(all<end_step>(a).empty());  // a message is a turn, not a step
+  a = f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/workspace"}})}));
+  EXPECT_TRUE(all<end_step>(a).empty());  // no approval began a step yet
+
+  auto b = f.on_approval("c1", true);
+  EXPECT_EQ(all<run_tool>(b).size(), 1u);
+  EXPECT_TRUE(all<end_step>(b).empty());  // the tool runs under the approval's lease
+  b = f.on_tool_result("c1", "a.txt", false, 5ms);
+  EXPECT_EQ(all<call_llm>(b).size(), 1u);
+  EXPECT_TRUE(all<end_step>(b).empty());  // and so does the model's next answer
+
+  // The model asks again: the step is over before the client is asked.
+  auto c = f.on_llm_reply(calls_reply({tc("c2", "read_file", {{"path", "a.txt"}})}));
+  ASSERT_EQ(all<end_step>(c).size(), 1u);
+  std::size_t step_at = 0, ask_at = 0;
+  for (std::size_t i = 0; i < c.size(); ++i) {
+    if (std::holds_alternative<end_step>(c[i])) step_at = i;
+    if (auto* e = std::get_if<emit>(&c[i]); e && e->event == "tool:approval_required") ask_at = i;
+  }
+  EXPECT_LT(step_at, ask_at);
+
+  f.on_approval("c2", true);
+  f.on_tool_result("c2", "hello", false, 5ms);
+  auto d = f.on_llm_reply(text_reply("done"));
+  EXPECT_EQ(all<end_turn>(d).size(), 1u);
+  EXPECT_EQ(all<end_step>(d).size(), 1u);
+}
+
+TEST(TurnFsmSteps, ARefusedApprovalEndsOnlyItsOwnStep) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("do things");
+  f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/workspace"}})}));
+  auto stray = f.on_approval("nope", true);  // NO_PENDING_CALL while the turn waits on the user
+  EXPECT_EQ(all<end_step>(stray).size(), 1u);
+  f.on_approval("c1", true);  // runs c1
+  stray = f.on_approval("c1", true);  // again, while c1 runs: refused, its own lease goes
+  EXPECT_EQ(all<end_step>(stray).size(), 1u);
+  auto done = f.on_tool_result("c1", "a.txt", false, 5ms);
+  EXPECT_TRUE(all<end_step>(done).empty());  // c1's step still works (the model is asked)
+  done = f.on_llm_reply(text_reply("done"));
+  EXPECT_EQ(all<end_step>(done).size(), 1u);
+}
+
+TEST(TurnFsmSteps, AStepEndsWithItsTurnBeforeTheNextQueuedTurnStarts) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("first");
+  f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/workspace"}})}));
+  f.on_approval("c1", true);
+  f.on_user_message("second");  // queued behind the running turn
+  auto a = f.on_cancel(std::nullopt);  // stops the first turn mid-tool
+  EXPECT_EQ(all<cancel_tool>(a).size(), 1u);
+  EXPECT_EQ(all<end_step>(a).size(), 1u);
+  EXPECT_EQ(all<call_llm>(a).size(), 1u);  // the second turn started in the same step
+  std::size_t step_at = 0, llm_at = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::holds_alternative<end_step>(a[i])) step_at = i;
+    if (std::holds_alternative<call_llm>(a[i])) llm_at = i;
+  }
+  EXPECT_LT(step_at, llm_at);
+  auto b = f.abort(errc::internal, "session ended");
+  EXPECT_TRUE(all<end_step>(b).empty());  // no approval began a step in the second turn
+}

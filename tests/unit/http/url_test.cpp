@@ -1,9 +1,8 @@
 #include <gtest/gtest.h>
 
-#include "berth/llm/provider.hpp"
-#include "berth/llm/url.hpp"
+#include "berth/http/url.hpp"
 
-namespace berth::llm {
+namespace berth::http {
 namespace {
 
 TEST(Url, ParsesHttpAndHttps) {
@@ -33,20 +32,10 @@ TEST(Url, RejectsBadInput) {
     auto u = parse_url(s);
     EXPECT_FALSE(u) << s;
     if (!u) {
-      EXPECT_EQ(u.error().code, core::errc::llm_error);
+      EXPECT_EQ(u.error().code, core::errc::invalid_payload);
     }
   }
 }
 
-TEST(Backoff, DoublesAndCaps) {
-  retry_policy p;
-  p.base_backoff = std::chrono::milliseconds(100);
-  p.max_backoff = std::chrono::milliseconds(350);
-  EXPECT_EQ(backoff_delay(p, 1).count(), 100);
-  EXPECT_EQ(backoff_delay(p, 2).count(), 200);
-  EXPECT_EQ(backoff_delay(p, 3).count(), 350);
-  EXPECT_EQ(backoff_delay(p, 100).count(), 350);
-}
-
 }  // namespace
-}  // namespace berth::llm
+}  // namespace berth::http

@@ -33,11 +33,11 @@ llm_request full_request() {
   return r;
 }
 
-http_reply reply(unsigned status, std::string_view body, std::vector<std::pair<std::string, std::string>> h = {}) {
-  return http_reply{status, std::move(h), std::string(body)};
+http::reply reply(unsigned status, std::string_view body, std::vector<std::pair<std::string, std::string>> h = {}) {
+  return http::reply{status, std::move(h), std::string(body)};
 }
 
-std::string header(const http_call& c, std::string_view name) {
+std::string header(const http::call& c, std::string_view name) {
   for (const auto& h : c.headers)
     if (h.name == name) return h.value;
   return "<none>";

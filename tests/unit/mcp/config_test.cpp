@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include "berth/mcp/client.hpp"
+#include "berth/mcp/config.hpp"
 
 using namespace berth::mcp;
 

@@ -4,7 +4,8 @@
 
 #include <gtest/gtest.h>
 
-#include "berth/mcp/client.hpp"
+#include "berth/mcp/client_fsm.hpp"
+#include "berth/mcp/streamable_http.hpp"
 
 using namespace berth::mcp;
 using nlohmann::json;
