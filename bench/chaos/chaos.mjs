@@ -31,12 +31,13 @@ for (const name of names) {
   verdicts[name] = why.length ? `FAIL: ${why.join("; ")}` : "PASS";
 }
 if (result.containersLeaked) verdicts["containers at the end"] = `FAIL: ${result.containersLeaked} leaked`;
-const out = { date: started.toISOString(), commit: git(["rev-parse", "HEAD"]), dirty: Boolean(git(["status", "--porcelain", "--untracked-files=no"])), ...result, verdicts };
+const out = { date: started.toISOString(), commit: git(["rev-parse", "HEAD"]), dirty: Boolean(git(["status", "--porcelain", "--untracked-files=no"])),
+  liveRestore: process.env.CHAOS_LIVE_RESTORE === "1", ...result, verdicts };
 const dir = path.join(root, "bench/results/chaos");
 mkdirSync(dir, { recursive: true });
 const file = path.join(dir, `chaos-${started.toISOString().replace(/[-:]|\.\d+/g, "")}.json`);
 writeFileSync(file, JSON.stringify(out, null, 1));
-console.log(`chaos: ${users} users, ${out.date}, ${out.commit?.slice(0, 12)}${out.dirty ? "+dirty" : ""}`);
+console.log(`chaos: ${users} users, ${out.date}, ${out.commit?.slice(0, 12)}${out.dirty ? "+dirty" : ""}${out.liveRestore ? ", dockerd with live-restore" : ""}`);
 console.log("| scenario | users affected | recovered | recovery p50 / p95 / max ms | sessions lost | history missing | containers unaccounted right after | limiter slots leaked | client errors | verdict |");
 console.log("|---|---:|---:|---|---:|---:|---:|---:|---|---|");
 for (const name of names) {

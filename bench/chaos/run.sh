@@ -4,6 +4,7 @@
 #
 #   bash bench/chaos/run.sh                       # 50 users, every scenario
 #   USERS=20 SCENARIOS=replica-kill,dockerd-restart bash bench/chaos/run.sh
+#   CHAOS_LIVE_RESTORE=1 SCENARIOS=dockerd-restart bash bench/chaos/run.sh   # dockerd with live-restore
 #
 # Needs root (it runs a dockerd of its own: nothing else on the host is touched), redis-server,
 # node with tests/e2e's packages, the berth-sandbox image in the host's daemon, and a build

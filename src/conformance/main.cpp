@@ -1,7 +1,8 @@
 // berth-conformance-server: the test-server contract of ../shared/conformance/README.md, built
 // from Berth's own libraries: raw Engine.IO echo on /engine.io/, Socket.IO on /socket.io/ with
 // namespaces "/" and "/custom", ping 300/200, CORS "*". RECOVERY_MAX_DISCONNECTION_MS > 0 turns connection
-// state recovery on (in memory here), for the echo benchmark's cost of recovery.
+// state recovery on, for the benchmarks of what recovery costs: in memory, or with
+// RECOVERY_REDIS_URL in Redis as the gateway keeps it (session::redis_recovery_store).
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -21,6 +22,9 @@
 #include "berth/core/config.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/engineio/server.hpp"
+#include "berth/redis/client.hpp"
+#include "berth/redis/url.hpp"
+#include "berth/session/recovery_store.hpp"
 #include "berth/socketio/server.hpp"
 
 using namespace berth;
@@ -155,6 +159,21 @@ int main(int argc, char** argv) {
   socketio::server io(sio_opts, metrics);
   memory_recovery_store recovery;
   io.set_recovery_store(&recovery);  // used only when RECOVERY_MAX_DISCONNECTION_MS > 0
+  std::shared_ptr<redis::redis_client> recovery_redis;
+  std::unique_ptr<session::redis_recovery_store> redis_recovery;
+  if (const char* url = std::getenv("RECOVERY_REDIS_URL"); url && *url) {
+    auto endpoint = redis::parse_redis_url(url);
+    if (!endpoint) {
+      std::cerr << "RECOVERY_REDIS_URL: " << endpoint.error().message << std::endl;
+      return 2;
+    }
+    redis::client_options ropts;
+    ropts.endpoint = *endpoint;
+    recovery_redis = redis::redis_client::create(ioc.get_executor(), ropts, metrics);
+    recovery_redis->start();
+    redis_recovery = std::make_unique<session::redis_recovery_store>(recovery_redis, session::key_schema{}, metrics);
+    io.set_recovery_store(redis_recovery.get());
+  }
   conformance::register_echo_handlers(io.of("/"));
   io.of("/custom").on_connection([](std::shared_ptr<socketio::socket> s) { s->emit("auth", json::array({s->auth()})); });
   eio_opts.path = "/socket.io/";
@@ -169,6 +188,7 @@ int main(int argc, char** argv) {
     http.stop();
     raw.close_all();
     sio.close_all();
+    if (recovery_redis) recovery_redis->stop();
     ioc.stop();
   });
   std::vector<std::thread> pool;

@@ -8,6 +8,7 @@
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "berth/core/json.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/core/random.hpp"
 #include "berth/gateway/history_mapping.hpp"
@@ -969,8 +970,12 @@ asio::awaitable<void> user_session::hibernate(std::shared_ptr<user_session> self
     co_await svc.sessions.unlock(*lock);
     co_return keep_container(saved ? "unexpected export reply" : saved.error().message.c_str());
   }
-  const auto bytes = (*saved).value("bytes", std::size_t{0});
-  if ((*saved).value("tooLarge", false)) {
+  // The sandbox server's answer, read without trusting its types (json::value throws on a
+  // present field of another type).
+  const json& reply = *saved;
+  const std::size_t bytes =
+      reply.contains("bytes") && reply["bytes"].is_number_unsigned() ? reply["bytes"].get<std::size_t>() : 0;
+  if (core::json_bool(reply, "tooLarge")) {
     // Never cut a workspace: the container stays with the session, and the user hears why on resume.
     svc.counters.workspace_too_large.inc();
     std::string note = "kept:" + std::to_string(bytes);
@@ -982,7 +987,11 @@ asio::awaitable<void> user_session::hibernate(std::shared_ptr<user_session> self
     self->lease_.detach();
     co_return;
   }
-  std::string archive = (*saved).value("data", std::string());
+  if (!reply.contains("data") || !reply["data"].is_string()) {
+    co_await svc.sessions.unlock(*lock);
+    co_return keep_container("unexpected export reply");
+  }
+  std::string archive = reply["data"].get<std::string>();
   std::string note = "saved:" + std::to_string(bytes);
   auto stored = co_await svc.sessions.hibernate(self->sid(), container, std::move(archive), std::move(note));
   co_await svc.sessions.unlock(*lock);

@@ -151,7 +151,7 @@ class anthropic_stream final : public stream_decoder {
       }
       auto& b = blocks_[*index];
       const auto& cb = j["content_block"];
-      b.type = cb.value("type", "");
+      b.type = core::json_string(cb, "type");
       if (b.type == "text" && cb.contains("text") && cb["text"].is_string()) {
         b.text = cb["text"].get<std::string>();
         p.text = b.text;
@@ -168,7 +168,7 @@ class anthropic_stream final : public stream_decoder {
       }
       auto& b = blocks_[*index];
       const auto& d = j["delta"];
-      const std::string dtype = d.value("type", "");
+      const std::string dtype(core::json_string(d, "type"));
       if (dtype == "text_delta" && d.contains("text") && d["text"].is_string()) {
         if (b.type.empty()) b.type = "text";
         p.text = d["text"].get<std::string>();

@@ -212,7 +212,7 @@ class gemini_stream final : public stream_decoder {
         !cand["content"]["parts"].is_array())
       return p;
     for (const auto& part : cand["content"]["parts"]) {
-      if (!part.is_object() || part.value("thought", false)) continue;
+      if (!part.is_object() || core::json_bool(part, "thought")) continue;
       if (part.contains("text") && part["text"].is_string()) {
         p.text += part["text"].get<std::string>();
       } else if (part.contains("functionCall")) {

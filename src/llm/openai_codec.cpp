@@ -168,7 +168,7 @@ class openai_stream final : public stream_decoder {
     if (j.contains("usage") && j["usage"].is_object()) tail_["usage"] = j["usage"];
     if (!j.contains("choices") || !j["choices"].is_array()) return p;
     for (const auto& c : j["choices"]) {
-      if (!c.is_object() || c.value("index", 0) != 0) continue;  // n=1: one choice
+      if (!c.is_object() || (c.contains("index") && c["index"] != 0)) continue;  // n=1: one choice
       if (c.contains("finish_reason") && c["finish_reason"].is_string()) finish_["finish_reason"] = c["finish_reason"];
       if (!c.contains("delta") || !c["delta"].is_object()) continue;
       const auto& d = c["delta"];

@@ -63,7 +63,7 @@ std::string serialize(const detached_state& s) {
 std::optional<detached_state> deserialize_detached(std::string_view text) {
   // Written by this code, but Redis is shared: read as carefully as any input.
   json j = core::parse_json(text);
-  if (!j.is_object() || j.value("v", 0) != 1) return std::nullopt;
+  if (!j.is_object() || !j.contains("v") || j["v"] != 1) return std::nullopt;
   auto sid = j.find("sid");
   auto nsp = j.find("nsp");
   auto last = j.find("last");

@@ -49,6 +49,10 @@ export async function startDockerd() {
   const sock = path.join(dir, "docker.sock");
   const args = ["--host", `unix://${sock}`, "--data-root", path.join(dir, "data"), "--exec-root", path.join(dir, "exec"),
     "--pidfile", path.join(dir, "docker.pid"), "--bridge", "none", "--iptables=false", "--ip6tables=false"];
+  // CHAOS_LIVE_RESTORE=1: dockerd's live-restore, as docs/DEPLOYMENT.md recommends: its
+  // containers keep running while it restarts (only the attach connections to them break).
+  const liveRestore = process.env.CHAOS_LIVE_RESTORE === "1";
+  if (liveRestore) args.push("--live-restore");
   const host = `unix://${sock}`;
   const cli = (...a) => execFileSync("docker", ["-H", host, ...a], { timeout: 60000 }).toString();
   let d;
@@ -75,8 +79,10 @@ export async function startDockerd() {
     host,
     cli,
     image,
+    liveRestore,
     logs: () => d.logs(),
-    // A restart as an operator does it: SIGTERM (dockerd stops its containers), then start again.
+    // A restart as an operator does it: SIGTERM (dockerd stops its containers, unless
+    // live-restore keeps them), then start again.
     async restart() {
       await stopProc(d, "SIGTERM", 30000);
       await up();
@@ -100,6 +106,8 @@ export async function startDockerd() {
       // "shi[m]": the pattern must not match this shell's own command line (it killed itself, and
       // the umount and removal below never ran).
       execFileSync("sh", ["-c", `for p in $(pgrep -f 'containerd-shi[m].*${dir}/'); do pkill -9 -P "$p"; kill -9 "$p"; done 2>/dev/null; true`]);
+      // With live-restore dockerd leaves its containerd running when it stops.
+      execFileSync("sh", ["-c", `pkill -9 -f 'containe[r]d --config ${dir}/' 2>/dev/null; true`]);
       execFileSync("sh", ["-c", `grep -o ' ${dir}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null; true`]);
       rmSync(dir, { recursive: true, force: true });
     },

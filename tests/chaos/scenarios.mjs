@@ -37,8 +37,8 @@ export const scenarios = {
   "replica-kill": async ({ replicas }) => {
     await replicas[0].crashAndRestart();
   },
-  // dockerd stopped and started as an operator restarts it (no live-restore: it stops every
-  // container on the way down).
+  // dockerd stopped and started as an operator restarts it (without live-restore it stops every
+  // container on the way down; with CHAOS_LIVE_RESTORE=1 they keep running).
   "dockerd-restart": async ({ docker }) => {
     await docker.restart();
   },

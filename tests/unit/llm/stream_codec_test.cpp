@@ -198,6 +198,26 @@ TEST(StreamCodec, GarbageAndBadToolsAreLlmErrors) {
   EXPECT_NE(u.outcome.reply.error().message.find("unknown tool"), std::string::npos);
 }
 
+// Fields of the right name and the wrong type (found by sse_fuzz: json::value threw out of the
+// OpenAI decoder on {"index":{}}): each decoder reads on without throwing.
+TEST(StreamCodec, FieldsOfTheWrongTypeNeverThrow) {
+  const auto req = request();
+  const std::pair<const char*, const char*> cases[] = {
+      {"openai", R"({"choices":[{"index":{},"delta":{"content":"x"}},{"index":"0"},{"index":0,"delta":{"content":"ok"}}]})"},
+      {"anthropic", R"({"type":"content_block_start","index":0,"content_block":{"type":7}})"},
+      {"anthropic", R"({"type":"content_block_delta","index":0,"delta":{"type":["text_delta"],"text":"x"}})"},
+      {"gemini", R"({"candidates":[{"content":{"parts":[{"text":"x","thought":"yes"},{"text":"ok","thought":1}]}}]})"},
+  };
+  for (const auto& [name, event] : cases) {
+    auto cd = codec(name);
+    decoded d;
+    EXPECT_NO_THROW(d = run(*cd, req, s::sse(event))) << name << " " << event;
+  }
+  auto cd = codec("openai");
+  auto d = run(*cd, req, s::sse(R"({"choices":[{"index":{},"delta":{"content":"x"}},{"index":0,"delta":{"content":"ok"}}]})"));
+  EXPECT_EQ(concat(d.deltas), "ok");  // the choice whose index is not 0 is not ours
+}
+
 TEST(StreamCodec, SecretsNeverAppearInStreamErrors) {
   const auto req = request();
   auto cd = codec("openai");
