@@ -70,8 +70,8 @@ std::uint64_t client_fsm::start(clock::time_point now) {
   pending_[id] = pending_request{kind::initialize, now + opts_.init_timeout};
   out_ += make_request(id, "initialize",
                        json{{"protocolVersion", opts_.protocol_version},
-                       {"capabilities", json::object()},
-                       {"clientInfo", {{"name", opts_.client_name}, {"version", opts_.client_version}}}});
+                            {"capabilities", json::object()},
+                            {"clientInfo", {{"name", opts_.client_name}, {"version", opts_.client_version}}}});
   return id;
 }
 
