@@ -973,8 +973,7 @@ asio::awaitable<void> user_session::hibernate(std::shared_ptr<user_session> self
   // The sandbox server's answer, read without trusting its types (json::value throws on a
   // present field of another type).
   const json& reply = *saved;
-  const std::size_t bytes =
-      reply.contains("bytes") && reply["bytes"].is_number_unsigned() ? reply["bytes"].get<std::size_t>() : 0;
+  const auto bytes = core::json_uint(reply, "bytes");
   if (core::json_bool(reply, "tooLarge")) {
     // Never cut a workspace: the container stays with the session, and the user hears why on resume.
     svc.counters.workspace_too_large.inc();

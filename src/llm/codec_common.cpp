@@ -80,13 +80,6 @@ std::string join_url(std::string_view base, std::string_view path) {
   return out;
 }
 
-std::uint64_t uint_field(const nlohmann::json& j, std::string_view key) {
-  if (!j.is_object()) return 0;
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number_unsigned()) return 0;
-  return it->get<std::uint64_t>();
-}
-
 std::string text_of(const nlohmann::json& j) {
   if (j.is_string()) return j.get<std::string>();
   if (j.is_null()) return {};
@@ -127,8 +120,8 @@ void finish_reply(llm_reply& out, const nlohmann::json& j, const nlohmann::json&
   else out.stop_reason = stop_reason::other;
   const std::string usage(words.usage), model(words.model);
   if (j.contains(usage)) {
-    out.usage.input_tokens = uint_field(j[usage], words.input_tokens);
-    out.usage.output_tokens = uint_field(j[usage], words.output_tokens);
+    out.usage.input_tokens = core::json_uint(j[usage], words.input_tokens);
+    out.usage.output_tokens = core::json_uint(j[usage], words.output_tokens);
   }
   if (j.contains(model) && j[model].is_string()) out.model = j[model].get<std::string>();
 }

@@ -5,6 +5,7 @@
 // first time it is copied. So untrusted text is measured before it is parsed, and anything nested
 // deeper than the limit is refused as a whole. Header-only: the sandbox binary uses it too.
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -82,6 +83,11 @@ inline bool json_bool(const nlohmann::json& obj, std::string_view key, bool fall
   if (!obj.is_object()) return fallback;
   auto it = obj.find(key);
   return it != obj.end() && it->is_boolean() ? it->get<bool>() : fallback;
+}
+inline std::uint64_t json_uint(const nlohmann::json& obj, std::string_view key, std::uint64_t fallback = 0) {
+  if (!obj.is_object()) return fallback;
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : fallback;
 }
 
 inline const char* to_string(json_error e) noexcept {

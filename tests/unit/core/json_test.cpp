@@ -69,6 +69,11 @@ TEST(json_fields, mistyped_members_fall_back_instead_of_throwing) {
   EXPECT_FALSE(json_bool(j, "s"));
   EXPECT_TRUE(json_bool(j, "o", true));
   EXPECT_FALSE(json_bool(nlohmann::json("str"), "b"));
+  EXPECT_EQ(json_uint(j, "n"), 1u);
+  EXPECT_EQ(json_uint(j, "s", 7), 7u);  // value("s", 0) would throw type_error
+  EXPECT_EQ(json_uint(nlohmann::json::parse(R"({"neg":-1,"f":1.5})"), "neg"), 0u);
+  EXPECT_EQ(json_uint(nlohmann::json::parse(R"({"neg":-1,"f":1.5})"), "f"), 0u);
+  EXPECT_EQ(json_uint(nlohmann::json::array({1}), "n"), 0u);
 }
 
 }  // namespace
