@@ -60,7 +60,7 @@ sanitized_unit_tests() {
 
 integration_tests() {
   bash scripts/services.sh docker || return 1
-  ctest --test-dir "$BUILD" -L integration --output-on-failure --timeout 600
+  ctest --test-dir "$BUILD" -L 'component|integration' --output-on-failure --timeout 600
 }
 
 conformance() {
@@ -147,7 +147,7 @@ step unit 600 unit_tests
 step "unit (asan+ubsan)" 2400 sanitized_unit_tests
 # libFuzzer targets of tests/fuzz, 5 s each (the clang build is most of the time; docs/HARDENING.md).
 step "fuzz (libFuzzer)" 600 bash scripts/fuzz.sh
-step integration 1800 integration_tests
+step "component and integration" 1800 integration_tests
 step conformance 600 conformance
 step "conformance (tsan, 4 threads)" 1800 conformance_tsan
 step "e2e socket.io-client" 600 e2e_socketio

@@ -1,8 +1,8 @@
 #pragma once
-// Engine.IO v4 server shell: binds the sans-I/O session_fsm to HTTP long-polling requests and
-// WebSocket connections (framed by websocket_codec), with one strand per session.
+// Engine.IO v4 server: the registry of sessions (session.hpp), the HTTP entry point that
+// admits, routes and answers polling and websocket requests, and the per-address limits.
 // Lifetime: sessions are owned by the server's registry until closed; the server must outlive
-// its io_context's run(). Thread-safety: session::send/close may be called from any thread.
+// its io_context's run().
 #include <algorithm>
 #include <atomic>
 #include <functional>
@@ -13,127 +13,18 @@
 #include <unordered_map>
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 
 #include "berth/core/client_address.hpp"
 #include "berth/core/metrics.hpp"
 #include "berth/core/rate_limit.hpp"
-#include "berth/engineio/session_fsm.hpp"
-#include "berth/engineio/websocket_codec.hpp"
-#include "berth/http/request_info.hpp"
+#include "berth/engineio/session.hpp"
 #include "berth/http/server.hpp"
 
 namespace berth::engineio {
 
-namespace asio = boost::asio;
 namespace detail {
-class read_signal;
 class readiness_hub;
 }  // namespace detail
-using strand_type = asio::strand<asio::io_context::executor_type>;
-
-struct handshake_info {
-  std::string sid;
-  http::query_map query;
-  std::string remote_address;  // the client (X-Forwarded-For only from a trusted proxy)
-  std::string address_key;     // what per-address limits and the sid binding compare (IPv6: its /64)
-  std::string origin;
-  std::string user_agent;
-};
-
-// Application side of one session (Socket.IO, or the raw echo of the conformance server).
-// Called on the session's strand only.
-class session_handler {
- public:
-  virtual ~session_handler() = default;
-  virtual void on_message(packet&& p) = 0;
-  virtual void on_close(close_reason reason) = 0;
-  // Inbound bytes the handler holds for this connection (e.g. binary attachments waiting for
-  // the rest of their packet); they count toward the connection's and the process's budgets.
-  virtual std::size_t buffered_bytes() const noexcept { return 0; }
-};
-
-class server;
-
-class session : public std::enable_shared_from_this<session> {
- public:
-  session(server& srv, strand_type strand, transport_kind kind, handshake_info info);
-  const std::string& id() const noexcept { return info_->sid; }
-  const handshake_info& info() const noexcept { return *info_; }
-  // Shared so Socket.IO sockets can keep it without a copy per namespace.
-  std::shared_ptr<const handshake_info> info_ptr() const noexcept { return info_; }
-  strand_type& strand() noexcept { return strand_; }
-  // Thread-safe; packets keep their order per calling thread.
-  void send(packet p);
-  // Thread-safe server-side close (the client is told with a close packet).
-  void close(close_reason reason = close_reason::server_close);
-  // On the strand only.
-  void send_on_strand(packet p);
-  bool is_closed() const noexcept { return fsm_.closed(); }
-  transport_kind transport() const noexcept { return fsm_.transport(); }
-
- private:
-  friend class server;
-  static asio::awaitable<void> start(std::shared_ptr<session> s, std::shared_ptr<asio::ip::tcp::socket> ws,
-                                     std::shared_ptr<std::string> initial);
-  static asio::awaitable<void> start_probe(std::shared_ptr<session> s, std::shared_ptr<asio::ip::tcp::socket> sock,
-                                           std::shared_ptr<std::string> initial);
-  asio::awaitable<void> run();
-  asio::awaitable<std::pair<unsigned, std::string>> poll_get();
-  asio::awaitable<std::pair<unsigned, std::string>> poll_post(std::shared_ptr<std::string> body, bool binary_body, bool too_large);
-  asio::awaitable<void> ws_read_loop(std::shared_ptr<asio::ip::tcp::socket> sock, std::shared_ptr<std::string> initial, bool probe);
-  asio::awaitable<void> ws_close();
-  void deliver(std::vector<packet>& delivered);
-  // After every state change: releases a waiting GET; with run() driving (polling) wakes it;
-  // on a websocket writes what is owed, re-arms the heartbeat, wakes the reader to close.
-  void wake();
-  void flush();
-  void on_written(boost::system::error_code ec);
-  void arm_timer();
-  void on_heartbeat();
-  void close_probe();
-  void fail_upgrade();
-  void arm_close_deadline();
-  // Brings the server's buffered-bytes total up to date with this connection's and closes it
-  // when it holds more than max_buffered_bytes, or wants to hold more inbound bytes while the
-  // process is over its budget.
-  void enforce_buffer_limits();
-  // Updates this connection's share of the server's total; returns its inbound bytes.
-  std::size_t sync_accounting();
-  void release_accounting();
-  // A pong for a ping; false (and nothing queued) when the owed control frames are over the limit.
-  bool queue_pong(std::string_view payload);
-
-  server& server_;
-  strand_type strand_;
-  std::shared_ptr<const handshake_info> info_;
-  session_fsm fsm_;
-  asio::steady_timer timer_;
-  asio::steady_timer* poll_waiter_ = nullptr;
-  std::shared_ptr<asio::ip::tcp::socket> ws_;     // the websocket transport, once active
-  std::shared_ptr<asio::ip::tcp::socket> probe_;  // a websocket probing an upgrade
-  std::shared_ptr<detail::read_signal> ws_readable_;     // ws_'s reader waits on it
-  std::shared_ptr<detail::read_signal> probe_readable_;  // probe_'s reader waits on it
-  std::string ws_control_;                        // pong/close frames owed to the peer
-  std::string wbuf_;                              // unwritten rest while an async write is in flight
-  std::unique_ptr<session_handler> handler_;
-  asio::steady_timer* write_waiter_ = nullptr;    // the close sequence waiting for that write
-  clock::time_point timer_at_;                    // when the armed heartbeat wait fires
-  std::size_t inbound_buffered_ = 0;  // the websocket decoder's partial frames and messages
-  std::size_t inbound_accounted_ = 0;  // inbound bytes (decoder + handler) at the last check
-  std::size_t accounted_ = 0;          // this connection's share of server::buffered_
-  // One coroutine per websocket session: the reader. Writes go straight to the (non-blocking)
-  // socket from wake(), with an async write only for what the kernel did not take; the
-  // heartbeat is a plain timer wait. Polling sessions keep the run() driver until upgraded.
-  bool driver_ = false;     // run() owns timer_ (polling, until the upgrade hands over)
-  bool timer_armed_ = false;
-  bool writing_ = false;    // an async write of wbuf_ is in flight
-  bool deferring_ = false;  // the reader is dispatching a read: it flushes once afterwards
-  bool closing_ = false;    // the reader runs the close sequence and owns the socket
-  bool finished_ = false;
-};
 
 // Limits per client address: the socket peer, or the X-Forwarded-For hop named by a trusted proxy.
 struct address_limits {
