@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <set>
 #include <fstream>
 #include <sstream>
@@ -24,6 +23,8 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "berth/app/status.hpp"
+#include "berth/app/web_assets.hpp"
 #include "berth/conformance/handlers.hpp"
 #include "berth/docker/client.hpp"
 #include "berth/gateway/gateway.hpp"
@@ -46,28 +47,14 @@
 #include "berth/core/metrics.hpp"
 #include "berth/engineio/server.hpp"
 #include "berth/http/server.hpp"
-#include "berth/http/static_files.hpp"
 #include "berth/socketio/server.hpp"
 
 namespace berth::app {
 
 namespace asio = boost::asio;
-namespace bhttp = boost::beast::http;
 using json = nlohmann::json;
 
 namespace {
-// The chat page may only load its own scripts and talk to its own origin.
-constexpr const char* content_security_policy =
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'";
-
-std::string first_existing_dir(std::initializer_list<std::string> candidates) {
-  std::error_code ec;
-  for (const auto& c : candidates)
-    if (!c.empty() && std::filesystem::is_directory(c, ec)) return c;
-  return {};
-}
-
 // MCP_CONFIG_FILE: the enabled extra MCP servers. A missing or invalid file stops start-up with
 // the file and the JSON path of the mistake; header values (credentials) are never printed.
 std::vector<mcp::server_config> load_mcp_config(const std::string& path) {
@@ -140,11 +127,6 @@ std::string route_address(const core::config& cfg) {
 // client learns nothing about the internal network; watch-upstreams.sh computes the same.
 std::string route_key(const std::string& address) { return session::sha256_hex(address).substr(0, 8); }
 
-std::string executable_dir() {
-  std::error_code ec;
-  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? std::string() : p.parent_path().string();
-}
 }  // namespace
 
 struct app::impl {
@@ -155,8 +137,7 @@ struct app::impl {
   http::server http_server;
   socketio::server io;
   engineio::server eio;
-  http::static_files web;
-  http::static_files client_bundle;
+  web_assets assets;
   bool stopping = false;
   // Set when the pool's start-up finished; start_ok if it warmed up. A pool that started degraded
   // (Docker away) becomes ready once it holds a warm container again.
@@ -439,7 +420,7 @@ struct app::impl {
     auto flat = redis::as_string_array(*r, "HGETALL replica-stats");
     if (!flat) co_return error_json(flat.error().message);
     std::vector<std::string> forget;
-    auto body = summarize_cluster(*flat, session::system_now_ms(), forget);
+    auto body = summarize_cluster(*flat, session::system_now_ms(), heartbeat_ttl, forget);
     if (!forget.empty()) {
       std::vector<std::string> del;
       del.push_back("HDEL");
@@ -454,44 +435,6 @@ struct app::impl {
     json e = json::object();
     e["error"] = message;
     return e;
-  }
-
-  // HGETALL's flat [id, status JSON, ...] -> {totals, replicas, stale}; ids to delete in `forget`.
-  static json summarize_cluster(const std::vector<std::string>& flat, std::int64_t now, std::vector<std::string>& forget) {
-    json replicas = json::array(), stale = json::array();
-    json totals{{"idle", 0}, {"active", 0}, {"total", 0}, {"creating", 0}, {"waiting", 0},
-                {"maxPoolSize", 0}, {"minPoolSize", 0}, {"sessions", 0}, {"sockets", 0}};
-    double worst_p95 = 0;
-    for (std::size_t i = 0; i + 1 < flat.size(); i += 2) {
-      const auto& id = flat[i];
-      auto e = core::parse_json(flat[i + 1]);
-      if (!e.is_object() || !e.contains("updatedMs") || !e["updatedMs"].is_number_integer()) {
-        forget.push_back(id);  // a garbled entry is dropped (its replica rewrites it on its next beat)
-        continue;
-      }
-      const auto age = now - e["updatedMs"].get<std::int64_t>();
-      if (age > heartbeat_ttl.count()) {
-        stale.push_back(id);
-        if (age > 60000) forget.push_back(id);
-        continue;
-      }
-      e["replica"] = id;
-      for (auto& [k, v] : totals.items())
-        if (e.contains(k) && e[k].is_number()) v = v.get<std::int64_t>() + e[k].get<std::int64_t>();
-      if (e.contains("acquireMs") && e["acquireMs"].is_object() && e["acquireMs"].contains("p95") &&
-          e["acquireMs"]["p95"].is_number())
-        worst_p95 = std::max(worst_p95, e["acquireMs"]["p95"].get<double>());
-      replicas.push_back(std::move(e));
-    }
-    std::sort(replicas.begin(), replicas.end(),
-              [](const json& a, const json& b) { return a["replica"].get<std::string>() < b["replica"].get<std::string>(); });
-    totals["replicas"] = replicas.size();
-    totals["worstAcquireP95Ms"] = worst_p95;
-    json out = json::object();
-    out["totals"] = std::move(totals);
-    out["replicas"] = std::move(replicas);
-    out["stale"] = std::move(stale);
-    return out;
   }
 
   // Per-replica figures Prometheus alerts on (docker/prometheus, monitoring/rules).
@@ -511,26 +454,28 @@ struct app::impl {
     }
   }
 
-  asio::awaitable<json> health_body(bool& healthy) {
-    const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
+  // The facts /health and /health/ready report (app/status.hpp turns them into the answer).
+  asio::awaitable<health_facts> health_now() {
+    health_facts f;
+    f.replica = cfg.replica_id;
+    f.uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
+    f.stopping = stopping;
     const auto r = redis->health();
-    json docker_json{{"ok", false}, {"apiVersion", nullptr}};
+    f.redis_ok = r.ok;
+    f.redis_latency_ms = r.latency_ms;
+    f.redis_master = redis->master_address();
+    f.redis_sentinel = redis->uses_sentinel();
+    f.redis_failovers = redis->failover_count();
     if (auto v = co_await docker->version(); v) {
-      docker_json = json{{"ok", true}, {"apiVersion", docker->negotiated() ? docker->negotiated()->to_string() : ""}};
+      f.docker_ok = true;
+      f.docker_api_version = docker->negotiated() ? docker->negotiated()->to_string() : "";
     } else {
-      docker_json["error"] = v.error().message;
+      f.docker_error = v.error().message;
     }
-    const auto stats = pool->stats();
-    healthy = !stopping && r.ok && docker_json["ok"].get<bool>();
-    co_return json{{"status", healthy ? "ok" : "degraded"},
-                   {"replica", cfg.replica_id},
-                   {"uptimeS", uptime.count()},
-                   {"redis", {{"ok", r.ok}, {"latencyMs", r.latency_ms}, {"master", redis->master_address()},
-                              {"sentinel", redis->uses_sentinel()}, {"failovers", redis->failover_count()}}},
-                   {"docker", docker_json},
-                   {"pool", pool::to_json(stats)},
-                   {"connections", http_server.open_connections()},
-                   {"sockets", io.connected_sockets()}};
+    f.pool = pool::to_json(pool->stats());
+    f.connections = http_server.open_connections();
+    f.sockets = io.connected_sockets();
+    co_return f;
   }
 
   void register_routes() {
@@ -538,18 +483,17 @@ struct app::impl {
       co_return json_ok(json{{"status", "ok"}, {"replica", cfg.replica_id}});
     });
     http_server.route("GET", "/health/ready", [this](http::request&) -> asio::awaitable<http::response> {
-      bool healthy = false;
-      auto body = co_await health_body(healthy);
+      const auto facts = co_await health_now();
       const auto stats = pool->stats();
-      healthy = healthy && keys_migrated.load() && pool_started.load() &&
-                (pool_start_ok.load() || !stats.pooling || stats.idle > 0);
-      body["status"] = healthy ? "ready" : "not ready";
-      co_return json_ok(body, healthy ? 200 : 503);
+      const bool is_ready = ready(facts, {.keys_migrated = keys_migrated.load(), .pool_started = pool_started.load(),
+                                          .pool_start_ok = pool_start_ok.load(), .pooling = stats.pooling, .idle = stats.idle});
+      auto body = health_report(facts);
+      body["status"] = is_ready ? "ready" : "not ready";
+      co_return json_ok(body, is_ready ? 200 : 503);
     });
     http_server.route("GET", "/health", [this](http::request&) -> asio::awaitable<http::response> {
-      bool healthy = false;
-      auto body = co_await health_body(healthy);
-      co_return json_ok(body, healthy ? 200 : 503);
+      const auto facts = co_await health_now();
+      co_return json_ok(health_report(facts), healthy(facts) ? 200 : 503);
     });
     http_server.route("GET", "/stats/pool", [this](http::request&) -> asio::awaitable<http::response> {
       // The guide's fields for the replica that answers, then the cluster from Redis.
@@ -565,55 +509,16 @@ struct app::impl {
                              "socket.io.esm.min.js", "socket.io.esm.min.js.map"}) {
       const std::string url = cfg.socketio_path + name;
       http_server.route("GET", url, [this, url](http::request& req) -> asio::awaitable<http::response> {
-        co_return serve_file(client_bundle, url, req, "public, max-age=3600");
+        co_return http::static_file_response(assets.client_bundle, url, req, "public, max-age=3600");
       });
     }
     http_server.fallback([this](http::request& req) -> std::optional<http::response> {
       auto [path, _] = http::split_target(std::string_view(req.target().data(), req.target().size()));
-      if (!web.find(std::string(path))) return std::nullopt;
-      return serve_file(web, std::string(path), req, "no-cache");
+      if (!assets.chat_ui.find(std::string(path))) return std::nullopt;
+      return http::static_file_response(assets.chat_ui, std::string(path), req, "no-cache");
     });
   }
 
-  http::response serve_file(const http::static_files& files, const std::string& path, http::request& req,
-                            const char* cache_control) {
-    const auto* f = files.find(path);
-    if (!f) return http::json_response(404, R"({"error":"not_found","message":"Not found"})", req.version());
-    if (req[bhttp::field::if_none_match] == f->etag) {
-      http::response res{bhttp::status::not_modified, req.version()};
-      res.set(bhttp::field::etag, f->etag);
-      return res;
-    }
-    auto res = http::text_response(200, f->body, f->content_type, req.version());
-    if (req.method() == bhttp::verb::head) res.body().clear();  // keeps the Content-Length of the GET
-    res.set(bhttp::field::cache_control, cache_control);
-    res.set(bhttp::field::etag, f->etag);
-    res.set("X-Content-Type-Options", "nosniff");
-    res.set("Referrer-Policy", "no-referrer");
-    if (f->content_type.starts_with("text/html")) {
-      res.set("Content-Security-Policy", content_security_policy);
-      res.set("X-Frame-Options", "DENY");
-    }
-    return res;
-  }
-
-  void load_static() {
-    auto log = core::logger("app");
-    const auto exe = executable_dir();
-    const auto web_dir = first_existing_dir({cfg.static_dir, "web", exe + "/../share/berth/web", "/app/web",
-                                             exe + "/../../web", exe + "/../../../web"});
-    if (auto n = web.load(web_dir, "/"); n > 0)
-      log->info("chat UI: {} files from {}", n, web_dir);
-    else
-      log->warn("chat UI not found (set STATIC_DIR): GET / answers 404");
-    const auto client_dir = first_existing_dir(
-        {cfg.client_bundle_dir, "client/node_modules/socket.io-client/dist", "/app/client",
-         exe + "/../../client/node_modules/socket.io-client/dist", exe + "/../../../client/node_modules/socket.io-client/dist"});
-    if (auto n = client_bundle.load(client_dir, cfg.socketio_path); n > 0)
-      log->info("socket.io client bundle: {} files from {}", n, client_dir);
-    else
-      log->warn("socket.io-client bundle not found (set CLIENT_BUNDLE_DIR): {}socket.io.js answers 404", cfg.socketio_path);
-  }
 };
 
 app::app(core::config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
@@ -625,7 +530,7 @@ int app::run() {
   raise_open_files_limit(s.cfg.max_connections);
   log->info("sticky routing: Engine.IO sids start with '{}' (route address {})", s.eio.options().sid_prefix,
             route_address(s.cfg));
-  s.load_static();
+  s.assets = load_web_assets(s.cfg);
   try {
     s.build_services();
   } catch (const std::exception& e) {

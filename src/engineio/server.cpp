@@ -211,7 +211,7 @@ http::response server::error_response(http::request& req, unsigned status, std::
 
 asio::awaitable<std::optional<http::response>> server::handle(http::request& req, http::connection_context& ctx) {
   auto [path, query_text] = http::split_target(std::string_view(req.target().data(), req.target().size()));
-  if (path != opts_.path) co_return http::json_response(404, R"({"error":"not_found","message":"Not found"})");
+  if (path != opts_.path) co_return http::not_found(req.version());
   handshake_info info;
   info.query = http::parse_query(query_text);
   info.origin = std::string(req[bhttp::field::origin]);

@@ -36,6 +36,39 @@ response text_response(unsigned status, std::string body, std::string content_ty
   return res;
 }
 
+response not_found(unsigned version) {
+  return json_response(404, R"({"error":"not_found","message":"Not found"})", version);
+}
+
+namespace {
+// The chat page may only load its own scripts and talk to its own origin.
+constexpr const char* content_security_policy =
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'";
+}  // namespace
+
+response static_file_response(const static_files& files, const std::string& path, const request& req,
+                              std::string_view cache_control) {
+  const auto* f = files.find(path);
+  if (!f) return not_found(req.version());
+  if (req[bhttp::field::if_none_match] == f->etag) {
+    response res{bhttp::status::not_modified, req.version()};
+    res.set(bhttp::field::etag, f->etag);
+    return res;
+  }
+  auto res = text_response(200, f->body, f->content_type, req.version());
+  if (req.method() == bhttp::verb::head) res.body().clear();  // keeps the Content-Length of the GET
+  res.set(bhttp::field::cache_control, cache_control);
+  res.set(bhttp::field::etag, f->etag);
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set("Referrer-Policy", "no-referrer");
+  if (f->content_type.starts_with("text/html")) {
+    res.set("Content-Security-Policy", content_security_policy);
+    res.set("X-Frame-Options", "DENY");
+  }
+  return res;
+}
+
 server::server(asio::io_context& ioc, server_options opts, core::metrics& metrics)
     : ioc_(ioc),
       opts_(std::move(opts)),
@@ -180,7 +213,7 @@ asio::awaitable<response> server::dispatch(request& req, connection_context& ctx
   if (fallback_ && (req.method() == beast::http::verb::get || req.method() == beast::http::verb::head)) {
     if (auto res = fallback_(req)) co_return std::move(*res);
   }
-  co_return json_response(404, R"({"error":"not_found","message":"Not found"})", req.version());
+  co_return not_found(req.version());
 }
 
 asio::awaitable<void> server::serve(tcp::socket socket) {

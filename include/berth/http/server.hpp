@@ -26,6 +26,7 @@
 #include "berth/core/metrics.hpp"
 #include "berth/core/rate_limit.hpp"
 #include "berth/http/request_info.hpp"
+#include "berth/http/static_files.hpp"
 
 namespace berth::http {
 
@@ -120,5 +121,12 @@ class server {
 // JSON error response {"error":..., "message":...} with the status.
 response json_response(unsigned status, const std::string& body, unsigned version = 11);
 response text_response(unsigned status, std::string body, std::string content_type, unsigned version = 11);
+// 404 {"error":"not_found","message":"Not found"}: every path nothing serves.
+response not_found(unsigned version = 11);
+// A file loaded in `files` (404 when there is none at `path`): ETag / If-None-Match (304), HEAD,
+// `cache_control`, nosniff, no referrer; an HTML page also gets the chat UI's Content-Security-
+// Policy and may not be framed.
+response static_file_response(const static_files& files, const std::string& path, const request& req,
+                              std::string_view cache_control);
 
 }  // namespace berth::http
