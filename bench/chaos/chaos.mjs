@@ -43,7 +43,7 @@ console.log("|---|---:|---:|---|---:|---:|---:|---:|---|---|");
 for (const name of names) {
   const f = result.scenarios[name];
   if (!f) continue;
-  console.log(`| ${name} | ${f.usersAffected} | ${f.usersRecovered} | ${f.recoverMsP50 ?? "–"} / ${f.recoverMsP95 ?? "–"} / ${f.recoverMsMax ?? "–"} | ${f.sessionsLost} | ${f.historyMissing} | ${f.containersUnaccounted} | ${f.limiterSlotsLeaked} | ${JSON.stringify(f.errorCodes)} | ${verdicts[name]} |`);
+  console.log(`| ${name} | ${f.usersAffected} | ${f.usersRecovered} | ${f.recoverMsP50 ?? "–"} / ${f.recoverMsP95 ?? "–"} / ${f.recoverMsMax ?? "–"}${f.recoverFromInjectionStartMsP95 != null ? ` (from the injection's start: p95 ${f.recoverFromInjectionStartMsP95})` : ""} | ${f.sessionsLost} | ${f.historyMissing} | ${f.containersUnaccounted} | ${f.limiterSlotsLeaked} | ${JSON.stringify(f.errorCodes)} | ${verdicts[name]} |`);
 }
 console.log(`containers leaked at the end (after the orphan reaper's rounds): ${result.containersLeaked} ${JSON.stringify(result.containersAtEnd)}`);
 console.log(`result: ${file}`);

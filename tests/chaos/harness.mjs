@@ -9,7 +9,8 @@
 // history), history entries missing, containers leaked (containers of the run that neither pool
 // accounts for once things settle), limiter slots leaked (in-flight leases left in Redis once no
 // request runs), and the time until every affected user can work again (fault -> the end of the
-// first successful tool turn started after it).
+// first successful tool turn started after it; the fault is the user's own where the scenario
+// says when that was, see Users.recovery).
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import net from "node:net";
@@ -337,16 +338,22 @@ export class Users {
     await Promise.all(this.loops || []);
   }
 
-  // Affected users: those with a failed turn after `at`, or `ids`. Recovered: a successful turn
-  // started after the fault ended (`readyAt`).
-  recovery(at, readyAt) {
+  // Affected users: those with a failed turn started at or after `at` (the start of the fault's
+  // injection). Recovered: a successful tool turn started after that user's first such failure and
+  // after the fault (`readyAt`, or the user's own fault time in `userFaultAt`, user id -> ms); its
+  // recovery time runs from the user's own fault time if given, else from `at`, to that turn's end.
+  recovery(at, readyAt, userFaultAt = null) {
     const ms = [];
     let unrecovered = 0;
     for (const u of this.all) {
       const after = u.turns.filter((t) => t.start >= at);
-      if (!after.some((t) => !t.ok)) continue;  // never noticed the fault
-      const good = after.find((t) => t.ok && t.start >= readyAt && t.start >= after.find((x) => !x.ok).start);
-      if (good) ms.push(good.end - at);
+      const failed = after.find((t) => !t.ok);
+      if (!failed) continue;  // never noticed the fault
+      const own = userFaultAt?.[u.id];
+      const from = own ?? at;
+      const ready = Math.max(readyAt, own ?? readyAt);
+      const good = after.find((t) => t.ok && t.start >= ready && t.start >= failed.start);
+      if (good) ms.push(good.end - from);
       else unrecovered++;
     }
     return { affected: ms.length + unrecovered, recovered: ms.length, unrecovered, ms: ms.sort((a, b) => a - b) };

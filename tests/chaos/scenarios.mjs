@@ -2,7 +2,8 @@
 // the fault is injected, the run waits (bounded) until every affected user has finished a tool
 // turn again, lets the load run a little longer, stops it, then checks sessions, history,
 // containers and limiter slots. Scenarios run one after another on the same stack and users.
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
+import { promisify } from "node:util";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import {
@@ -11,19 +12,44 @@ import {
 } from "./harness.mjs";
 import { freePort } from "../e2e/support/berth.mjs";
 
+const execFileP = promisify(execFile);
+
 // The containers some users hold now (a fifth of them, at least one), as their session records
-// in Redis name them (a session may have changed container since its system:ready).
+// in Redis name them (a session may have changed container since its system:ready): [{user, id}].
 function someContainers(users, redis) {
   const n = Math.max(1, Math.floor(users.all.length / 5));
-  return users.all.slice(0, n).map((u) => redis.cli("HGET", `berth:session:{${u.sessionId}}`, "container")).filter(Boolean);
+  return users.all.slice(0, n)
+    .map((u) => ({ user: u.id, id: redis.cli("HGET", `berth:session:{${u.sessionId}}`, "container") }))
+    .filter((c) => c.id);
+}
+
+// The run's docker CLI without blocking: the users' clients share this process's event loop, and
+// a synchronous exec would freeze every one of them for as long as it runs (a sequential
+// injection into 10 sandboxes froze them all for 8-17 s and that time was counted as recovery).
+async function dockerAsync(docker, args, timeout = 60000) {
+  const { stdout } = await execFileP("docker", ["-H", docker.host, ...args], { timeout });
+  return stdout.toString();
 }
 
 // A process inside a container (as root unless `user`), through the chaos dockerd.
-function execIn(docker, container, script, user = "0") {
+async function execIn(docker, container, script, user = "0") {
   try {
-    return docker.cli("exec", "-u", user, container, "/bin/sh", "-c", script);
+    return await dockerAsync(docker, ["exec", "-u", user, container, "/bin/sh", "-c", script]);
   } catch (e) {
     return `exec failed: ${e.message.split("\n")[0]}`;
+  }
+}
+
+// When a container stopped, by its daemon's clock (this host's): `.State.FinishedAt` in epoch ms,
+// with whether the kernel OOM-killed it; null if the container is gone, `ms` null while it runs.
+async function containerEnd(docker, id) {
+  try {
+    const [finished, oom] = (await dockerAsync(docker, ["inspect", "-f", "{{.State.FinishedAt}} {{.State.OOMKilled}}", id])).trim().split(" ");
+    // RFC 3339 with nanoseconds; "0001-01-01T00:00:00Z" while it runs.
+    const ms = Date.parse(finished.replace(/(\.\d{3})\d*/, "$1"));
+    return { ms: Number.isFinite(ms) && ms > 0 ? ms : null, oomKilled: oom === "true" };
+  } catch {
+    return null;
   }
 }
 
@@ -42,31 +68,52 @@ export const scenarios = {
   "dockerd-restart": async ({ docker }) => {
     await docker.restart();
   },
-  // The kernel's OOM killer takes a fifth of the users' sandboxes: the container's first process
-  // is made the OOM killer's first choice, then four processes of the sandbox user together
-  // allocate past the memory limit (each smaller than the first process's score, so the kernel
-  // kills the container rather than one of them).
+  // The kernel's OOM killer takes a fifth of the users' sandboxes, all at once: the container's
+  // first process is made the OOM killer's first choice, then four processes of the sandbox user
+  // together allocate past the memory limit (each smaller than the first process's score, so the
+  // kernel kills the container rather than one of them). Each user's fault time is its own
+  // container's death (`.State.FinishedAt`, read once the exec that killed it and a `docker wait`
+  // have returned; if the container is already gone, the time the wait, or else the exec, returned).
   "sandbox-oom": async ({ docker, users, redis }) => {
-    const ids = someContainers(users, redis);
-    await Promise.all(ids.map(async (id) => {
-      execIn(docker, id, "echo 1000 > /proc/1/oom_score_adj");
-      execIn(docker, id, "for i in 1 2 3 4; do dd if=/dev/zero of=/dev/null bs=24M count=1 2>/dev/null & done; wait", "1000:1000");
-    }));
-    return { containers: ids.length, oomKilled: ids.filter((id) => {
+    const targets = someContainers(users, redis);
+    const ends = await Promise.all(targets.map(async ({ user, id }) => {
+      await execIn(docker, id, "echo 1000 > /proc/1/oom_score_adj");
+      await execIn(docker, id, "for i in 1 2 3 4; do dd if=/dev/zero of=/dev/null bs=24M count=20 2>/dev/null & done; wait", "1000:1000");
+      // The exec returns as its processes die; dockerd records the container's exit a moment
+      // later: `docker wait` returns once it has (or once the container is gone).
+      let returned = Date.now();
       try {
-        return docker.cli("inspect", "-f", "{{.State.OOMKilled}}", id).trim() === "true";
+        await dockerAsync(docker, ["wait", id], 15000);
+        returned = Date.now();
       } catch {
-        return false;
+        /* already removed (the gateway replaced it), or still running after 15 s (not killed) */
       }
-    }).length };
+      return { user, returned, end: await containerEnd(docker, id) };
+    }));
+    const userFaultAt = {};
+    for (const { user, returned, end } of ends) userFaultAt[user] = end?.ms ?? returned;
+    return {
+      containers: targets.length,
+      oomKilled: ends.filter((e) => e.end?.oomKilled).length,
+      finishedAtFromDaemon: ends.filter((e) => e.end?.ms).length,
+      userFaultAt,
+    };
   },
   // The sandbox MCP server (`berth-sandbox mcp`, under the container's `berth-sandbox supervise`)
-  // killed inside a fifth of the users' containers.
+  // killed inside a fifth of the users' containers, all at once; each user's fault time is the
+  // return of the exec that killed its server.
   "mcp-kill": async ({ docker, users, redis }) => {
-    const ids = someContainers(users, redis);
+    const targets = someContainers(users, redis);
     const killServer = "for p in $(pidof berth-sandbox); do if tr '\\0' ' ' < /proc/$p/cmdline | grep -q '^[^ ]* mcp '; then kill -9 $p && echo killed $p; fi; done";
-    const killed = ids.filter((id) => /^killed/.test(execIn(docker, id, killServer)));
-    return { containers: ids.length, serversKilled: killed.length };
+    const kills = await Promise.all(targets.map(async ({ user, id }) => {
+      const killed = /^killed/.test(await execIn(docker, id, killServer));
+      return { user, killed, at: Date.now() };
+    }));
+    return {
+      containers: targets.length,
+      serversKilled: kills.filter((k) => k.killed).length,
+      userFaultAt: Object.fromEntries(kills.map((k) => [k.user, k.at])),
+    };
   },
 };
 
@@ -118,20 +165,24 @@ export async function runChaos({ io, userCount = 50, names = Object.keys(scenari
       users.start();
       await sleep(loadMs);
       const faultAt = Date.now();
-      const injected = (await scenarios[name]({ docker, redis, replicas, users })) || {};
+      // A scenario that breaks users one after another says when each one's fault happened
+      // (`userFaultAt`: user id -> ms); their recovery is timed from that, everyone else's from
+      // `faultAt`.
+      const { userFaultAt = null, ...injected } = (await scenarios[name]({ docker, redis, replicas, users })) || {};
       const faultDoneAt = Date.now();
       log(`${name}: fault injected in ${faultDoneAt - faultAt} ms ${JSON.stringify(injected)}`);
       // Until every user who saw the fault has worked again (bounded).
       const deadline = faultDoneAt + recoverWithinMs;
-      let rec = users.recovery(faultAt, faultAt);
+      let rec = users.recovery(faultAt, faultAt, userFaultAt);
       while (Date.now() < deadline) {
         await sleep(500);
-        rec = users.recovery(faultAt, faultAt);
+        rec = users.recovery(faultAt, faultAt, userFaultAt);
         if (Date.now() > faultDoneAt + 3000 && rec.unrecovered === 0) break;
       }
       await sleep(2000);
       await users.stop();
-      rec = users.recovery(faultAt, faultAt);
+      rec = users.recovery(faultAt, faultAt, userFaultAt);
+      const fromStart = userFaultAt ? users.recovery(faultAt, faultAt) : null;
       const slots = await limiterSlotsLeaked(redis);
       const { lost, historyMissing } = await checkSessions(users, faultAt, 1500);
       const containers = await containersLeaked(docker, replicas, 10000);
@@ -154,6 +205,13 @@ export async function runChaos({ io, userCount = 50, names = Object.keys(scenari
         recoverMsP50: percentile(rec.ms, 50),
         recoverMsP95: percentile(rec.ms, 95),
         recoverMsMax: rec.ms.length ? rec.ms[rec.ms.length - 1] : null,
+        // The same users timed from the start of the injection (only where per-user fault times
+        // exist): what the figure was before, when a sequential injection's duration counted.
+        ...(fromStart && {
+          recoverFromInjectionStartMsP50: percentile(fromStart.ms, 50),
+          recoverFromInjectionStartMsP95: percentile(fromStart.ms, 95),
+          userFaultSpreadMs: Object.keys(userFaultAt).length ? Math.max(...Object.values(userFaultAt)) - Math.min(...Object.values(userFaultAt)) : null,
+        }),
         sessionsLost: lost.length,
         lostExamples: lost.slice(0, 3),
         historyMissing,
