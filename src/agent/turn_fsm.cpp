@@ -14,8 +14,8 @@ namespace {
 constexpr std::size_t max_call_id_bytes = 128;
 const char* const rejected_text = "The user rejected this tool call; it was not run.";
 
-json error_payload(errc code, const std::string& message, const std::string* call_id = nullptr) {
-  json j{{"code", core::to_string(code)}, {"message", message}};
+json error_payload(const core::error& e, const std::string* call_id = nullptr) {
+  json j = core::error_body(e);
   if (call_id != nullptr) j["callId"] = *call_id;
   return j;
 }
@@ -51,8 +51,8 @@ std::optional<std::string> turn_fsm::pending_call_id() const {
 
 std::string turn_fsm::next_turn_id() { return opts_.turn_id_prefix + "-" + std::to_string(++turns_); }
 
-json turn_fsm::error_json(errc code, const std::string& message, const std::string* call_id) const {
-  json j = error_payload(code, message, call_id);
+json turn_fsm::error_json(const core::error& e, const std::string* call_id) const {
+  json j = error_payload(e, call_id);
   if (!turn_id_.empty()) j["turnId"] = turn_id_;
   return j;
 }
@@ -177,7 +177,7 @@ void turn_fsm::stop_running(stop_cause why, std::vector<action>& out, const std:
   push_history(chat_message::assistant(std::move(text)), out);
   partial_.clear();
   if (by_user) out.push_back(emit{"agent:cancelled", json{{"turnId", turn_id_}, {"phase", to_string(was)}}});
-  else out.push_back(emit{"agent:error", error_json(errc::turn_timeout, error_message)});
+  else out.push_back(emit{"agent:error", error_json(core::make_error(errc::turn_timeout, error_message))});
   end(out, false);
 }
 
@@ -186,7 +186,7 @@ std::vector<action> turn_fsm::on_llm_reply(const llm_reply& reply) {
   if (phase_ != turn_phase::waiting_llm) return out;  // stale (after abort): nothing to do
   if (reply.tool_calls.empty()) {
     if (reply.text.empty()) {
-      out.push_back(emit{"agent:error", error_json(errc::llm_error, "the model returned an empty reply")});
+      out.push_back(emit{"agent:error", error_json(core::make_error(errc::llm_error, "the model returned an empty reply"))});
       end(out, false);
       return out;
     }
@@ -228,7 +228,8 @@ std::vector<action> turn_fsm::on_llm_reply(const llm_reply& reply) {
   for (auto& cs : calls_) {
     if (cs.needs_approval) continue;
     const bool unknown = cs.error.rfind("unknown tool", 0) == 0;
-    out.push_back(emit{"agent:error", error_json(unknown ? errc::tool_failed : errc::invalid_payload, cs.error, &cs.call.id)});
+    const auto code = unknown ? errc::tool_failed : errc::invalid_payload;
+    out.push_back(emit{"agent:error", error_json(core::make_error(code, cs.error), &cs.call.id)});
   }
   presented_ = 0;
   present_next(out);
@@ -267,7 +268,7 @@ std::vector<action> turn_fsm::on_approval(std::string_view call_id, bool approve
     const std::string id(call_id.substr(0, max_call_id_bytes));
     const std::string msg = "no tool call awaiting approval with callId \"" + shorten(id, 64) + "\"";
     out.push_back(ack{false, core::make_error(errc::no_pending_call, msg), std::nullopt});
-    out.push_back(emit{"agent:error", error_payload(errc::no_pending_call, msg, &id)});
+    out.push_back(emit{"agent:error", error_payload(core::make_error(errc::no_pending_call, msg), &id)});
     out.push_back(end_step{});  // this approval's own step: a step still open goes on
     return out;
   }
@@ -316,7 +317,7 @@ std::vector<action> turn_fsm::on_tool_timeout(std::string_view call_id, std::chr
   if (phase_ != turn_phase::running_tool || calls_[running_].call.id != call_id) return out;
   const auto& c = calls_[running_].call;
   const std::string msg = "tool " + c.name + " timed out after " + std::to_string(after.count()) + " ms";
-  out.push_back(emit{"agent:error", error_json(errc::tool_timeout, msg, &c.id)});
+  out.push_back(emit{"agent:error", error_json(core::make_error(errc::tool_timeout, msg), &c.id)});
   finish_tool(msg, true, after, out);
   return out;
 }
@@ -366,9 +367,7 @@ std::vector<action> turn_fsm::on_llm_failed(errc code, std::string message,
     push_history(chat_message::assistant(std::move(partial_) + "\n\n[interrupted: " + std::string(core::to_string(code)) + "]"),
                  out);
   partial_.clear();
-  auto payload = error_json(code, message);
-  if (retry_after) payload["retryAfterMs"] = retry_after->count();
-  out.push_back(emit{"agent:error", std::move(payload)});
+  out.push_back(emit{"agent:error", error_json(core::error{code, std::move(message), retry_after})});
   end(out, false);
   return out;
 }
@@ -392,7 +391,7 @@ std::vector<action> turn_fsm::abort(errc code, std::string message) {
   if (phase_ == turn_phase::waiting_llm) out.push_back(abort_llm{});
   if (phase_ != turn_phase::idle) {
     out.push_back(turn_clock{turn_clock::change::stop});
-    out.push_back(emit{"agent:error", error_json(code, message)});
+    out.push_back(emit{"agent:error", error_json(core::make_error(code, message))});
     phase_ = turn_phase::idle;
     calls_.clear();
     partial_.clear();
@@ -401,7 +400,7 @@ std::vector<action> turn_fsm::abort(errc code, std::string message) {
     end_step_if_open(out);
   }
   while (!queue_.empty()) {
-    json j = error_payload(code, message);
+    json j = error_payload(core::make_error(code, message));
     j["turnId"] = queue_.front().turn_id;
     queue_.pop_front();
     out.push_back(emit{"agent:error", std::move(j)});

@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include <nlohmann/json.hpp>
+
 namespace berth::core {
 namespace {
 struct row {
@@ -18,7 +20,8 @@ constexpr row table[] = {
     {errc::session_limit, "SESSION_LIMIT", 429},          {errc::unauthorized, "UNAUTHORIZED", 401},
     {errc::no_active_turn, "NO_ACTIVE_TURN", 409},        {errc::turn_not_found, "TURN_NOT_FOUND", 404},
     {errc::turn_timeout, "TURN_TIMEOUT", 504},           {errc::rate_limited, "RATE_LIMITED", 429},
-    {errc::history_not_saved, "HISTORY_NOT_SAVED", 503},  {errc::internal, "INTERNAL", 500},
+    {errc::history_not_saved, "HISTORY_NOT_SAVED", 503},  {errc::too_many_sessions, "TOO_MANY_SESSIONS", 429},
+    {errc::server_overloaded, "SERVER_OVERLOADED", 503},  {errc::internal, "INTERNAL", 500},
 };
 }  // namespace
 
@@ -32,6 +35,12 @@ unsigned http_status(errc e) noexcept {
   for (const auto& r : table)
     if (r.code == e) return r.status;
   return 500;
+}
+
+nlohmann::json error_body(const error& e) {
+  nlohmann::json j{{"code", to_string(e.code)}, {"message", e.message}};
+  if (e.retry_after) j["retryAfterMs"] = e.retry_after->count();
+  return j;
 }
 
 void throw_exception_from_error(const error& e, const boost::source_location&) {

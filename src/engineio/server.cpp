@@ -7,6 +7,9 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 
+#include <nlohmann/json.hpp>
+
+#include "berth/core/errors.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/core/random.hpp"
 #include "readiness_hub.hpp"
@@ -125,11 +128,8 @@ bool server::same_client(const session& s, const handshake_info& info, std::stri
 }
 
 std::optional<http::response> server::admit_new_session(http::request& req, const handshake_info& info) {
-  auto refuse = [&](unsigned status, const char* code, const std::string& message, std::chrono::milliseconds retry) {
-    auto res = http::json_response(status,
-                                   std::string(R"({"code":")") + code + R"(","message":")" + message +
-                                       R"(","retryAfterMs":)" + std::to_string(retry.count()) + "}",
-                                   req.version());
+  auto refuse = [&](core::errc code, const char* message, std::chrono::milliseconds retry) {
+    auto res = http::json_response(core::http_status(code), core::error_body({code, message, retry}).dump(), req.version());
     res.set(bhttp::field::retry_after, std::to_string((retry.count() + 999) / 1000));
     add_cors(req, res);
     return std::optional<http::response>(std::move(res));
@@ -139,7 +139,7 @@ std::optional<http::response> server::admit_new_session(http::request& req, cons
     warn_throttled(overload_log_, "new session from " + info.remote_address + " refused: the process buffers " +
                                       std::to_string(buffered_bytes()) + " bytes, over MAX_PROCESS_BUFFER_BYTES=" +
                                       std::to_string(opts_.max_process_buffered_bytes));
-    return refuse(503, "SERVER_OVERLOADED", "Server overloaded, try again later", std::chrono::seconds(1));
+    return refuse(core::errc::server_overloaded, "Server overloaded, try again later", std::chrono::seconds(1));
   }
   const auto& limits = opts_.per_address;
   std::size_t open = 0;
@@ -160,13 +160,13 @@ std::optional<http::response> server::admit_new_session(http::request& req, cons
     warn_throttled(address_log_, "new session from " + info.remote_address + " refused: " + std::to_string(open) +
                                      " sessions open from this address (MAX_ENGINEIO_SESSIONS_PER_ADDRESS=" +
                                      std::to_string(limits.max_sessions) + ")");
-    return refuse(429, "TOO_MANY_SESSIONS", "Too many open sessions from this address", std::chrono::seconds(5));
+    return refuse(core::errc::too_many_sessions, "Too many open sessions from this address", std::chrono::seconds(5));
   }
   refused_address_rate_.inc();
   warn_throttled(address_log_, "new session from " + info.remote_address +
                                    " refused: over NEW_ENGINEIO_SESSIONS_PER_ADDRESS_PER_MINUTE=" +
                                    std::to_string(static_cast<long long>(limits.new_sessions_per_minute)));
-  return refuse(429, "RATE_LIMITED", "Too many new sessions from this address", *wait);
+  return refuse(core::errc::rate_limited, "Too many new sessions from this address", *wait);
 }
 
 void server::close_all(close_reason reason) {

@@ -156,7 +156,9 @@ asio::awaitable<std::optional<socketio::connect_error>> gateway::authenticate(ga
   auto refuse = [self](const core::error& e) {
     self->rejected_connects_.inc();
     core::logger("gateway")->info("connection refused: {} {}", core::to_string(e.code), e.message);
-    return socketio::connect_error{e.message, json{{"code", core::to_string(e.code)}}};
+    auto data = core::error_body(e);  // {code, retryAfterMs?}: the message travels beside it
+    data.erase("message");
+    return socketio::connect_error{e.message, std::move(data)};
   };
   const auto& cfg = self->deps_.cfg;
   const auto& auth = sock->auth();

@@ -34,11 +34,6 @@ constexpr core::log_task_failure log_failure{"gateway"};
 std::int64_t now_ms() { return session::system_now_ms(); }
 std::shared_ptr<spdlog::logger> log() { return core::logger("gateway"); }
 
-json error_json(const core::error& e) {
-  json j{{"code", core::to_string(e.code)}, {"message", e.message}};
-  if (e.retry_after) j["retryAfterMs"] = e.retry_after->count();
-  return j;
-}
 json ack_ok() { return json::array({json{{"ok", true}}}); }
 json ack_ok(const std::optional<std::string>& turn_id) {
   json body{{"ok", true}};
@@ -69,8 +64,8 @@ std::size_t note_bytes(std::string_view note) {
 }  // namespace
 
 json ack_error(const core::error& e) {
-  json body{{"ok", false}, {"code", core::to_string(e.code)}, {"message", e.message}};
-  if (e.retry_after) body["retryAfterMs"] = e.retry_after->count();
+  json body = core::error_body(e);
+  body["ok"] = false;
   return json::array({std::move(body)});
 }
 
@@ -167,7 +162,7 @@ void user_session::emit(const std::string& event, const json& payload) {
   if (auto s = sock_.lock()) s->emit(event, payload.is_null() ? json::array() : json::array({payload}));
 }
 
-void user_session::emit_error(const core::error& e) { emit("agent:error", error_json(e)); }
+void user_session::emit_error(const core::error& e) { emit("agent:error", core::error_body(e)); }
 
 void user_session::reject(const core::error& e, ack_fn& ack) {
   if (e.code == core::errc::invalid_payload) svc_.counters.invalid_payloads.inc();
@@ -469,7 +464,7 @@ asio::awaitable<void> user_session::drain_outbox(std::shared_ptr<user_session> s
         // the events it held back, and the turn goes on.
         svc.counters.history_not_saved.inc();
         log()->warn("sid={} history not saved ({} entry): {}", self->sid(), role, r.error().message);
-        self->emit("agent:error", error_json(core::make_error(
+        self->emit("agent:error", core::error_body(core::make_error(
                                       core::errc::history_not_saved,
                                       "a " + role + " message was not saved to the conversation history (" +
                                           r.error().message + "); a resumed session will not show it")));

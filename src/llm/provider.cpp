@@ -208,11 +208,13 @@ class http_provider final : public llm_provider {
   }
 
   // The wait before the next attempt, or nullopt (with err explained and logged) when the
-  // server's hint is too long to wait inside a chat turn.
+  // server's hint is too long to wait inside a chat turn: waiting minutes helps nobody, so the
+  // user is told, with the server's hint as the error's retry-after (retryAfterMs on the wire).
   std::optional<milliseconds> retry_delay(const parse_outcome& outcome, core::error& err, unsigned attempt) {
     milliseconds delay = backoff_delay(retry_, attempt);
     if (!outcome.retry_after) return delay;
     if (*outcome.retry_after > retry_.max_retry_after) {
+      err.retry_after = *outcome.retry_after;
       err.message += " (server asks to retry after " + std::to_string(outcome.retry_after->count() / 1000) + " s)";
       log_->warn("provider={} request failed: {} {}", name(), core::to_string(err.code), err.message);
       return std::nullopt;
@@ -252,21 +254,15 @@ class http_provider final : public llm_provider {
         counters_.count(err);
         co_return err;
       }
-      milliseconds delay = backoff_delay(retry_, attempt);
-      if (outcome.retry_after) {
-        if (*outcome.retry_after > retry_.max_retry_after) {
-          // Waiting minutes inside a chat turn helps nobody: report it and let the user retry.
-          err.message += " (server asks to retry after " + std::to_string(outcome.retry_after->count() / 1000) + " s)";
-          log_->warn("provider={} request failed: {} {}", name(), core::to_string(err.code), err.message);
-          counters_.count(err);
-          co_return err;
-        }
-        delay = *outcome.retry_after;
+      auto delay = retry_delay(outcome, err, attempt);
+      if (!delay) {
+        counters_.count(err);
+        co_return err;
       }
       counters_.retries.inc();
       log_->warn("provider={} attempt {}/{} failed: {}; retrying in {} ms", name(), attempt, retry_.max_attempts,
-                 err.message, delay.count());
-      asio::steady_timer timer(ex_, delay);
+                 err.message, delay->count());
+      asio::steady_timer timer(ex_, *delay);
       auto [ec] = co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
       if (ec) {
         counters_.count(err);

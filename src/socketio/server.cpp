@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "berth/core/errors.hpp"
 #include "berth/core/json.hpp"
 #include "berth/core/logging.hpp"
 #include "berth/core/random.hpp"
@@ -145,10 +146,9 @@ class connection : public engineio::session_handler {
                                      session_.id(), sock->id(), opts.per_second, opts.burst);
     }
     if (ack) {
-      ack(json::array({json{{"ok", false},
-                            {"code", "RATE_LIMITED"},
-                            {"message", "Too many events: slow down"},
-                            {"retryAfterMs", retry.count()}}}));
+      auto body = core::error_body({core::errc::rate_limited, "Too many events: slow down", retry});
+      body["ok"] = false;
+      ack(json::array({std::move(body)}));
     } else if (sock->namespace_handlers_ && sock->namespace_handlers_->on_rate_limited_) {
       sock->namespace_handlers_->on_rate_limited_(sock, event, retry);
     } else {

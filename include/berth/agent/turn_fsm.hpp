@@ -169,7 +169,7 @@ class turn_fsm {
   enum class stop_cause { user, deadline };
   void stop_running(stop_cause why, std::vector<action>& out, const std::string& error_message = {});
   std::string next_turn_id();
-  nlohmann::json error_json(core::errc code, const std::string& message, const std::string* call_id = nullptr) const;
+  nlohmann::json error_json(const core::error& e, const std::string* call_id = nullptr) const;
   void ask_llm(std::vector<action>& out);
   void present_next(std::vector<action>& out);
   void run_next(std::vector<action>& out);

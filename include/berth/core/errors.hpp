@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include <boost/system/result.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 namespace berth::core {
 
@@ -27,6 +28,8 @@ enum class errc {
   unauthorized,
   rate_limited,       // an abuse limit (events per user, LLM tokens per user and minute); retry_after set
   history_not_saved,  // Redis did not take a history entry (agent:error only, the turn goes on)
+  too_many_sessions,  // handshake: the address holds MAX_ENGINEIO_SESSIONS_PER_ADDRESS sessions
+  server_overloaded,  // handshake: the process buffers more than MAX_PROCESS_BUFFER_BYTES
   internal,
 };
 
@@ -42,6 +45,10 @@ struct error {
   std::string message;
   std::optional<std::chrono::milliseconds> retry_after = std::nullopt;
 };
+
+// The error as every client-facing answer carries it (acks, agent:error, refused handshakes,
+// CONNECT_ERROR's data): {code, message, retryAfterMs?}.
+nlohmann::json error_body(const error& e);
 
 // Found by ADL when result<T>::value() is called on an error: a bug, so it throws.
 [[noreturn]] void throw_exception_from_error(const error& e, const boost::source_location& loc);

@@ -383,6 +383,7 @@ TEST_F(ProviderHttp, GeminiQuotaWithLongRetryInfoFailsFast) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, core::errc::llm_unavailable);
   EXPECT_NE(r.error().message.find("retry after 37 s"), std::string::npos) << r.error().message;
+  EXPECT_EQ(r.error().retry_after, std::chrono::milliseconds(37000));  // the client gets retryAfterMs
   EXPECT_EQ(srv.seen().size(), 1u);
 }
 
