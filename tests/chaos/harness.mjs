@@ -201,13 +201,14 @@ async function toolTurn(s, timeoutMs) {
     let callId = null;
     let toolOk = null;
     const early = [];  // approval requests that arrived before the ack told the turn id
+    const notices = [];  // agent:error codes that belong to no turn
     const handlers = {};
     const finish = (r) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
       for (const [ev, fn] of Object.entries(handlers)) s.off(ev, fn);
-      resolve(r);
+      resolve(notices.length ? { ...r, notices } : r);
     };
     const timer = setTimeout(() => {
       if (turnId && s.connected) s.emit("agent:cancel", { turnId });
@@ -230,9 +231,14 @@ async function toolTurn(s, timeoutMs) {
       if (!toolOk) finish({ ok: false, code: "TOOL_IS_ERROR", message: String(p?.content ?? "").slice(0, 200) });
     };
     handlers["agent:response"] = () => toolOk !== null && finish(toolOk ? { ok: true } : { ok: false, code: "TOOL_IS_ERROR" });
+    // An agent:error without a turnId ends no turn (docs/PROTOCOL.md): e.g. the sandbox
+    // MCP server that a recovery could not open yet, while the turn's own tool call goes on. Ending
+    // the turn here left the server's turn running and the next message queued behind it; once it
+    // started, nobody approved its tool call, and every later message of the user waited behind it.
     handlers["agent:error"] = (e) => {
-      if (e?.turnId && turnId && e.turnId !== turnId) return;
-      finish({ ok: false, code: e?.code || "AGENT_ERROR", message: e?.message });
+      if (!e?.turnId) return notices.push(e?.code || "AGENT_ERROR");
+      if (turnId && e.turnId !== turnId) return;
+      finish({ ok: false, code: e.code || "AGENT_ERROR", message: e.message });
     };
     handlers["disconnect"] = (reason) => finish({ ok: false, code: `DISCONNECTED_${reason}` });
     for (const [ev, fn] of Object.entries(handlers)) s.on(ev, fn);
@@ -363,6 +369,14 @@ export class Users {
     const codes = {};
     for (const u of this.all)
       for (const t of u.turns) if (!t.ok && t.start >= from && t.start < to) codes[t.code] = (codes[t.code] || 0) + 1;
+    return codes;
+  }
+
+  // agent:error codes without a turnId that users got during their turns (they end no turn).
+  noticeCodes(from) {
+    const codes = {};
+    for (const u of this.all)
+      for (const t of u.turns) if (t.start >= from) for (const c of t.notices || []) codes[c] = (codes[c] || 0) + 1;
     return codes;
   }
 

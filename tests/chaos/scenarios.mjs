@@ -200,6 +200,7 @@ export async function runChaos({ io, userCount = 50, names = Object.keys(scenari
         turnsFailed: turns.filter((t) => !t.ok).length,
         errorCodes: users.errorCodes(faultAt),
         errorExamples: users.errorExamples(faultAt),
+        noticeCodes: users.noticeCodes(faultAt),
         usersAffected: rec.affected,
         usersRecovered: rec.recovered,
         recoverMsP50: percentile(rec.ms, 50),
@@ -222,8 +223,18 @@ export async function runChaos({ io, userCount = 50, names = Object.keys(scenari
         containerNotices: users.all.reduce((n, u) => n + u.resumes.filter((r) => r.at >= faultAt && r.containerChanged).length, 0),
       };
       result.scenarios[name] = fig;
-      if (process.env.BERTH_CHAOS_LOG_DIR)
+      if (process.env.BERTH_CHAOS_LOG_DIR) {
         for (const r of replicas) writeFileSync(path.join(process.env.BERTH_CHAOS_LOG_DIR, `${name}-${r.replica}.log`), r.logs());
+        // Each user's turns (times as ISO strings, to match the replicas' logs by session id).
+        const iso = (ms) => new Date(ms).toISOString();
+        writeFileSync(path.join(process.env.BERTH_CHAOS_LOG_DIR, `${name}-users.json`), JSON.stringify({
+          faultAt: iso(faultAt), faultDoneAt: iso(faultDoneAt),
+          users: users.all.map((u) => ({
+            id: u.id, sessionId: u.sessionId, faultAt: userFaultAt?.[u.id] ? iso(userFaultAt[u.id]) : undefined, lost: u.lost || undefined,
+            turns: u.turns.map((t) => ({ start: iso(t.start), ms: t.end - t.start, ok: t.ok, code: t.code, message: t.message, notices: t.notices })),
+          })),
+        }, null, 1));
+      }
       log(`${name}: ${JSON.stringify(fig)}`);
       // Start the next scenario from a clean slate of turns.
       for (const u of users.all) u.turns = [];
