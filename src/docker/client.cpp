@@ -232,7 +232,7 @@ asio::awaitable<core::result<http_reply>> client::call(std::string method_in, st
 
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::shared_ptr<connection> c;
-    {
+    if (attempt == 0) {  // a retry always opens a fresh connection
       std::lock_guard lk(sh->mu);
       if (!sh->idle.empty()) {
         c = std::move(sh->idle.back());
@@ -282,11 +282,16 @@ asio::awaitable<core::result<http_reply>> client::call(std::string method_in, st
       co_return fail("docker: " + what + " timed out after " + std::to_string(timeout.count()) + " ms");
     }
     if (ec) {
-      // A kept-alive connection the daemon closed meanwhile: retry once on a fresh one.
+      // A kept-alive connection the daemon closed meanwhile: retry once on a fresh one. The others
+      // kept alive beside it are most likely closed too (a daemon restart closes them all): they go.
       const bool stale = reused && attempt == 0 && !parser.got_some() &&
                          (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
                           ec == asio::error::connection_reset || ec == asio::error::broken_pipe);
-      if (stale) continue;
+      if (stale) {
+        std::lock_guard lk(sh->mu);
+        sh->idle.clear();
+        continue;
+      }
       sh->errors->inc();
       if (ec == bhttp::error::body_limit) co_return fail("docker: " + what + ": response larger than " + std::to_string(opts_.max_body_bytes) + " bytes");
       co_return fail("docker: " + what + ": " + ec.message());

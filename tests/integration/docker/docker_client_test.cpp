@@ -2,6 +2,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "docker_fixture.hpp"
+#include "tests/support/daemon_relay.hpp"
 
 namespace berth::testing {
 namespace {
@@ -261,6 +262,33 @@ TEST_F(DockerClient, BoundedConnectionsQueueExtraCalls) {
   auto ok = std::make_shared<int>(0);
   for (int i = 0; i < 3; ++i) asio::co_spawn(io_, pings_into(one, 5, ok), asio::detached);
   ASSERT_TRUE(run_until([&] { return *ok == 15; }, 60s)) << *ok;
+}
+
+}  // namespace
+}  // namespace berth::testing
+
+namespace berth::testing {
+namespace {
+
+// A dockerd restart closes every kept-alive connection at once. The first call after it finds a
+// dead connection; its retry must not take another dead one from the same era (it did: the call
+// failed with "Broken pipe" until the idle set was worked through).
+TEST_F(DockerClient, AllKeptAliveConnectionsClosedAtOnceCostNoCall) {
+  daemon_relay relay(io_, "/var/run/docker.sock", "/tmp/berth-itest-relay-" + token_ + ".sock");
+  docker::client_options o;
+  o.socket_path = relay.path();
+  o.max_connections = 4;
+  o.call_timeout = std::chrono::seconds(30);
+  docker::client c(io_.get_executor(), o, metrics_);
+  // Four calls at once leave four kept-alive connections idle.
+  auto ok = std::make_shared<int>(0);
+  for (int i = 0; i < 4; ++i) asio::co_spawn(io_, pings_into(c, 1, ok), asio::detached);
+  ASSERT_TRUE(run_until([&] { return *ok == 4; }, 60s)) << *ok;
+  relay.cut_all();  // what the daemon's exit does to them
+  for (int i = 0; i < 4; ++i) {
+    auto r = run(c.ping());
+    EXPECT_TRUE(r) << "call " << i << " after the cut: " << r.error().message;
+  }
 }
 
 }  // namespace

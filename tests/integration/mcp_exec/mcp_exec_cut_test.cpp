@@ -14,7 +14,7 @@
 #include <boost/asio/strand.hpp>
 
 #include "berth/mcp/stdio_session.hpp"
-#include "daemon_relay.hpp"
+#include "tests/support/daemon_relay.hpp"
 #include "docker_fixture.hpp"
 
 namespace berth::testing {
