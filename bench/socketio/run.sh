@@ -13,6 +13,8 @@
 #
 # Environment (defaults): BUILD_DIR=build-bench  IDLE=20000  PEER_IDLE=$IDLE  HOLD=5  SETTLE=3
 #   ECHO_CLIENTS=64  ECHO_SECONDS=10  WARMUP=2  PAYLOAD=32  EVENT=ack|message
+#   POLL_CLIENTS=32  POLL_SECONDS=$ECHO_SECONDS (3. polling: official socket.io-client over HTTP
+#     long-polling only, closed loop of acks, polling_load.mjs; POLL_CLIENTS=0 skips it)
 #   PEERS=ws,uws (which peers to run, comma-separated; a peer that cannot start, e.g. the uWS
 #     binary does not load on this Node/glibc, is reported and skipped, the run goes on)
 #   CHECK=0 (1: exit 1 unless every server connected >= 90 % and held >= 50 % of its first idle try
@@ -37,6 +39,8 @@ ECHO_SECONDS=${ECHO_SECONDS:-10}
 WARMUP=${WARMUP:-2}
 PAYLOAD=${PAYLOAD:-32}
 EVENT=${EVENT:-ack}
+POLL_CLIENTS=${POLL_CLIENTS:-32}
+POLL_SECONDS=${POLL_SECONDS:-$ECHO_SECONDS}
 BENCH_NICE=${BENCH_NICE:--10}
 RESULTS=${RESULTS:-$HERE/RESULTS.md}
 PEERS=${PEERS:-ws,uws}
@@ -164,6 +168,15 @@ echo_run() {
   stop_server
 }
 
+poll_run() {
+  local name=$1
+  start_server "$name" || exit 1
+  echo "== $name: polling $POLL_CLIENTS clients x ${POLL_SECONDS}s (port $SERVER_PORT, pid $SERVER_PID)" >&2
+  "${CLIENT_PIN[@]}" timeout $((POLL_SECONDS + WARMUP + 60)) node "$HERE/polling_load.mjs" --port "$SERVER_PORT" --pid "$SERVER_PID" \
+    --clients "$POLL_CLIENTS" --warmup "$WARMUP" --seconds "$POLL_SECONDS" --payload "$PAYLOAD" >"$WORK/$name.poll" || true
+  stop_server
+}
+
 # A peer whose uWS binary does not load here (Node ABI, glibc) is reported and left out; any other
 # failure to start is an error.
 PEERS_RUN=() PEERS_SKIPPED=()
@@ -184,6 +197,7 @@ LOAD_AVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 idle_ladder berth "$IDLE"
 for p in "${PEERS_RUN[@]}"; do idle_ladder "$p" "$PEER_IDLE"; done
 for name in "${COLS[@]}"; do echo_run "$name"; done
+if (( POLL_CLIENTS > 0 )); then for name in "${COLS[@]}"; do poll_run "$name"; done; fi
 LOAD_AVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- report
@@ -198,9 +212,10 @@ us_part() {
   awk -v t="$(get "$1" echo_server_cpu_us_per_msg)" -v s="$(get "$1" echo_server_sys_share_pct)" -v part="$2" \
     'BEGIN { if (t == "" || s == "") print ""; else printf "%.2f", (part == "sys" ? t * s / 100 : t * (100 - s) / 100) }'
 }
-# berth / PEER msgs per server CPU-second
+# berth / PEER msgs per server CPU-second (echo over websocket; `poll` as $2: over polling)
 ratio() {
-  awk -v a="$(get "$WORK/berth.echo" echo_msgs_per_server_cpu_s)" -v b="$(get "$WORK/$1.echo" echo_msgs_per_server_cpu_s)" \
+  local phase=${2:-echo}
+  awk -v a="$(get "$WORK/berth.$phase" ${phase}_msgs_per_server_cpu_s)" -v b="$(get "$WORK/$1.$phase" ${phase}_msgs_per_server_cpu_s)" \
     'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2fx", a / b }'
 }
 title() {
@@ -231,6 +246,9 @@ c_raw() { get "$2.echo" "$1"; }
 c_lat() { echo "$(get "$1.echo" echo_p50_us) / $(get "$1.echo" echo_p99_us) / $(get "$1.echo" echo_p999_us)"; }
 c_split() { echo "$(fmt "$(us_part "$1.echo" usr)" 1) / $(fmt "$(us_part "$1.echo" sys)" 1)"; }
 c_ratio() { local n=${1##*/}; [[ $n == berth ]] && echo "" || ratio "$n"; }
+c_poll() { fmt "$(get "$3.poll" "$1")" "$2"; }
+c_poll_lat() { echo "$(get "$1.poll" poll_p50_us) / $(get "$1.poll" poll_p99_us)"; }
+c_poll_ratio() { local n=${1##*/}; [[ $n == berth ]] && echo "" || ratio "$n" poll; }
 
 table() {
   printf '| %-46s ' ""
@@ -257,6 +275,15 @@ table() {
   row "echo: of which user / kernel (us per msg)" c_split
   row "echo: msgs per server CPU-second" c_echo echo_msgs_per_server_cpu_s 0
   row "echo: berth / this server, msgs per CPU-s" c_ratio
+  if (( POLL_CLIENTS > 0 )); then
+    row "polling: clients (socket.io-client, acks)" c_poll poll_clients 0
+    row "polling: msgs/s" c_poll poll_msgs_per_s 0
+    row "polling: latency p50 / p99 (us)" c_poll_lat
+    row "polling: server CPU (% of one core)" c_poll poll_server_cpu_pct 0
+    row "polling: server CPU per msg (us)" c_poll poll_server_cpu_us_per_msg 1
+    row "polling: msgs per server CPU-second" c_poll poll_msgs_per_server_cpu_s 0
+    row "polling: berth / this server, msgs per CPU-s" c_poll_ratio
+  fi
 }
 
 # Goals of issue 18 (this run measures one client count and one payload; the issue asks for 100 and
@@ -268,7 +295,8 @@ goals() {
       -v ru="$(ratio uws)" -v rw="$(ratio ws)" \
       -v pb="$(get $B.echo echo_p99_us)" -v pu="$(get "$WORK/uws.echo" echo_p99_us)" -v pw="$(get "$WORK/ws.echo" echo_p99_us)" \
       -v kb_="$(us_part $B.echo sys)" -v ku="$(us_part "$WORK/uws.echo" sys)" \
-      -v clients="$ECHO_CLIENTS" -v payload="$PAYLOAD" 'BEGIN {
+      -v clients="$ECHO_CLIENTS" -v payload="$PAYLOAD" \
+      -v pr_u="$( ((POLL_CLIENTS > 0)) && ratio uws poll)" -v pr_w="$( ((POLL_CLIENTS > 0)) && ratio ws poll)" 'BEGIN {
     sub(/x$/, "", ru); sub(/x$/, "", rw)
     printf "Echo at %d clients, %d B (one of the issue'"'"'s four points):\n", clients, payload
     if (ru == "-") print "- berth >= 1.5x socket.io-on-uWS msgs per server CPU-second: NOT MEASURED (uws peer not run)"
@@ -284,7 +312,8 @@ goals() {
     else printf "- kernel time per message at or below uWS: %s (berth %.1f us, uWS %.1f us)\n", (kb_ + 0 <= ku + 0) ? "MET" : "MISSED", kb_, ku
     printf "- <= 3 KB (3072 B) per idle websocket at 19,900 held: %s (%.0f B at %d held; first try %d of %d)\n",
       (per != "" && per <= 3072 && held >= 19900) ? "MET" : "MISSED", per, held, first, target
-    print "- polling transport, msgs per CPU-second against both peers: NOT MEASURED (berth-sio-load speaks websocket only)"
+    if (pr_u == "" && pr_w == "") print "- polling transport, msgs per CPU-second against both peers: NOT MEASURED (POLL_CLIENTS=0)"
+    else printf "- polling transport, msgs per CPU-second against both peers: measured (berth / uWS %s, berth / ws %s)\n", pr_u, pr_w
   }'
 }
 
@@ -308,7 +337,7 @@ if [[ "$RESULTS" != "-" ]]; then
       "and on uWebSockets.js $(pkg_version @trufflesuite/uws-js-unofficial) (@trufflesuite/uws-js-unofficial);" \
       "each a single process, ping 300/200 ms"
     echo "- Run: IDLE=$IDLE PEER_IDLE=$PEER_IDLE HOLD=$HOLD ECHO_CLIENTS=$ECHO_CLIENTS ECHO_SECONDS=$ECHO_SECONDS" \
-      "PAYLOAD=$PAYLOAD EVENT=$EVENT PEERS=$PEERS PIN=$PIN BENCH_NICE=$BENCH_NICE, nofile limit $NOFILE"
+      "PAYLOAD=$PAYLOAD EVENT=$EVENT POLL_CLIENTS=$POLL_CLIENTS POLL_SECONDS=$POLL_SECONDS PEERS=$PEERS PIN=$PIN BENCH_NICE=$BENCH_NICE, nofile limit $NOFILE"
     for s in "${PEERS_SKIPPED[@]}"; do echo "- Peer skipped: $s"; done
     echo
     table
@@ -320,10 +349,10 @@ if [[ "$RESULTS" != "-" ]]; then
     echo
     goals
     echo
-    echo "Raw key=value output of berth-sio-load:"
+    echo "Raw key=value output of berth-sio-load (and polling_load.mjs):"
     echo
     for c in "${COLS[@]}"; do
-      for f in $c.idle.first $c.idle $c.echo; do
+      for f in $c.idle.first $c.idle $c.echo $c.poll; do
         echo "<details><summary>$f</summary>"
         echo
         echo '```'
@@ -337,14 +366,16 @@ if [[ "$RESULTS" != "-" ]]; then
   echo "wrote $RESULTS"
 fi
 # CHECK=1 (CI's short run): every server connected >= 90 % and held >= 50 % of its first idle try
-# (a client that stopped answering pings would lose them all) and echoed messages.
+# (a client that stopped answering pings would lose them all), echoed messages, and (unless
+# POLL_CLIENTS=0) carried messages over polling.
 if [[ $CHECK == 1 ]]; then
   bad=0
   for c in "${COLS[@]}"; do
     t=$(get "$WORK/$c.idle.first" idle_target) n=$(get "$WORK/$c.idle.first" idle_connected)
     h=$(get "$WORK/$c.idle.first" idle_held) m=$(get "$WORK/$c.echo" echo_msgs)
-    if [[ -z "$t" || -z "$n" || -z "$h" || -z "$m" ]] || (( n * 10 < t * 9 || h * 2 < t || m == 0 )); then
-      echo "CHECK: $c: idle connected ${n:-?} / held ${h:-?} of ${t:-?}, echo msgs ${m:-?}" >&2
+    pm=$( ((POLL_CLIENTS > 0)) && get "$WORK/$c.poll" poll_msgs || echo skipped)
+    if [[ -z "$t" || -z "$n" || -z "$h" || -z "$m" || -z "$pm" || "$pm" == 0 ]] || (( n * 10 < t * 9 || h * 2 < t || m == 0 )); then
+      echo "CHECK: $c: idle connected ${n:-?} / held ${h:-?} of ${t:-?}, echo msgs ${m:-?}, polling msgs ${pm:-?}" >&2
       bad=1
     fi
   done
