@@ -122,7 +122,7 @@ void route(socketio::namespace_& nsp, std::string event, user_event_budget& budg
 gateway::gateway(gateway_deps deps)
     : deps_(std::move(deps)),
       counters_(std::make_unique<gateway_counters>(deps_.metrics)),
-      parked_(std::make_unique<parked_sessions>()),
+      parked_(std::make_shared<parked_sessions>()),
       services_(std::make_unique<session_services>(session_services{
           deps_.cfg, deps_.metrics, deps_.docker, deps_.pool, deps_.sessions, deps_.history, deps_.limiter,
           deps_.llm_budget, deps_.make_provider, deps_.extra_mcp_servers, *counters_, *parked_})),
@@ -133,6 +133,21 @@ gateway::gateway(gateway_deps deps)
                           [this] { return static_cast<double>(parked_->size()); });
   // The hooks capture only what outlives the pool (the docker client, the metrics), not the gateway.
   deps_.pool.set_recycle(scrub_sandbox);
+  // A user waits with no container to give while disconnected users' sessions sit parked in their
+  // grace, each holding one: the longest-parked one hibernates now (its workspace saved, as at the
+  // end of its grace) and its container comes back through the scrub to the waiting user.
+  deps_.pool.set_on_starved([parked = std::weak_ptr<parked_sessions>(parked_),
+                             &yielded = deps_.metrics.get_counter(
+                                 "berth_sessions_yielded_total",
+                                 "Parked sessions hibernated before their grace ended: a user waited for a container")] {
+    auto sessions = parked.lock();
+    if (!sessions) return;
+    auto s = sessions->pick_to_yield();
+    if (!s) return;
+    yielded.inc();
+    core::logger("gateway")->info("sid={} parked: hibernating now, a user waits for a container", s->sid());
+    s->hibernate_now();
+  });
   if (!deps_.cfg.pool_prepare_mcp) return;
   deps_.pool.set_prepare([&docker = deps_.docker, &metrics = deps_.metrics](std::string container_id) {
     return prepare_sandbox_mcp(docker, std::move(container_id), metrics);

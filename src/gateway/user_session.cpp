@@ -73,14 +73,24 @@ json ack_error(const core::error& e) {
 
 void parked_sessions::park(const std::shared_ptr<user_session>& s) {
   std::lock_guard lock(mutex_);
-  parked_[s->sid()] = s;
+  parked_[s->sid()] = entry{s, ++parks_, false};
+}
+
+std::shared_ptr<user_session> parked_sessions::pick_to_yield() {
+  std::lock_guard lock(mutex_);
+  entry* oldest = nullptr;
+  for (auto& [_, e] : parked_)
+    if (!e.yielding && (!oldest || e.order < oldest->order)) oldest = &e;
+  if (!oldest) return nullptr;
+  oldest->yielding = true;
+  return oldest->session;
 }
 
 std::shared_ptr<user_session> parked_sessions::unpark(const std::string& sid) {
   std::lock_guard lock(mutex_);
   auto it = parked_.find(sid);
   if (it == parked_.end()) return nullptr;
-  auto s = std::move(it->second);
+  auto s = std::move(it->second.session);
   parked_.erase(it);
   return s;
 }
@@ -88,7 +98,7 @@ std::shared_ptr<user_session> parked_sessions::unpark(const std::string& sid) {
 bool parked_sessions::leave(const user_session* s) {
   std::lock_guard lock(mutex_);
   auto it = parked_.find(s->sid());
-  if (it == parked_.end() || it->second.get() != s) return false;
+  if (it == parked_.end() || it->second.session.get() != s) return false;
   parked_.erase(it);
   ++hibernating_;
   return true;
@@ -118,7 +128,7 @@ std::size_t parked_sessions::size() const {
 std::vector<std::shared_ptr<user_session>> parked_sessions::all() const {
   std::lock_guard lock(mutex_);
   std::vector<std::shared_ptr<user_session>> out;
-  for (const auto& [_, s] : parked_) out.push_back(s);
+  for (const auto& [_, e] : parked_) out.push_back(e.session);
   return out;
 }
 
@@ -420,8 +430,10 @@ asio::awaitable<std::optional<std::string>> user_session::recover_sandbox(std::s
         self->recorded_ = claimed && *claimed;
       }
     }
+    // A failure here is not told on its own: the call's result says what happened (an agent:error
+    // without a turnId in the middle of a turn reads as another turn's end).
     std::vector<mcp::tool_descriptor> tools;
-    co_await tools_step(self, tools);
+    (void)co_await tools_step(self, tools);
     if (self->closed_ || !self->fsm_) co_return std::nullopt;
     if (self->mcp_ && self->mcp_->sandbox_open()) {
       self->fsm_->set_tools(to_tool_specs(tools));
@@ -679,7 +691,8 @@ asio::awaitable<void> user_session::provision(std::shared_ptr<user_session> self
                                   {"history", std::move(history)}});
 
   std::vector<mcp::tool_descriptor> tools;
-  co_await tools_step(self, tools);
+  const auto sandbox_error = co_await tools_step(self, tools);
+  if (sandbox_error) self->emit_error(*sandbox_error);
   if (self->closed_) co_return;
   if (*rec && (*rec)->workspace == "saved:0") {
     (void)co_await svc.sessions.forget_workspace(self->sid());  // hibernated before any tool ran
@@ -782,8 +795,8 @@ asio::awaitable<core::result<void>> user_session::record_step(std::shared_ptr<us
   co_return core::result<void>{};
 }
 
-asio::awaitable<void> user_session::tools_step(std::shared_ptr<user_session> self,
-                                               std::vector<mcp::tool_descriptor>& tools) {
+asio::awaitable<std::optional<core::error>> user_session::tools_step(std::shared_ptr<user_session> self,
+                                                                     std::vector<mcp::tool_descriptor>& tools) {
   auto& svc = self->svc_;
   if (self->mcp_ && self->mcp_->sandbox() && self->mcp_->sandbox()->container_id() != self->lease_.id()) {
     self->mcp_->close();  // a server of a container the session no longer holds
@@ -803,8 +816,8 @@ asio::awaitable<void> user_session::tools_step(std::shared_ptr<user_session> sel
   if (opened.sandbox_error) {
     log()->warn("sid={} cid={} sandbox MCP unavailable: {}", self->sid(), self->lease_.id().substr(0, 12),
                 opened.sandbox_error->message);
-    self->emit_error(*opened.sandbox_error);
   }
+  co_return std::move(opened.sandbox_error);
 }
 
 // The hibernated workspace goes into the new container before any input runs. A failure is told

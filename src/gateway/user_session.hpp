@@ -63,10 +63,20 @@ class parked_sessions {
   void drain() { draining_ = true; }
   bool draining() const noexcept { return draining_; }
   std::vector<std::shared_ptr<user_session>> all() const;
+  // The longest-parked session not already picked, marked as picked: the pool has a user waiting
+  // with no container to give, and this one's grace ends now (hibernate_now) so its container
+  // goes back. nullptr when none is left to pick.
+  std::shared_ptr<user_session> pick_to_yield();
 
  private:
+  struct entry {
+    std::shared_ptr<user_session> session;
+    std::uint64_t order = 0;  // when it parked, in park() calls
+    bool yielding = false;    // picked by pick_to_yield()
+  };
   mutable std::mutex mutex_;
-  std::map<std::string, std::shared_ptr<user_session>> parked_;
+  std::map<std::string, entry> parked_;
+  std::uint64_t parks_ = 0;
   std::size_t hibernating_ = 0;
   std::size_t settling_ = 0;
   std::atomic<bool> draining_{false};
@@ -177,8 +187,11 @@ class user_session : public std::enable_shared_from_this<user_session> {
   static boost::asio::awaitable<sandbox_hold> hand_over(std::shared_ptr<user_session> parked);
   static boost::asio::awaitable<core::result<void>> record_step(std::shared_ptr<user_session> self,
                                                                 const std::optional<session::session_record>& rec);
-  static boost::asio::awaitable<void> tools_step(std::shared_ptr<user_session> self,
-                                                 std::vector<mcp::tool_descriptor>& tools);
+  // Opens the tools (the sandbox's server and the extra MCP servers); what the sandbox's failed,
+  // logged here, is for the caller to tell (provisioning: agent:error; a recovery mid-turn: the
+  // tool result).
+  static boost::asio::awaitable<std::optional<core::error>> tools_step(std::shared_ptr<user_session> self,
+                                                                       std::vector<mcp::tool_descriptor>& tools);
   static boost::asio::awaitable<std::optional<std::string>> restore_step(std::shared_ptr<user_session> self);
 
   static boost::asio::awaitable<void> handle(std::shared_ptr<user_session> self, input kind, nlohmann::json args,

@@ -166,6 +166,7 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
   std::unordered_map<waiter_id, std::shared_ptr<waiter_slot>> waiters;
   prepare_hook prepare;
   recycle_hook recycle;
+  std::function<void()> on_starved;
   std::unordered_map<std::string, std::shared_ptr<prepared_resource>> prepared;  // idle containers only
   std::unordered_map<std::string, std::shared_ptr<prepared_resource>> returned;  // being scrubbed
   waiter_id next_waiter = 1;
@@ -573,7 +574,20 @@ asio::awaitable<core::result<container_lease>> acquire_impl(std::shared_ptr<pool
   w->on_queued = std::move(on_queued);
   const waiter_id id = self->next_waiter++;
   self->waiters.emplace(id, w);
-  self->apply(self->fsm.acquire(t0, id));
+  const auto decided = self->fsm.acquire(t0, id);
+  // Queued with no container on its way for it (the pool is at its maximum, or creates are
+  // backing off): whoever holds containers it could give back is told (see set_on_starved).
+  const bool starved = std::any_of(decided.begin(), decided.end(), [id](const action& a) {
+    return a.type == action::kind::queued && a.waiter == id;
+  });
+  self->apply(decided);
+  if (starved && self->on_starved) {
+    try {
+      self->on_starved();
+    } catch (const std::exception& e) {
+      self->log->error("[ContainerPool] on_starved hook threw: {}", e.what());
+    }
+  }
   if (ticket && !w->outcome) {
     // The caller gave up: leave the queue (on the strand) and end the wait.
     ticket->on_cancel([weak = std::weak_ptr<pool_state>(self), id] {
@@ -794,6 +808,10 @@ void container_pool::set_prepare(prepare_hook hook) {
 
 void container_pool::set_recycle(recycle_hook hook) {
   asio::post(state_->strand, [s = state_, hook = std::move(hook)]() mutable { s->recycle = std::move(hook); });
+}
+
+void container_pool::set_on_starved(std::function<void()> hook) {
+  asio::post(state_->strand, [s = state_, hook = std::move(hook)]() mutable { s->on_starved = std::move(hook); });
 }
 
 asio::awaitable<core::result<void>> container_pool::start() {

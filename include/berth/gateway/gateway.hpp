@@ -82,7 +82,7 @@ class gateway {
 
   gateway_deps deps_;
   std::unique_ptr<gateway_counters> counters_;
-  std::unique_ptr<parked_sessions> parked_;
+  std::shared_ptr<parked_sessions> parked_;  // shared: the pool's on_starved hook holds it weakly
   std::unique_ptr<session_services> services_;
   std::unique_ptr<user_event_budget> user_events_;
   mutable std::mutex mutex_;

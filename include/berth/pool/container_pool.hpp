@@ -185,6 +185,10 @@ class container_pool {
   void set_prepare(prepare_hook hook);
   // Installs the scrub that recycle() runs (call before start()); without one, recycle() destroys.
   void set_recycle(recycle_hook hook);
+  // Called (on the pool's strand, once per acquire) when an acquire has to wait with no container
+  // on its way for it: the pool is at POOL_MAX_SIZE, or creates are backing off. The gateway then
+  // hibernates a parked session, whose container comes back through recycle().
+  void set_on_starved(std::function<void()> hook);
 
   pool_stats stats() const;
   const pool_options& options() const noexcept;

@@ -224,7 +224,8 @@ test("session:end ends the session and hands its container back scrubbed", async
     await new Promise((res) => setTimeout(res, 50));
   const ids = execFileSync("docker", ["ps", "-q", "--filter", `id=${r.containerId}`]).toString().trim();
   if (ids !== "") {
-    assert.equal(await metric("berth_pool_recycled_total"), recycled0 + 1);
+    // At least this one (a session an earlier test left parked may hibernate meanwhile and recycle its own).
+    assert.ok((await metric("berth_pool_recycled_total")) >= recycled0 + 1);
     assert.equal(execIn(r.containerId, "ls -A /workspace").trim(), "", "the scrub left the previous user's file");
   }
   const again = connect({ query: { sessionId: r.sessionId }, auth: { resumeToken: r.resumeToken } });

@@ -1,6 +1,7 @@
 // A container's life across sessions, with real berth processes, Redis and dockerd: recycled
 // between users (scrubbed, nothing of the previous user visible), parked during a reconnect grace,
 // hibernated (workspace in Redis, container back to the pool) and restored on another replica,
+// hibernated early when a user waits at POOL_MAX_SIZE,
 // kept when over the save cap, kept across a restart with the same REPLICA_ID, and accounted for
 // when users leave while queued, in a connect/disconnect loop, under MAX_CONTAINERS and under the
 // per-address session cap.
@@ -137,6 +138,41 @@ test("a reconnect within the grace takes the parked session back: same container
     assert.match(await run(s2, "cat /workspace/w.txt"), /warm/);
   } finally {
     s2.close();
+  }
+});
+
+test("at POOL_MAX_SIZE a waiting user gets the container of the longest-parked session, which hibernates early", async () => {
+  // A grace far longer than the test: without the yield, the third user would wait for it.
+  const { replicas: [a] } = await cluster(1, { POOL_MIN_SIZE: "1", POOL_MAX_SIZE: "2", SESSION_DETACH_GRACE_MS: "600000" });
+  const first = connect(a.url);
+  const r1 = await once(first, "system:ready", 60000);
+  await run(first, "echo first-user > /workspace/mine.txt; echo ok");
+  first.close();
+  await until(async () => (await metric(a, "berth_sessions_parked")) === 1, "the first session to park");
+  const second = connect(a.url);
+  const r2 = await once(second, "system:ready", 60000);
+  second.close();
+  await until(async () => (await metric(a, "berth_sessions_parked")) === 2, "both sessions to park");
+
+  const third = connect(a.url);
+  const resumed = [];
+  try {
+    const r3 = await once(third, "system:ready", 60000);  // 60 s: a tenth of the grace
+    assert.equal(r3.containerId, r1.containerId, "the first (longest-parked) session's container, scrubbed");
+    assert.equal(await metric(a, "berth_sessions_yielded_total"), 1);
+    assert.equal(await metric(a, "berth_sessions_parked"), 1, "the second session stays parked");
+    assert.match(await run(third, "ls -A /workspace; echo end"), /^end/m, "nothing of the first user");
+    // The first user comes back: its session was hibernated, not lost; now the second one yields.
+    const back = connect(a.url, { query: { sessionId: r1.sessionId }, auth: { resumeToken: r1.resumeToken } });
+    resumed.push(back);
+    const rb = await once(back, "system:ready", 60000);
+    assert.equal(rb.resumed, true);
+    assert.equal(rb.containerId, r2.containerId);
+    assert.match(await run(back, "cat /workspace/mine.txt"), /first-user/);
+    assert.equal(await metric(a, "berth_sessions_yielded_total"), 2);
+  } finally {
+    third.close();
+    for (const s of resumed) s.close();
   }
 });
 
