@@ -270,15 +270,29 @@ TEST_F(redis_sentinel, follows_a_manual_failover_announced_by_switch_master) {
 }
 
 TEST_F(redis_sentinel, the_limiter_neither_leaks_nor_double_grants_across_a_failover) {
-  auto c = start(ha_options());
+  // What is tested is a grant the replica acknowledged (WAIT). On a loaded host (CI) an ack can
+  // take longer than the 100 ms default, which let r2 through unreplicated: allow 2 s, and PING
+  // less often than that, since a PING waits behind a WAIT on the same connection.
+  auto opts = ha_options();
+  opts.wait_timeout = 2000ms;
+  opts.health_interval = 1000ms;
+  auto c = start(opts);
   ASSERT_TRUE(io_.run(c->wait_connected(10s)));
   ASSERT_TRUE(test::eventually([&] { return c->attached_replicas() == 1; }, 5s));
+  // A replica is listed while its first sync still runs: start once it acknowledges writes.
+  auto on_master = plain_client(master_->port());
+  ASSERT_TRUE(test::eventually([&] {
+    auto r = io_.run(on_master->command({"WAIT", "1", "100"}));
+    return r && r->type == redis::reply_type::integer && r->integer == 1;
+  }, 20s));
   session::limiter_options lo;
   lo.max_per_user = 2;
   session::user_limiter limiter(c, lo, metrics_);
   auto p1 = io_.run(limiter.acquire("ursula", "r1"));
   auto p2 = io_.run(limiter.acquire("ursula", "r2"));
   ASSERT_TRUE(p1 && p2);
+  ASSERT_EQ(metrics_.get_counter("berth_redis_unreplicated_writes_total", "", "client=\"ha\"").value(), 0u)
+      << "a grant went through before the replica had it: the rest would test nothing";
   master_->crash();
   // During the failover: refused (fails closed), never granted unlimited.
   auto during = io_.run(limiter.acquire("ursula", "r3"));
