@@ -187,9 +187,9 @@ class user_session : public std::enable_shared_from_this<user_session> {
   static boost::asio::awaitable<sandbox_hold> hand_over(std::shared_ptr<user_session> parked);
   static boost::asio::awaitable<core::result<void>> record_step(std::shared_ptr<user_session> self,
                                                                 const std::optional<session::session_record>& rec);
-  // Opens the tools (the sandbox's server and the extra MCP servers); what the sandbox's failed,
-  // logged here, is for the caller to tell (provisioning: agent:error; a recovery mid-turn: the
-  // tool result).
+  // Opens the tools (the sandbox's server and the extra MCP servers). Returns the sandbox server's
+  // failure, logged here, for the caller to tell (provisioning: agent:error; a recovery mid-turn:
+  // the tool result).
   static boost::asio::awaitable<std::optional<core::error>> tools_step(std::shared_ptr<user_session> self,
                                                                        std::vector<mcp::tool_descriptor>& tools);
   static boost::asio::awaitable<std::optional<std::string>> restore_step(std::shared_ptr<user_session> self);
