@@ -128,6 +128,12 @@ test("a reconnect within the grace takes the parked session back: same container
   await run(s, "echo warm > /workspace/w.txt; echo ok");
   s.close();
   await until(async () => (await metric(a, "berth_sessions_parked")) === 1, "the session to park");
+  // The counter also counts the servers the pool prepares in its idle containers: wait until the
+  // refill after this session's acquire is done, so what is counted next is the reconnect's alone.
+  await until(async () => {
+    const p = await (await fetch(`${a.url}/stats/pool`)).json();
+    return p.creating === 0 && p.idle > 0 && p.prepared === p.idle;
+  }, "the pool's refill to be prepared");
   const execs = await metric(a, "berth_mcp_restarts_total");
   const s2 = connect(a.url, { query: { sessionId: r.sessionId }, auth: { resumeToken: r.resumeToken } });
   try {
