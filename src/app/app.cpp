@@ -161,9 +161,6 @@ struct app::impl {
   std::unique_ptr<gateway::gateway> gw;
   static constexpr std::chrono::milliseconds heartbeat_ttl{10000};
   std::string stats_key;  // the `replica-stats` hash every replica publishes to
-  // Last Docker probe, refreshed by /health (Docker calls are too slow to make per metric scrape).
-  std::mutex docker_mutex;
-  json docker_status = json{{"ok", false}, {"apiVersion", nullptr}};
 
   explicit impl(core::config c)
       : cfg(std::move(c)),

@@ -43,6 +43,12 @@ nlohmann::json error_body(const error& e) {
   return j;
 }
 
+nlohmann::json ack_error(const error& e) {
+  auto body = error_body(e);
+  body["ok"] = false;
+  return nlohmann::json::array({std::move(body)});
+}
+
 void throw_exception_from_error(const error& e, const boost::source_location&) {
   throw std::runtime_error(std::string(to_string(e.code)) + ": " + e.message);
 }

@@ -55,7 +55,7 @@ struct user_event_budget {
     if (ack) {
       auto e = core::make_error(core::errc::rate_limited, "Too many events from this user: slow down");
       e.retry_after = retry;
-      std::exchange(ack, nullptr)(ack_error(e));
+      std::exchange(ack, nullptr)(core::ack_error(e));
     }
     return false;
   }

@@ -63,12 +63,6 @@ std::size_t note_bytes(std::string_view note) {
 
 }  // namespace
 
-json ack_error(const core::error& e) {
-  json body = core::error_body(e);
-  body["ok"] = false;
-  return json::array({std::move(body)});
-}
-
 // ---------------------------------------------------------------- parked_sessions
 
 void parked_sessions::park(const std::shared_ptr<user_session>& s) {
@@ -177,7 +171,7 @@ void user_session::emit_error(const core::error& e) { emit("agent:error", core::
 void user_session::reject(const core::error& e, ack_fn& ack) {
   if (e.code == core::errc::invalid_payload) svc_.counters.invalid_payloads.inc();
   emit_error(e);
-  if (ack) std::exchange(ack, nullptr)(ack_error(e));
+  if (ack) std::exchange(ack, nullptr)(core::ack_error(e));
 }
 
 void user_session::start() {
@@ -201,7 +195,7 @@ void user_session::on_unknown(const std::string& event, json, ack_fn ack) {
 void user_session::accept(input kind, json args, ack_fn ack) {
   if (!ready_) {
     if (before_ready_.size() >= max_pending_inputs) {
-      if (ack) ack(ack_error(core::make_error(core::errc::too_many_requests, "session is still starting")));
+      if (ack) ack(core::ack_error(core::make_error(core::errc::too_many_requests, "session is still starting")));
       return;
     }
     before_ready_.push_back({kind, std::move(args), std::move(ack)});
@@ -282,7 +276,7 @@ void user_session::apply(std::vector<agent::action> actions) {
             start_outbox();
           } else if constexpr (std::is_same_v<T, agent::ack>) {
             if (current_ack_)
-              std::exchange(current_ack_, nullptr)(act.ok ? ack_ok(act.turn_id) : ack_error(act.error.value_or(core::error{})));
+              std::exchange(current_ack_, nullptr)(act.ok ? ack_ok(act.turn_id) : core::ack_error(act.error.value_or(core::error{})));
           } else if constexpr (std::is_same_v<T, agent::turn_clock>) {
             on_turn_clock(act.what);
           } else if constexpr (std::is_same_v<T, agent::end_turn>) {
@@ -605,7 +599,7 @@ asio::awaitable<void> user_session::end_session(std::shared_ptr<user_session> se
   auto r = co_await svc.sessions.end(self->sid());
   self->recycle_container();
   log()->info("sid={} uid={} session ended by the user", self->sid(), self->user());
-  if (ack) ack(r ? ack_ok() : ack_error(r.error()));
+  if (ack) ack(r ? ack_ok() : core::ack_error(r.error()));
   self->emit("system:message", "Session ended; its sandbox was wiped and released.");
   if (auto s = self->sock_.lock()) s->disconnect(true);
 }
@@ -629,7 +623,7 @@ void user_session::fail_provisioning(const core::error& e) {
   log()->warn("sid={} uid={} provisioning failed: {} {}", sid(), user(), core::to_string(e.code), e.message);
   emit_error(e);
   for (auto& in : before_ready_)
-    if (in.ack) in.ack(ack_error(e));
+    if (in.ack) in.ack(core::ack_error(e));
   before_ready_.clear();
   if (auto s = sock_.lock()) s->disconnect(true);
 }

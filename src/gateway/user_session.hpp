@@ -40,9 +40,6 @@
 
 namespace berth::gateway {
 
-// The ack of a refused client event: [{ok:false, code, message, retryAfterMs?}].
-nlohmann::json ack_error(const core::error& e);
-
 class user_session;
 
 // Sessions this replica holds without a socket, until their grace ends (then they hibernate).

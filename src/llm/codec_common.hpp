@@ -31,7 +31,6 @@ parse_outcome stream_cut(std::string_view provider, std::string_view missing);
 // Success, after checking every tool call names a tool the request offered.
 parse_outcome accept(std::string_view provider, const llm_request& req, llm_reply reply);
 
-
 // Text of a JSON value: strings as-is, anything else dumped.
 std::string text_of(const nlohmann::json& j);
 

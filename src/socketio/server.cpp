@@ -146,9 +146,7 @@ class connection : public engineio::session_handler {
                                      session_.id(), sock->id(), opts.per_second, opts.burst);
     }
     if (ack) {
-      auto body = core::error_body({core::errc::rate_limited, "Too many events: slow down", retry});
-      body["ok"] = false;
-      ack(json::array({std::move(body)}));
+      ack(core::ack_error({core::errc::rate_limited, "Too many events: slow down", retry}));
     } else if (sock->namespace_handlers_ && sock->namespace_handlers_->on_rate_limited_) {
       sock->namespace_handlers_->on_rate_limited_(sock, event, retry);
     } else {

@@ -49,6 +49,8 @@ struct error {
 // The error as every client-facing answer carries it (acks, agent:error, refused handshakes,
 // CONNECT_ERROR's data): {code, message, retryAfterMs?}.
 nlohmann::json error_body(const error& e);
+// The ack of a refused client event (Socket.IO ack arguments): [{ok:false, code, message, retryAfterMs?}].
+nlohmann::json ack_error(const error& e);
 
 // Found by ADL when result<T>::value() is called on an error: a bug, so it throws.
 [[noreturn]] void throw_exception_from_error(const error& e, const boost::source_location& loc);

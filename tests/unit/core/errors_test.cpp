@@ -27,3 +27,10 @@ TEST(errors, the_body_carries_the_retry_hint_only_when_known) {
   const error limited{errc::rate_limited, "slow down", std::chrono::milliseconds(1500)};
   EXPECT_EQ(error_body(limited), (json{{"code", "RATE_LIMITED"}, {"message", "slow down"}, {"retryAfterMs", 1500}}));
 }
+
+TEST(errors, a_refused_events_ack_is_one_object_with_ok_false) {
+  const error limited{errc::rate_limited, "slow down", std::chrono::milliseconds(250)};
+  EXPECT_EQ(ack_error(limited),
+            json::array({json{{"ok", false}, {"code", "RATE_LIMITED"}, {"message", "slow down"}, {"retryAfterMs", 250}}}));
+}
+
