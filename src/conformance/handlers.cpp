@@ -12,6 +12,14 @@ void register_echo_handlers(socketio::namespace_& nsp) {
   nsp.on("message-with-ack", [](const socket_ptr&, json args, socketio::socket::ack_fn ack) {
     if (ack) ack(std::move(args));
   });
+  // The same two echoes for arguments without binary, which arrive as text: passed back as they
+  // came, never parsed (the binary ones above need the tree to find their attachments).
+  nsp.on_text("message", [](const socket_ptr& s, std::string args, socketio::socket::text_ack_fn) {
+    s->emit_text("message-back", std::move(args));
+  });
+  nsp.on_text("message-with-ack", [](const socket_ptr&, std::string args, socketio::socket::text_ack_fn ack) {
+    if (ack) ack(std::move(args));
+  });
   nsp.on("get-handshake", [](const socket_ptr& s, json, socketio::socket::ack_fn ack) {
     if (!ack) return;
     json query = json::object();

@@ -1,15 +1,34 @@
 #include "berth/engineio/websocket_codec.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 #include <openssl/sha.h>
 
 #include "berth/core/random.hpp"
+#include "berth/core/text_validation.hpp"
 
 namespace berth::engineio {
 namespace {
 bool is_control(ws_opcode op) { return static_cast<std::uint8_t>(op) >= 8; }
 bool known_opcode(std::uint8_t op) { return op <= 2 || (op >= 8 && op <= 10); }
+
+// XORs the 4-byte client mask over `payload`, eight bytes per step.
+void unmask(std::string& payload, const char* mask) noexcept {
+  std::uint32_t m32;
+  std::memcpy(&m32, mask, 4);
+  const std::uint64_t m64 = (std::uint64_t{m32} << 32) | m32;
+  char* p = payload.data();
+  const std::size_t n = payload.size();
+  std::size_t i = 0;
+  for (; n - i >= 8; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    w ^= m64;
+    std::memcpy(p + i, &w, 8);
+  }
+  for (; i < n; ++i) p[i] = static_cast<char>(p[i] ^ mask[i & 3]);
+}
 }  // namespace
 
 std::size_t websocket_decoder::parse_frame(std::string_view in, std::vector<ws_message>& out, ws_close_code& err) {
@@ -53,7 +72,7 @@ std::size_t websocket_decoder::parse_frame(std::string_view in, std::vector<ws_m
   }
   const char* mask = in.data() + header - 4;
   std::string payload(in.substr(header, static_cast<std::size_t>(len)));
-  for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>(payload[i] ^ mask[i & 3]);
+  unmask(payload, mask);
 
   if (is_control(op)) {
     if (op == ws_opcode::close && payload.size() == 1) {
@@ -68,7 +87,7 @@ std::size_t websocket_decoder::parse_frame(std::string_view in, std::vector<ws_m
     }
     message_ += payload;
     if (fin) {
-      if (message_op_ == ws_opcode::text && !is_valid_utf8(message_)) {
+      if (message_op_ == ws_opcode::text && !core::is_valid_utf8(message_)) {
         err = ws_close_code::invalid_payload;
         return 0;
       }
@@ -82,7 +101,7 @@ std::size_t websocket_decoder::parse_frame(std::string_view in, std::vector<ws_m
       return 0;
     }
     if (fin) {
-      if (op == ws_opcode::text && !is_valid_utf8(payload)) {
+      if (op == ws_opcode::text && !core::is_valid_utf8(payload)) {
         err = ws_close_code::invalid_payload;
         return 0;
       }
@@ -172,43 +191,6 @@ std::string websocket_accept_key(std::string_view client_key) {
   unsigned char digest[SHA_DIGEST_LENGTH];
   SHA1(reinterpret_cast<const unsigned char*>(s.data()), s.size(), digest);
   return core::base64_encode(std::string_view(reinterpret_cast<const char*>(digest), sizeof digest));
-}
-
-bool is_valid_utf8(std::string_view s) noexcept {
-  std::size_t i = 0;
-  const auto n = s.size();
-  while (i < n) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len;
-    std::uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > n) return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return false;
-    i += len;
-  }
-  return true;
 }
 
 }  // namespace berth::engineio

@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "berth/core/json.hpp"
+#include "berth/core/text_validation.hpp"
 
 namespace berth::socketio {
 namespace {
@@ -71,7 +72,65 @@ bool payload_valid(packet_type t, const json& d) {
   return false;
 }
 
+bool is_json_space(char c) noexcept { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+std::string_view trim_json_space(std::string_view t) noexcept {
+  while (!t.empty() && is_json_space(t.front())) t.remove_prefix(1);
+  while (!t.empty() && is_json_space(t.back())) t.remove_suffix(1);
+  return t;
+}
+
+// The elements of a JSON array's text, without its brackets: "" for an empty array.
+std::string_view array_elements(std::string_view array_text) noexcept {
+  auto t = trim_json_space(array_text);
+  if (t.size() < 2) return {};
+  return trim_json_space(t.substr(1, t.size() - 2));
+}
+
+// Appends `s` as a JSON string (valid UTF-8 is written as it is, as JSON.stringify does).
+void append_json_string(std::string& out, std::string_view s) {
+  for (const char c : s)
+    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) {
+      out += json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+      return;
+    }
+  out += '"';
+  out += s;
+  out += '"';
+}
+
+// An event's validated array text split into its name and the array of its other elements:
+// ["name", 1, 2] -> name, [1, 2]. False when the first element is not a string.
+bool split_event(std::string_view array_text, std::string& name, std::string& args) {
+  if (trim_json_space(array_text).front() != '[') return false;
+  const auto elements = array_elements(array_text);
+  if (elements.empty() || elements.front() != '"') return false;
+  std::size_t end = 1;  // the closing quote (the text is valid JSON, so there is one)
+  bool escaped = false;
+  for (; elements[end] != '"'; ++end)
+    if (elements[end] == '\\') {
+      escaped = true;
+      ++end;
+    }
+  const auto token = elements.substr(0, end + 1);
+  if (escaped) name = json::parse(token, nullptr, false).get<std::string>();
+  else name.assign(token.substr(1, token.size() - 2));
+  const auto rest = trim_json_space(elements.substr(end + 1));  // "" or ", more"
+  args = "[";
+  if (!rest.empty()) args += trim_json_space(rest.substr(1));
+  args += ']';
+  return true;
+}
+
 }  // namespace
+
+json packet::payload() const {
+  if (args_text.empty()) return data;
+  json args = json::parse(args_text, nullptr, false);
+  if (args.is_discarded() || type != packet_type::event) return args;
+  args.insert(args.begin(), event);
+  return args;
+}
 
 bool is_reserved_event(std::string_view ev) noexcept {
   return ev == "connect" || ev == "connect_error" || ev == "disconnect" || ev == "disconnecting" ||
@@ -118,6 +177,20 @@ encoded_packet encode(const packet& p) {
     s += ',';
   }
   if (p.id) s += std::to_string(*p.id);
+  if (!p.args_text.empty()) {
+    if (type != packet_type::event) {
+      s += p.args_text;
+      return out;
+    }
+    s += '[';
+    append_json_string(s, p.event);
+    if (const auto more = array_elements(p.args_text); !more.empty()) {
+      s += ',';
+      s += more;
+    }
+    s += ']';
+    return out;
+  }
   if (p.has_data()) s += (binary ? data : p.data).dump(-1, ' ', false, json::error_handler_t::replace);
   return out;
 }
@@ -167,7 +240,18 @@ decoder::status decoder::feed_text(std::string_view msg) {
     std::from_chars(msg.data() + id_start, msg.data() + i, id);
     packet_.id = id;
   }
-  if (i < msg.size()) {
+  if (i < msg.size() && packet_.type == packet_type::event) {
+    // Validated, not parsed: the tree is built only for a handler that asks for one.
+    const auto text = msg.substr(i);
+    if (const auto err = core::validate_json(text); err != core::json_error::none)
+      return fail(err == core::json_error::too_deep ? decode_error::too_deep : decode_error::bad_json);
+    if (split_event(text, packet_.event, packet_.args_text)) {
+      if (is_reserved_event(packet_.event)) return fail(decode_error::bad_payload);
+      return status::complete;
+    }
+    packet_.data = json::parse(text, nullptr, false);  // [number, ...] (checked below) or no event at all
+    if (packet_.data.is_discarded()) return fail(decode_error::bad_json);
+  } else if (i < msg.size()) {
     auto parsed = core::parse_json_checked(msg.substr(i));
     if (parsed.error == core::json_error::too_deep) return fail(decode_error::too_deep);
     if (!parsed) return fail(decode_error::bad_json);

@@ -122,8 +122,42 @@ class connection : public engineio::session_handler {
     return head.type == packet_type::binary_ack && connecting_.count(head.nsp);
   }
 
+  // Where an event's ack goes; shared by the copies of its ack function, sent at most once.
+  struct ack_target {
+    std::weak_ptr<socket> weak;
+    std::uint64_t id;
+    std::string nsp;
+    bool used = false;
+  };
+  using ack_target_ptr = std::shared_ptr<ack_target>;
+
+  static void send_ack(const ack_target_ptr& target, packet a) {
+    auto s = target->weak.lock();
+    if (!s || target->used) return;
+    target->used = true;
+    if (s->strand_.running_in_this_thread()) return s->send_packet(std::move(a));
+    asio::dispatch(s->strand_, [s, a = std::move(a)]() mutable { s->send_packet(std::move(a)); });
+  }
+  // One allocation per acked event: each closure holds only the shared target, which fits
+  // std::function's local storage.
+  static socket::ack_fn json_ack(ack_target_ptr target) {
+    if (!target) return {};
+    return [target = std::move(target)](json reply) {
+      if (!reply.is_array()) reply = json::array({std::move(reply)});
+      send_ack(target, packet{packet_type::ack, target->nsp, target->id, std::move(reply)});
+    };
+  }
+  static socket::text_ack_fn text_ack(ack_target_ptr target) {
+    if (!target) return {};
+    return [target = std::move(target)](std::string args_text) {
+      packet a{packet_type::ack, target->nsp, target->id, json(json::value_t::discarded)};
+      a.args_text = std::move(args_text);
+      send_ack(target, std::move(a));
+    };
+  }
+
   // The socket's event budget; false when this event is refused (answered, hooked or dropped).
-  bool admit_event(const std::shared_ptr<socket>& sock, const std::string& event, socket::ack_fn& ack) {
+  bool admit_event(const std::shared_ptr<socket>& sock, const std::string& event, const ack_target_ptr& ack) {
     auto& limit = *sock->limit_;
     const auto now = core::rate_clock::now();
     const auto& opts = server_.opts_.events;
@@ -146,7 +180,7 @@ class connection : public engineio::session_handler {
                                      session_.id(), sock->id(), opts.per_second, opts.burst);
     }
     if (ack) {
-      ack(core::ack_error({core::errc::rate_limited, "Too many events: slow down", retry}));
+      json_ack(ack)(core::ack_error({core::errc::rate_limited, "Too many events: slow down", retry}));
     } else if (sock->namespace_handlers_ && sock->namespace_handlers_->on_rate_limited_) {
       sock->namespace_handlers_->on_rate_limited_(sock, event, retry);
     } else {
@@ -191,42 +225,34 @@ class connection : public engineio::session_handler {
   }
 
   void dispatch_event(const std::shared_ptr<socket>& sock, packet p) {
-    json args = std::move(p.data);
-    json name = std::move(args[0]);
-    args.erase(args.begin());
-    socket::ack_fn ack;
-    if (p.id) {
-      // One allocation per acked event: the closure holds only a shared_ptr to this state, which
-      // fits std::function's local storage (and the "at most once" flag is shared by its copies).
-      struct ack_state {
-        std::weak_ptr<socket> weak;
-        std::uint64_t id;
-        std::string nsp;
-        bool used = false;
-      };
-      ack = [st = std::make_shared<ack_state>(ack_state{sock, *p.id, std::move(p.nsp), false})](json reply) {
-        auto s = st->weak.lock();
-        if (!s || st->used) return;  // an ack is sent at most once
-        st->used = true;
-        if (!reply.is_array()) reply = json::array({std::move(reply)});
-        packet a{packet_type::ack, st->nsp, st->id, std::move(reply)};
-        if (s->strand_.running_in_this_thread())
-          s->send_packet(std::move(a));
-        else
-          asio::dispatch(s->strand_, [s, a = std::move(a)]() mutable { s->send_packet(std::move(a)); });
-      };
+    ack_target_ptr ack;
+    if (p.id) ack = std::make_shared<ack_target>(ack_target{sock, *p.id, std::move(p.nsp), false});
+    const bool as_text = !p.args_text.empty();
+    std::string event;
+    json args;
+    if (as_text) {
+      event = std::move(p.event);
+    } else {  // [name, args...] as a tree: binary attachments, or a number for a name
+      args = std::move(p.data);
+      const json& name = args[0];
+      event = name.is_string() ? name.get<std::string>() : name.dump();
+      args.erase(args.begin());
     }
-    std::string dumped;
-    const std::string& event = name.is_string() ? name.get_ref<const std::string&>() : (dumped = name.dump());
     if (sock->limit_ && !admit_event(sock, event, ack)) return;
-    if (!sock->handlers_.empty()) {
-      auto h = sock->handlers_.find(event);
-      if (h != sock->handlers_.end()) return h->second(std::move(args), std::move(ack));
+    const auto own = sock->handlers_.empty() ? sock->handlers_.end() : sock->handlers_.find(event);
+    const auto* shared = sock->namespace_handlers_;
+    if (as_text && own == sock->handlers_.end() && shared) {
+      if (auto* fn = namespace_::find(shared->text_handlers_, event)) return (*fn)(sock, std::move(p.args_text), text_ack(std::move(ack)));
     }
-    if (sock->namespace_handlers_) {
-      if (auto* fn = sock->namespace_handlers_->find_handler(event)) return (*fn)(sock, std::move(args), std::move(ack));
+    if (as_text) {
+      args = json::parse(p.args_text, nullptr, false);
+      if (args.is_discarded()) return fail("number out of range in event arguments", p.args_text);
     }
-    if (sock->any_) sock->any_(event, std::move(args), std::move(ack));
+    if (own != sock->handlers_.end()) return own->second(std::move(args), json_ack(std::move(ack)));
+    if (shared) {
+      if (auto* fn = namespace_::find(shared->handlers_, event)) return (*fn)(sock, std::move(args), json_ack(std::move(ack)));
+    }
+    if (sock->any_) sock->any_(event, std::move(args), json_ack(std::move(ack)));
   }
 
   void handle_connect(packet p) {
@@ -385,14 +411,28 @@ void socket::send_packet(packet p) {
 // An event without ack: numbered and kept for recovery when it is on (connected, or disconnected
 // and still held for recovery), then sent if there is a connection to send it on.
 void socket::send_event(packet p) {
-  if (outbox_ && (connected_ || detached_)) outbox_->stamp(p.data);
+  if (outbox_ && (connected_ || detached_)) {
+    if (!p.args_text.empty()) {  // the offset is appended to the arguments: that takes the tree
+      p.data = p.payload();
+      p.args_text.clear();
+      if (p.data.is_discarded()) return;  // a number out of double range: nothing to number
+    }
+    outbox_->stamp(p.data);
+  }
   send_packet(std::move(p));
 }
 
 void socket::emit(const std::string& event, json args) {
   if (!args.is_array()) args = json::array({std::move(args)});
   args.insert(args.begin(), event);
-  packet p{packet_type::event, nsp_, std::nullopt, std::move(args)};
+  post_event(packet{packet_type::event, nsp_, std::nullopt, std::move(args)});
+}
+
+void socket::emit_text(const std::string& event, std::string args_text) {
+  post_event(packet{packet_type::event, nsp_, std::nullopt, json(json::value_t::discarded), event, std::move(args_text)});
+}
+
+void socket::post_event(packet p) {
   if (strand_.running_in_this_thread()) return send_event(std::move(p));
   asio::dispatch(strand_, [self = shared_from_this(), p = std::move(p)]() mutable { self->send_event(std::move(p)); });
 }

@@ -63,6 +63,4 @@ void append_ws_close(std::string& out, ws_close_code code, std::string_view reas
 // Sec-WebSocket-Accept for a client's Sec-WebSocket-Key.
 std::string websocket_accept_key(std::string_view client_key);
 
-bool is_valid_utf8(std::string_view s) noexcept;
-
 }  // namespace berth::engineio

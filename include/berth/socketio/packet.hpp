@@ -28,8 +28,16 @@ struct packet {
   packet_type type = packet_type::event;
   std::string nsp = "/";
   std::optional<std::uint64_t> id;
-  json data;  // discarded (json::value_t::discarded) when the packet has no payload
-  bool has_data() const noexcept { return !data.is_discarded(); }
+  json data;  // discarded (json::value_t::discarded) when the packet has no payload or carries it as text
+  // An event or ack without binary may carry its arguments as JSON text instead of `data`: an
+  // array, already validated (core::validate_json). Decoded events named by a string always do,
+  // with the name in `event`, so a handler that passes its arguments on never parses them.
+  std::string event{};
+  std::string args_text{};  // empty: the payload, if any, is `data`
+  bool has_data() const noexcept { return !data.is_discarded() || !args_text.empty(); }
+  // The payload as a tree whichever way it is carried (for an event: [name, args...]).
+  // Discarded when there is none, or when the text holds a number too large for a double.
+  json payload() const;
 };
 
 struct encoded_packet {
@@ -37,7 +45,8 @@ struct encoded_packet {
   std::vector<std::string> attachments;  // binary Engine.IO messages that follow
 };
 
-// Encodes; event/ack packets containing binary become binary_event/binary_ack.
+// Encodes; event/ack packets containing binary become binary_event/binary_ack. Arguments carried
+// as text are written as they are.
 encoded_packet encode(const packet& p);
 
 // Limits that keep a hostile peer from growing server memory.

@@ -44,6 +44,7 @@ class recovery_store {
 class socket : public std::enable_shared_from_this<socket> {
  public:
   using ack_fn = std::function<void(json args)>;  // args: a JSON array
+  using text_ack_fn = std::function<void(std::string args_text)>;  // args_text: a valid JSON array's text
   using event_fn = std::function<void(json args, ack_fn ack)>;  // ack empty when none was asked
   using any_fn = std::function<void(const std::string& event, json args, ack_fn ack)>;
   using disconnect_fn = std::function<void(const std::string& reason)>;
@@ -70,6 +71,9 @@ class socket : public std::enable_shared_from_this<socket> {
 
   // Thread-safe. `args` is a JSON array of arguments (binary as json::binary_t).
   void emit(const std::string& event, json args = json::array());
+  // Thread-safe. The same, with the arguments as a valid JSON array's text (e.g. as received by a
+  // namespace_::on_text handler), written out without a parse or a dump.
+  void emit_text(const std::string& event, std::string args_text);
   // Thread-safe. `done` gets the client's ack arguments, or nullopt after `timeout`.
   void emit_with_ack(const std::string& event, json args, std::chrono::milliseconds timeout,
                      std::function<void(std::optional<json>)> done);
@@ -87,6 +91,7 @@ class socket : public std::enable_shared_from_this<socket> {
  private:
   friend class connection;
   void send_event(packet p);
+  void post_event(packet p);  // send_event on the strand
   void send_packet(packet p);
   void handle_disconnect(const std::string& reason);
   void release_hold();
@@ -153,14 +158,21 @@ class namespace_ {
   const std::string& name() const noexcept { return name_; }
   void use(middleware m) { middlewares_.push_back(std::move(m)); }
   void on_connection(std::function<void(std::shared_ptr<socket>)> fn) { on_connection_.push_back(std::move(fn)); }
+  // For a handler that passes the arguments on as they came (an echo, a relay): they arrive as
+  // the JSON array text the client sent, validated but never parsed, and go out again with
+  // socket::emit_text or the text ack. Only events without binary attachments are given as text;
+  // the others go to the `on` handler of the same name.
+  using text_event_fn = std::function<void(const std::shared_ptr<socket>& sock, std::string args_text, socket::text_ack_fn ack)>;
   // Register before serving. A handler a socket registers itself (socket::on) takes precedence.
   void on(std::string event, event_fn fn) { handlers_.emplace_back(std::move(event), std::move(fn)); }
+  void on_text(std::string event, text_event_fn fn) { text_handlers_.emplace_back(std::move(event), std::move(fn)); }
   void on_rate_limited(rate_limited_fn fn) { on_rate_limited_ = std::move(fn); }
 
  private:
   friend class connection;
-  const event_fn* find_handler(std::string_view event) const noexcept {
-    for (auto& [name, fn] : handlers_)
+  template <class Fn>
+  static const Fn* find(const std::vector<std::pair<std::string, Fn>>& handlers, std::string_view event) noexcept {
+    for (auto& [name, fn] : handlers)
       if (name == event) return &fn;
     return nullptr;
   }
@@ -168,6 +180,7 @@ class namespace_ {
   std::vector<middleware> middlewares_;
   std::vector<std::function<void(std::shared_ptr<socket>)>> on_connection_;
   std::vector<std::pair<std::string, event_fn>> handlers_;  // a handful: a linear scan beats a map
+  std::vector<std::pair<std::string, text_event_fn>> text_handlers_;
   rate_limited_fn on_rate_limited_;
 };
 

@@ -53,6 +53,14 @@ class socketio_connection_test : public ::testing::Test {
     root.on("echo", [](const std::shared_ptr<socketio::socket>&, json args, socketio::socket::ack_fn ack) {
       if (ack) ack(std::move(args));
     });
+    // "relay": a text handler for arguments without binary, the tree handler for the others.
+    root.on_text("relay", [](const std::shared_ptr<socketio::socket>& s, std::string args, socketio::socket::text_ack_fn ack) {
+      if (ack) return ack(std::move(args));
+      s->emit_text("relayed", std::move(args));
+    });
+    root.on("relay", [](const std::shared_ptr<socketio::socket>&, json args, socketio::socket::ack_fn ack) {
+      if (ack) ack(json::array({"tree", args.size()}));
+    });
     root.on("ask-me", [this](const std::shared_ptr<socketio::socket>& s, json, socketio::socket::ack_fn) {
       s->emit_with_ack("question", json::array({"ready?"}), 5s,
                        [this](std::optional<json> reply) { seen_.note([&](observed& o) { o.server_ack = reply; }); });
@@ -108,6 +116,37 @@ TEST_F(socketio_connection_test, an_ack_returns_the_events_arguments) {
   auto ws = join_main();
   client::send(*ws, R"(4212["echo","hi",{"n":1}])");
   EXPECT_EQ(client::read(*ws), R"(4312["hi",{"n":1}])");
+}
+
+// A text handler's arguments are never parsed: what the client wrote (its spacing, its escapes)
+// comes back byte for byte, in the ack and in an emitted event alike.
+TEST_F(socketio_connection_test, text_handlers_pass_arguments_on_as_the_client_wrote_them) {
+  start();
+  auto ws = join_main();
+  client::send(*ws, R"(425["relay", "A" , {"k" :[1, 2.50]}])");
+  EXPECT_EQ(client::read(*ws), R"(435["A" , {"k" :[1, 2.50]}])");
+  client::send(*ws, R"(42["relay",null])");
+  EXPECT_EQ(client::read(*ws), R"(42["relayed",null])");
+  client::send(*ws, R"(42["relay"])");
+  EXPECT_EQ(client::read(*ws), R"(42["relayed"])");
+  // With a binary attachment the same event goes to the tree handler.
+  client::send(*ws, R"(451-6["relay",{"_placeholder":true,"num":0},7])");
+  client::send_binary(*ws, "bytes");
+  EXPECT_EQ(client::read(*ws), R"(436["tree",2])");
+  // Invalid JSON is refused before any handler, as it was when every event was parsed.
+  client::send(*ws, R"(42["relay",01])");
+  EXPECT_EQ(client::read(*ws), "closed");
+}
+
+TEST_F(socketio_connection_test, a_text_handlers_events_are_rate_limited_too) {
+  start({.events = {.per_second = 1, .burst = 1}});
+  auto ws = join_main();
+  client::send(*ws, R"(421["relay",1])");
+  client::send(*ws, R"(422["relay",2])");
+  EXPECT_EQ(client::read(*ws), R"(431[1])");
+  const auto refused = client::read(*ws);
+  ASSERT_EQ(refused.substr(0, 3), "432") << refused;
+  EXPECT_EQ(json::parse(refused.substr(3))[0]["code"], "RATE_LIMITED");
 }
 
 TEST_F(socketio_connection_test, an_unknown_namespace_is_refused_and_the_connection_stays) {

@@ -125,14 +125,6 @@ TEST(websocket_codec, server_frames_use_the_right_length_forms) {
   EXPECT_EQ(c, std::string("\x88\x05\x03\xf1" "big", 7));
 }
 
-TEST(websocket_codec, utf8_validation) {
-  EXPECT_TRUE(is_valid_utf8("héllo €𝄞"));
-  EXPECT_FALSE(is_valid_utf8("\xc0\xaf"));          // overlong
-  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));      // surrogate
-  EXPECT_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));  // > U+10FFFF
-  EXPECT_FALSE(is_valid_utf8("\xe2\x82"));          // truncated
-}
-
 // The real cause of the flaky e2e MAX_CONNECTION_BUFFER_BYTES case: a 900 KB frame that arrives in
 // many small reads grew its buffer by doubling, to 1.5 MB, over the 1.5 MB cap. Once the header is
 // in, the frame's size is known and exactly that much is held, however the reads are split.

@@ -173,3 +173,52 @@ TEST(socketio_packet, attachments_of_one_packet_are_bounded_in_bytes) {
   EXPECT_EQ(d.feed_binary(std::string(11, 'e')), decoder::status::error);
   EXPECT_EQ(d.error(), decode_error::attachments_too_large);
 }
+
+// Events named by a string are validated, not parsed: the name and the other arguments' array
+// text come out as the client wrote them, and encode writes them back without a dump.
+TEST(socketio_packet, string_named_events_carry_their_arguments_as_text) {
+  decoder d;
+  ASSERT_EQ(d.feed_text(R"(2/chat,7[ "ev" , 1, {"a":[2]} ] )"), decoder::status::complete);
+  auto p = d.take();
+  EXPECT_EQ(p.nsp, "/chat");
+  EXPECT_EQ(*p.id, 7u);
+  EXPECT_EQ(p.event, "ev");
+  EXPECT_EQ(p.args_text, R"([1, {"a":[2]}])");
+  EXPECT_TRUE(p.data.is_discarded());
+  EXPECT_EQ(p.payload(), json::parse(R"(["ev",1,{"a":[2]}])"));
+  EXPECT_EQ(encode(p).text, R"(2/chat,7["ev",1, {"a":[2]}])");
+
+  ASSERT_EQ(d.feed_text(R"(2["only"])"), decoder::status::complete);
+  p = d.take();
+  EXPECT_EQ(p.args_text, "[]");
+  EXPECT_EQ(encode(p).text, R"(2["only"])");
+
+  // An escaped name is unescaped (and escaped again on the way out).
+  ASSERT_EQ(d.feed_text(R"(2["a\"b\u00e9",null])"), decoder::status::complete);
+  p = d.take();
+  EXPECT_EQ(p.event, "a\"b\xc3\xa9");
+  EXPECT_EQ(encode(p).text, "2[\"a\\\"b\xc3\xa9\",null]");
+  ASSERT_EQ(d.feed_text(R"(2["conn\u0065ct"])"), decoder::status::error);  // "connect", spelled with an escape
+  EXPECT_EQ(d.error(), decode_error::bad_payload);
+
+  // A number as the name still gives a tree, as does an ack.
+  ASSERT_EQ(d.feed_text(R"(2[1,"x"])"), decoder::status::complete);
+  p = d.take();
+  EXPECT_TRUE(p.args_text.empty());
+  EXPECT_EQ(p.data, json::parse(R"([1,"x"])"));
+
+  // Invalid text is refused by the validator, as the parser would.
+  ASSERT_EQ(d.feed_text("2[\"ev\",\"\xff\"]"), decoder::status::error);
+  EXPECT_EQ(d.error(), decode_error::bad_json);
+  ASSERT_EQ(d.feed_text(R"(2["ev",01])"), decoder::status::error);
+  EXPECT_EQ(d.error(), decode_error::bad_json);
+}
+
+TEST(socketio_packet, acks_carried_as_text_are_written_as_they_are) {
+  packet a{packet_type::ack, "/", 12, none()};
+  a.args_text = R"(["x",{"y":1}])";
+  EXPECT_EQ(encode(a).text, R"(312["x",{"y":1}])");
+  EXPECT_EQ(a.payload(), json::parse(R"(["x",{"y":1}])"));
+  packet e{packet_type::event, "/", std::nullopt, none(), "tab\tname", "[ ]"};
+  EXPECT_EQ(encode(e).text, R"(2["tab\tname"])");
+}
