@@ -233,7 +233,7 @@ asio::awaitable<void> session::start(std::shared_ptr<session> s, std::shared_ptr
   s->handler_ = s->server_.factory_(s);
   if (ws) {
     s->wake();  // the open packet, and the first heartbeat deadline
-    asio::co_spawn(s->strand_, s->ws_read_loop(ws, initial, false), detail::log_failure);
+    s->start_reading(std::move(ws), *initial, false);
   } else {
     asio::co_spawn(s->strand_, s->run(), detail::log_failure);
   }

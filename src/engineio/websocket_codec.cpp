@@ -116,15 +116,20 @@ std::size_t websocket_decoder::parse_frame(std::string_view in, std::vector<ws_m
 }
 
 ws_close_code websocket_decoder::feed(std::string_view bytes, std::vector<ws_message>& out) {
-  // Fast path: nothing buffered, parse straight from the caller's buffer.
-  std::string_view in = bytes;
-  if (!pending_.empty()) {
-    const std::size_t need = pending_.size() + bytes.size();
+  ws_close_code err = ws_close_code::none;
+  // A frame carried from the last read is completed first, taking from `bytes` only what it
+  // lacks (its header, then the size the header announced): the carry never holds more than its
+  // own frame, however the reads are split, and the rest is parsed in place below.
+  while (!pending_.empty()) {
+    if (bytes.empty()) return ws_close_code::none;
+    constexpr std::size_t longest_header = 14;
+    const std::size_t target = incomplete_frame_bytes_ != 0 ? incomplete_frame_bytes_ : std::max(longest_header, pending_.size() + 1);
+    const std::size_t take = std::min(bytes.size(), target - pending_.size());
+    const std::size_t need = pending_.size() + take;
     if (need > pending_.capacity()) {
-      // Grow by doubling (a drip-fed frame costs O(log n) copies), but never past the size of the
-      // frame being carried once its header is in: plain appends would overshoot it by up to 2x
-      // and count against MAX_CONNECTION_BUFFER_BYTES depending on how reads happened to split.
-      // Nor reserve the whole frame up front: a 14-byte header must not buy a megabyte.
+      // Grow by doubling (a drip-fed frame costs O(log n) copies), but never past the frame's
+      // size once its header is in; nor reserve the whole frame up front: a 14-byte header must
+      // not buy a megabyte.
       std::size_t capacity = std::max(need, 2 * pending_.capacity());
       if (incomplete_frame_bytes_ != 0) capacity = std::max(need, std::min(capacity, incomplete_frame_bytes_));
       std::string grown;
@@ -132,28 +137,28 @@ ws_close_code websocket_decoder::feed(std::string_view bytes, std::vector<ws_mes
       grown.append(pending_);
       pending_.swap(grown);
     }
-    pending_.append(bytes);
-    in = pending_;
+    pending_.append(bytes.substr(0, take));
+    bytes.remove_prefix(take);
+    incomplete_frame_bytes_ = 0;
+    const auto n = parse_frame(pending_, out, err);
+    if (err != ws_close_code::none) return err;
+    if (n == 0) continue;  // still incomplete (incomplete_frame_bytes_ is known once the header is in)
+    // Usually the whole carry; while the header was incomplete a few bytes of the next frame may
+    // have come along, and are carried on.
+    pending_.erase(0, n);
+    // A big frame that just completed must not leave its buffer held (and counted against
+    // MAX_CONNECTION_BUFFER_BYTES).
+    if (pending_.capacity() > 2 * pending_.size() + 4096) pending_.shrink_to_fit();
   }
   std::size_t used = 0;
-  ws_close_code err = ws_close_code::none;
   incomplete_frame_bytes_ = 0;
-  while (used < in.size()) {
-    auto n = parse_frame(in.substr(used), out, err);
+  while (used < bytes.size()) {
+    auto n = parse_frame(bytes.substr(used), out, err);
     if (err != ws_close_code::none) return err;
     if (n == 0) break;
     used += n;
   }
-  if (pending_.empty()) {
-    if (used < in.size()) pending_.assign(in.substr(used));
-  } else {
-    pending_.erase(0, used);
-    // Keep no more storage than the rest needs: a big frame that just completed must not stay
-    // held (and counted against MAX_CONNECTION_BUFFER_BYTES) because the next frame's first
-    // bytes came in the same read. (Only when a frame completed: shrinking while one accumulates
-    // would reallocate on every read of a drip-fed frame.)
-    if (used > 0 && pending_.capacity() > 2 * pending_.size() + 4096) pending_.shrink_to_fit();
-  }
+  if (used < bytes.size()) pending_.assign(bytes.substr(used));
   return ws_close_code::none;
 }
 

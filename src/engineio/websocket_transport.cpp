@@ -61,102 +61,112 @@ asio::awaitable<void> session::start_probe(std::shared_ptr<session> s, std::shar
   s->fsm_.upgrade_started(clock::now());
   s->probe_ = sock;
   s->wake();  // the driver now also watches the upgrade deadline
-  asio::co_spawn(s->strand_, s->ws_read_loop(sock, initial, true), log_failure);
+  s->start_reading(std::move(sock), *initial, true);
 }
 
-asio::awaitable<void> session::ws_read_loop(std::shared_ptr<tcp::socket> sock, std::shared_ptr<std::string> initial_bytes,
-                                           bool probe) {
-  auto self = shared_from_this();
-  std::string initial = std::move(*initial_bytes);
-  initial_bytes.reset();
-  websocket_decoder decoder(server_.opts_.session.max_payload);
-  boost::system::error_code ec;
-  std::string_view chunk = initial;
-  // Parked readers own no buffer and no Asio operation: the hub wakes us when the socket has
-  // data, then one recv into the per-thread buffer takes what is there.
-  if (probe && sock != probe_) co_return;  // the probe was closed before this reader started
+// The reader is not a coroutine: a parked websocket then owns no coroutine frame, no spawn
+// entry frame and no awaitable, only the hub's pending handler and the decoder in the session
+// (~800 bytes per idle connection less). It reads until the socket would block, then waits.
+void session::start_reading(std::shared_ptr<tcp::socket> sock, std::string_view initial, bool probe) {
+  if (probe && sock != probe_) return;  // the probe was closed before this reader started
   auto readable = server_.hub_->watch(sock->native_handle(), strand_);
   if (!readable) {
     core::logger("engineio")->warn("sid={} websocket dropped: epoll registration failed: {}", id(), std::strerror(errno));
     if (!probe) {
-      co_await ws_close();
+      asio::co_spawn(strand_, ws_close(shared_from_this()), log_failure);
     } else if (sock == probe_) {
       fail_upgrade();
     }
-    co_return;
+    return;
   }
   (probe ? probe_readable_ : ws_readable_) = readable;
+  ws_decoder_ = websocket_decoder(server_.opts_.session.max_payload);  // one reader at a time: a new probe starts afresh
+  // Bytes the client sent right behind its handshake came with it.
+  if (!initial.empty() && !on_ws_bytes(initial, readable, probe)) return end_reading(readable, probe);
+  read_on(std::move(readable), probe);
+}
+
+bool session::is_current_reader(const std::shared_ptr<read_signal>& readable, bool probe) const noexcept {
+  return readable == (probe ? probe_readable_ : ws_readable_);
+}
+
+void session::read_on(std::shared_ptr<read_signal> readable, bool probe) {
   for (;;) {
-    if (!probe && fsm_.closed()) break;
-    if (chunk.empty()) {
-      if (!readable->maybe_readable()) {
-        auto [wec] = co_await readable->async_wait(use_tuple);
-        // wake() cancels the wait to have us close; close_probe() to end a probe.
-        if (wec && (probe ? sock != probe_ : fsm_.closed())) break;
-        continue;
-      }
-      readable->set_maybe_readable(false);
-      auto& buf = read_scratch();
-      const auto n = recv_now(*sock, asio::buffer(buf), ec);
-      if (ec) {
-        if (would_block(ec)) continue;
-        core::logger("engineio")->debug("sid={} websocket read ended: {}", id(), ec.message());
-        break;
-      }
-      // A full buffer may have left more behind; a short read drained the socket, and the next
-      // arrival is a new readiness event.
-      if (n == buf.size()) readable->set_maybe_readable(true);
-      chunk = std::string_view(buf.data(), n);
+    if (probe ? !is_current_reader(readable, true) : fsm_.closed()) return end_reading(readable, probe);
+    if (!readable->maybe_readable()) {
+      auto& signal = *readable;
+      // Woken by data, or by a cancel: wake() has us close, close_probe() ends a probe (the
+      // check at the top of the loop either way).
+      signal.async_wait([self = shared_from_this(), readable = std::move(readable), probe](boost::system::error_code) mutable {
+        self->read_on(std::move(readable), probe);
+      });
+      return;
     }
-    // Everything below runs without suspending: the per-thread vectors stay ours.
-    auto& messages = message_scratch();
-    auto& delivered = delivered_scratch();
-    messages.clear();
-    auto code = decoder.feed(chunk, messages);
-    if (!probe) inbound_buffered_ = decoder.buffered_bytes();
-    chunk = {};
-    if (!initial.empty()) {
-      initial.clear();
-      initial.shrink_to_fit();
+    readable->set_maybe_readable(false);
+    auto& buf = read_scratch();
+    boost::system::error_code ec;
+    const auto n = recv_now(probe ? *probe_ : *ws_, asio::buffer(buf), ec);
+    if (ec) {
+      if (would_block(ec)) continue;
+      core::logger("engineio")->debug("sid={} websocket read ended: {}", id(), ec.message());
+      return end_reading(readable, probe);
     }
-    deferring_ = !probe;  // replies to this read go out in one write after it
-    bool abandon = false;
-    for (auto& m : messages) {
-      if (fsm_.closed() && !probe) break;
-      const auto step = on_ws_message(m, probe, *sock, delivered);
-      if (step == read_step::upgraded) probe = false;
-      if (step == read_step::abandon_probe) {
-        abandon = true;
-        break;
-      }
-    }
-    messages.clear();
-    if (messages.capacity() > 16) messages = std::vector<ws_message>();
-    if (delivered.capacity() > 16) delivered = std::vector<packet>();
-    if (abandon) {
-      deferring_ = false;
+    // A full buffer may have left more behind; a short read drained the socket, and the next
+    // arrival is a new readiness event.
+    if (n == buf.size()) readable->set_maybe_readable(true);
+    if (!on_ws_bytes(std::string_view(buf.data(), n), readable, probe)) return end_reading(readable, probe);
+  }
+}
+
+bool session::on_ws_bytes(std::string_view chunk, const std::shared_ptr<read_signal>& readable, bool& probe) {
+  // Everything here runs without suspending: the per-thread vectors stay ours.
+  auto& messages = message_scratch();
+  auto& delivered = delivered_scratch();
+  messages.clear();
+  auto code = ws_decoder_.feed(chunk, messages);
+  if (!probe) inbound_buffered_ = ws_decoder_.buffered_bytes();
+  deferring_ = !probe;  // replies to this read go out in one write after it
+  bool abandon = false;
+  for (auto& m : messages) {
+    if (fsm_.closed() && !probe) break;
+    if (probe && !is_current_reader(readable, true)) {  // the upgrade was abandoned meanwhile
+      abandon = true;
       break;
     }
-    if (code != ws_close_code::none) {
-      server_.protocol_errors_.inc();
-      core::logger("engineio")->debug("sid={} websocket protocol error {}", id(), static_cast<int>(code));
-      if (probe) {
-        if (sock == probe_) fail_upgrade();
-        break;
-      }
-      fsm_.close(close_reason::transport_error);
-      append_ws_close(ws_control_, code);
+    const auto step = on_ws_message(m, probe, probe ? *probe_ : *ws_, delivered);
+    if (step == read_step::upgraded) probe = false;
+    if (step == read_step::abandon_probe) {
+      abandon = true;
+      break;
     }
-    deferring_ = false;
-    wake();
   }
+  messages.clear();
+  if (messages.capacity() > 16) messages = std::vector<ws_message>();
+  if (delivered.capacity() > 16) delivered = std::vector<packet>();
+  if (abandon) {
+    deferring_ = false;
+    return false;
+  }
+  if (code != ws_close_code::none) {
+    server_.protocol_errors_.inc();
+    core::logger("engineio")->debug("sid={} websocket protocol error {}", id(), static_cast<int>(code));
+    if (probe) return false;
+    fsm_.close(close_reason::transport_error);
+    append_ws_close(ws_control_, code);
+  }
+  deferring_ = false;
+  wake();
+  return true;
+}
+
+void session::end_reading(const std::shared_ptr<read_signal>& readable, bool probe) {
   server_.hub_->unwatch(*readable);
   if (probe) {
-    if (sock == probe_) fail_upgrade();  // the client went away before "5": it may probe again
-    co_return;
+    if (is_current_reader(readable, true)) fail_upgrade();  // the client went away before "5": it may probe again
+    return;
   }
-
-  co_await ws_close();
+  ws_decoder_ = websocket_decoder(0);  // gives back a partial frame's memory
+  asio::co_spawn(strand_, ws_close(shared_from_this()), log_failure);
 }
 
 session::read_step session::on_ws_message(ws_message& m, bool probe, tcp::socket& sock, std::vector<packet>& delivered) {
@@ -233,44 +243,44 @@ session::read_step session::on_probe_frame(std::string_view data, tcp::socket& s
   return read_step::abandon_probe;
 }
 
-// The websocket close sequence, run by the reader; its own coroutine so that the reader's
-// frame, alive for the whole session, does not carry these locals.
-asio::awaitable<void> session::ws_close() {
+// The websocket close sequence, spawned when the reader ends.
+asio::awaitable<void> session::ws_close(std::shared_ptr<session> self) {
+  session& s = *self;
   boost::system::error_code ec;
-  if (!fsm_.closed()) fsm_.close(close_reason::transport_close);
-  deferring_ = false;
-  flush();  // what a server close owes the client, if the socket takes it
-  phase_ = phase::closing;
-  timer_armed_ = false;
-  timer_.cancel();
-  if (writing_) {  // let a write in flight finish, within a second
-    asio::steady_timer waiter(strand_, std::chrono::seconds(1));
-    write_waiter_ = &waiter;
+  if (!s.fsm_.closed()) s.fsm_.close(close_reason::transport_close);
+  s.deferring_ = false;
+  s.flush();  // what a server close owes the client, if the socket takes it
+  s.phase_ = phase::closing;
+  s.timer_armed_ = false;
+  s.timer_.cancel();
+  if (s.writing_) {  // let a write in flight finish, within a second
+    asio::steady_timer waiter(s.strand_, std::chrono::seconds(1));
+    s.write_waiter_ = &waiter;
     co_await waiter.async_wait(use_tuple);
-    write_waiter_ = nullptr;
-    if (writing_) ws_->cancel(ec);
+    s.write_waiter_ = nullptr;
+    if (s.writing_) s.ws_->cancel(ec);
   }
-  std::string bye = std::move(ws_control_);
-  ws_control_ = std::string();
-  if (!writing_) fsm_.append_ws_frames(bye);
-  append_ws_close(bye, close_code_for(fsm_.reason()), close_text_for(fsm_.reason()));
+  std::string bye = std::move(s.ws_control_);
+  s.ws_control_ = std::string();
+  if (!s.writing_) s.fsm_.append_ws_frames(bye);
+  append_ws_close(bye, close_code_for(s.fsm_.reason()), close_text_for(s.fsm_.reason()));
   // Each step below is bounded by a 1 s deadline whose handler cancels the socket's operations
   // (one timer for the whole sequence, rather than a parallel group per step).
-  arm_close_deadline();
-  co_await asio::async_write(*ws_, asio::buffer(bye), use_tuple);
+  s.arm_close_deadline();
+  co_await asio::async_write(*s.ws_, asio::buffer(bye), use_tuple);
   // Read and drop what the peer is still sending (e.g. the rest of an oversized frame) before
   // closing: closing with unread data makes the kernel send a reset instead of our close frame.
-  ws_->shutdown(tcp::socket::shutdown_send, ec);
-  arm_close_deadline();
+  s.ws_->shutdown(tcp::socket::shutdown_send, ec);
+  s.arm_close_deadline();
   for (int i = 0; i < 256; ++i) {
-    auto [wec] = co_await ws_->async_wait(tcp::socket::wait_read, use_tuple);
+    auto [wec] = co_await s.ws_->async_wait(tcp::socket::wait_read, use_tuple);
     if (wec) break;  // the deadline (operation_aborted) or an error
-    recv_now(*ws_, asio::buffer(read_scratch()), ec);  // 0 bytes is eof: an error here
+    recv_now(*s.ws_, asio::buffer(read_scratch()), ec);  // 0 bytes is eof: an error here
     if (ec && !would_block(ec)) break;
   }
-  timer_.cancel();
-  ws_->close(ec);
-  finish();
+  s.timer_.cancel();
+  s.ws_->close(ec);
+  s.finish();
 }
 
 void session::arm_close_deadline() {

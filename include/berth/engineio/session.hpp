@@ -113,10 +113,17 @@ class session : public std::enable_shared_from_this<session> {
   // ---- websocket transport (websocket_transport.cpp)
   static asio::awaitable<void> start_probe(std::shared_ptr<session> s, std::shared_ptr<asio::ip::tcp::socket> sock,
                                            std::shared_ptr<std::string> initial);
-  asio::awaitable<void> ws_read_loop(std::shared_ptr<asio::ip::tcp::socket> sock, std::shared_ptr<std::string> initial, bool probe);
+  // The reader of the websocket (`probe`: of the upgrade probe, until it becomes the transport).
+  void start_reading(std::shared_ptr<asio::ip::tcp::socket> sock, std::string_view initial, bool probe);
+  void read_on(std::shared_ptr<detail::read_signal> readable, bool probe);
+  // Decodes and dispatches one read; false when the reader ends. `probe` turns false on the upgrade.
+  bool on_ws_bytes(std::string_view chunk, const std::shared_ptr<detail::read_signal>& readable, bool& probe);
+  void end_reading(const std::shared_ptr<detail::read_signal>& readable, bool probe);
+  // A probe's reader outlives the probe when it is abandoned: it then finds another signal here.
+  bool is_current_reader(const std::shared_ptr<detail::read_signal>& readable, bool probe) const noexcept;
   read_step on_ws_message(ws_message& m, bool probe, asio::ip::tcp::socket& sock, std::vector<packet>& delivered);
   read_step on_probe_frame(std::string_view data, asio::ip::tcp::socket& sock);
-  asio::awaitable<void> ws_close();
+  static asio::awaitable<void> ws_close(std::shared_ptr<session> self);
   void arm_close_deadline();
   void close_probe();
   void fail_upgrade();
@@ -139,6 +146,7 @@ class session : public std::enable_shared_from_this<session> {
   std::shared_ptr<asio::ip::tcp::socket> probe_;  // a websocket probing an upgrade
   std::shared_ptr<detail::read_signal> ws_readable_;     // ws_'s reader waits on it
   std::shared_ptr<detail::read_signal> probe_readable_;  // probe_'s reader waits on it
+  websocket_decoder ws_decoder_{0};               // the reader's (one websocket is read at a time)
   std::string ws_control_;                        // pong/close frames owed to the peer
   std::string wbuf_;                              // unwritten rest while an async write is in flight
   std::unique_ptr<session_handler> handler_;

@@ -105,12 +105,18 @@ describe('MAX_CONNECTION_BUFFER_BYTES', () => {
 
 describe('MAX_PROCESS_BUFFER_BYTES', () => {
   test('a slow reader fills the budget: new sessions get 503, inbound growth is shed, then it recovers', { timeout: 30000 }, async () => {
-    const server = await startServer({ ...SLOW_HEARTBEAT, MAX_PROCESS_BUFFER_BYTES: '1m', MAX_CONNECTION_BUFFER_BYTES: '64m' });
+    // The socket's event budget is raised: every message below must be echoed, however fast the
+    // server takes them (with the default burst of 100, how many got through depended on how long
+    // parsing them took).
+    const server = await startServer({ ...SLOW_HEARTBEAT, MAX_PROCESS_BUFFER_BYTES: '1m', MAX_CONNECTION_BUFFER_BYTES: '64m',
+      SOCKET_EVENT_BURST: '1000' });
     const bystander = await connected(clients.track(makeClient(server, 'websocket')), 'websocket');
     const grower = await raw(server);
     const slow = await raw(server);
     slow.ws.pause();  // reads nothing: the server's echoes pile up (the kernel holds a few MB, then Berth)
-    // Messages of 50 KB (at most one read's worth is ever partial, which the budget tolerates).
+    // 400 messages of 50 KB: 20 MB of echoes, far more than the kernel's socket buffers absorb
+    // (a few MB), so the rest piles up in Berth. (At most one read's worth is ever partial, which
+    // the budget tolerates.)
     const chunk = 'x'.repeat(50000);
     for (let i = 0; i < 400; i++) slow.send(`42${NSP_PREFIX}["message","${chunk}"]`);
     await eventually(async () => (await rawHttp(server)).status === 503, 10000, 'a new session to be refused with 503');

@@ -39,6 +39,13 @@ TEST(text_validation, refuses_what_json_does_not) {
   }
 }
 
+// nlohmann stops at a NUL byte as if the text ended there; a NUL has no place in JSON.
+TEST(text_validation, a_nul_byte_is_refused_where_nlohmann_would_stop_reading) {
+  EXPECT_EQ(validate_json(std::string("0\0junk", 6)), json_error::invalid);
+  EXPECT_EQ(validate_json(std::string("[\"a\0\"]", 6)), json_error::invalid);
+  EXPECT_TRUE(nlohmann::json::accept(std::string("0\0junk", 6)));  // the quirk this guards against
+}
+
 TEST(text_validation, nesting_past_the_limit_is_too_deep_before_the_rest_is_read) {
   const std::string at_limit = std::string(64, '[') + std::string(64, ']');
   EXPECT_EQ(validate_json(at_limit, 64), json_error::none);
