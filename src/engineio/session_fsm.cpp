@@ -22,8 +22,8 @@ const char* to_string(close_reason r) noexcept {
   return "unknown";
 }
 
-session_fsm::session_fsm(session_options opts, transport_kind initial, clock::time_point now)
-    : opts_(opts), transport_(initial), now_(now) {
+session_fsm::session_fsm(const session_options& opts, transport_kind initial, clock::time_point now)
+    : opts_(&opts), transport_(initial), now_(now) {
   schedule_ping(now);
 }
 
@@ -37,14 +37,14 @@ std::string session_fsm::handshake_json(const std::string& sid, bool can_upgrade
 void session_fsm::schedule_ping(clock::time_point now) {
   awaiting_pong_ = false;
   pong_extended_ = false;
-  ping_at_ = now + opts_.ping_interval;
+  ping_at_ = now + opts_->ping_interval;
 }
 
 bool session_fsm::send(packet p) {
   if (closed()) return false;
   outbound_bytes_ += p.data.size() + 1;
   outbound_.push_back(std::move(p));
-  if (outbound_bytes_ > opts_.max_outbound_bytes) {
+  if (outbound_bytes_ > opts_->max_outbound_bytes) {
     outbound_ = {};
     outbound_bytes_ = 0;
     reason_ = close_reason::outbound_overflow;
@@ -114,7 +114,7 @@ post_result session_fsm::on_post(std::string_view body, std::vector<packet>& del
 void session_fsm::handle_inbound(packet p, std::vector<packet>& delivered) {
   // A client busy sending is alive: like engine.io, give it one more pingTimeout for the pong.
   if (awaiting_pong_ && !pong_extended_ && p.type != packet_type::pong) {
-    pong_deadline_ = now_ + opts_.ping_timeout;
+    pong_deadline_ = now_ + opts_->ping_timeout;
     pong_extended_ = true;
   }
   switch (p.type) {
@@ -189,7 +189,7 @@ bool session_fsm::append_ws_frames(std::string& out) {
 void session_fsm::upgrade_started(clock::time_point now) {
   upgrading_ = true;
   probed_ = false;
-  upgrade_deadline_ = now + opts_.upgrade_timeout;
+  upgrade_deadline_ = now + opts_->upgrade_timeout;
 }
 
 session_fsm::probe_result session_fsm::on_probe_frame(std::string_view frame) {
@@ -231,7 +231,7 @@ void session_fsm::on_timer(clock::time_point now) {
   if (now >= ping_at_) {
     send(packet{packet_type::ping, {}, false});
     awaiting_pong_ = true;
-    pong_deadline_ = now + opts_.ping_timeout;
+    pong_deadline_ = now + opts_->ping_timeout;
   }
 }
 

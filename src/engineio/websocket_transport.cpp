@@ -80,7 +80,7 @@ void session::start_reading(std::shared_ptr<tcp::socket> sock, std::string_view 
     return;
   }
   (probe ? probe_readable_ : ws_readable_) = readable;
-  ws_decoder_ = websocket_decoder(server_.opts_.session.max_payload);  // one reader at a time: a new probe starts afresh
+  ws_carry_.reset();  // one reader at a time: a new probe starts afresh
   // Bytes the client sent right behind its handshake came with it.
   if (!initial.empty() && !on_ws_bytes(initial, readable, probe)) return end_reading(readable, probe);
   read_on(std::move(readable), probe);
@@ -123,8 +123,17 @@ bool session::on_ws_bytes(std::string_view chunk, const std::shared_ptr<read_sig
   auto& messages = message_scratch();
   auto& delivered = delivered_scratch();
   messages.clear();
-  auto code = ws_decoder_.feed(chunk, messages);
-  if (!probe) inbound_buffered_ = ws_decoder_.buffered_bytes();
+  // A decoder on the stack unless the last read left a partial frame or message: only then is
+  // it kept (an idle websocket holds 8 bytes for it, not 88).
+  websocket_decoder fresh(server_.opts_.session.max_payload);
+  websocket_decoder& decoder = ws_carry_ ? *ws_carry_ : fresh;
+  auto code = decoder.feed(chunk, messages);
+  if (!ws_carry_ && fresh.buffering()) {
+    ws_carry_ = std::make_unique<websocket_decoder>(std::move(fresh));
+  } else if (ws_carry_ && !ws_carry_->buffering()) {
+    ws_carry_.reset();
+  }
+  if (!probe) inbound_buffered_ = ws_carry_ ? ws_carry_->buffered_bytes() : 0;
   deferring_ = !probe;  // replies to this read go out in one write after it
   bool abandon = false;
   for (auto& m : messages) {
@@ -165,7 +174,7 @@ void session::end_reading(const std::shared_ptr<read_signal>& readable, bool pro
     if (is_current_reader(readable, true)) fail_upgrade();  // the client went away before "5": it may probe again
     return;
   }
-  ws_decoder_ = websocket_decoder(0);  // gives back a partial frame's memory
+  ws_carry_.reset();  // gives back a partial frame's memory
   asio::co_spawn(strand_, ws_close(shared_from_this()), log_failure);
 }
 

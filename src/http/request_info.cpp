@@ -42,6 +42,7 @@ query_map parse_query(std::string_view query) {
     }
     start = end + 1;
   }
+  out.shrink_to_fit();
   return out;
 }
 

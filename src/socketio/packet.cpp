@@ -201,35 +201,30 @@ decoder::status decoder::fail(decode_error e) {
   return status::error;
 }
 
-void decoder::reset() noexcept {
-  expected_ = 0;
-  buffers_ = {};  // gives the memory back: attachments can be large
-  buffered_ = 0;
-  packet_ = packet{};
-}
+void decoder::reset() noexcept { assembly_.reset(); }  // gives the memory back: attachments can be large
 
-decoder::status decoder::feed_text(std::string_view msg) {
+decoder::status decoder::feed_text(std::string_view msg, packet& out) {
   reset();
-  packet_.data = json(json::value_t::discarded);
+  out = packet{};
+  out.data = json(json::value_t::discarded);
   error_ = decode_error::none;
   if (msg.empty() || msg[0] < '0' || msg[0] > '6') return fail(decode_error::bad_type);
-  packet_.type = static_cast<packet_type>(msg[0] - '0');
+  out.type = static_cast<packet_type>(msg[0] - '0');
   std::size_t i = 1;
-  const bool binary = packet_.type == packet_type::binary_event || packet_.type == packet_type::binary_ack;
+  std::size_t attachments = 0;
+  const bool binary = out.type == packet_type::binary_event || out.type == packet_type::binary_ack;
   if (binary) {
     auto dash = msg.find('-', i);
     if (dash == std::string_view::npos || dash == i || dash - i > 4) return fail(decode_error::bad_attachments);
-    std::size_t n = 0;
-    auto [p, ec] = std::from_chars(msg.data() + i, msg.data() + dash, n);
-    if (ec != std::errc{} || p != msg.data() + dash || n > max_attachments) return fail(decode_error::bad_attachments);
-    expected_ = n;
+    auto [p, ec] = std::from_chars(msg.data() + i, msg.data() + dash, attachments);
+    if (ec != std::errc{} || p != msg.data() + dash || attachments > max_attachments) return fail(decode_error::bad_attachments);
     i = dash + 1;
   }
   if (i < msg.size() && msg[i] == '/') {
     auto comma = msg.find(',', i);
     auto end = comma == std::string_view::npos ? msg.size() : comma;
-    packet_.nsp.assign(msg.substr(i, end - i));
-    if (packet_.nsp.size() > 256) return fail(decode_error::bad_namespace);
+    out.nsp.assign(msg.substr(i, end - i));
+    if (out.nsp.size() > 256) return fail(decode_error::bad_namespace);
     i = comma == std::string_view::npos ? msg.size() : comma + 1;
   }
   std::size_t id_start = i;
@@ -238,42 +233,48 @@ decoder::status decoder::feed_text(std::string_view msg) {
     if (i - id_start > 15) return fail(decode_error::bad_ack_id);
     std::uint64_t id = 0;
     std::from_chars(msg.data() + id_start, msg.data() + i, id);
-    packet_.id = id;
+    out.id = id;
   }
-  if (i < msg.size() && packet_.type == packet_type::event) {
+  if (i < msg.size() && out.type == packet_type::event) {
     // Validated, not parsed: the tree is built only for a handler that asks for one.
     const auto text = msg.substr(i);
     if (const auto err = core::validate_json(text); err != core::json_error::none)
       return fail(err == core::json_error::too_deep ? decode_error::too_deep : decode_error::bad_json);
-    if (split_event(text, packet_.event, packet_.args_text)) {
-      if (is_reserved_event(packet_.event)) return fail(decode_error::bad_payload);
+    if (split_event(text, out.event, out.args_text)) {
+      if (is_reserved_event(out.event)) return fail(decode_error::bad_payload);
       return status::complete;
     }
-    packet_.data = json::parse(text, nullptr, false);  // [number, ...] (checked below) or no event at all
-    if (packet_.data.is_discarded()) return fail(decode_error::bad_json);
+    out.data = json::parse(text, nullptr, false);  // [number, ...] (checked below) or no event at all
+    if (out.data.is_discarded()) return fail(decode_error::bad_json);
   } else if (i < msg.size()) {
     auto parsed = core::parse_json_checked(msg.substr(i));
     if (parsed.error == core::json_error::too_deep) return fail(decode_error::too_deep);
     if (!parsed) return fail(decode_error::bad_json);
-    packet_.data = std::move(parsed.value);
+    out.data = std::move(parsed.value);
   }
-  if (!payload_valid(packet_.type, packet_.data)) return fail(decode_error::bad_payload);
-  if (expected_ == 0) {
-    if (binary && !reconstruct(packet_.data, buffers_)) return fail(decode_error::bad_placeholder);
+  if (!payload_valid(out.type, out.data)) return fail(decode_error::bad_payload);
+  if (attachments == 0) {
+    std::vector<std::string> none;
+    if (binary && !reconstruct(out.data, none)) return fail(decode_error::bad_placeholder);
     return status::complete;
   }
+  assembly_ = std::make_unique<assembly>();
+  assembly_->head = std::move(out);
+  assembly_->expected = attachments;
+  out = packet{};
   return status::need_binary;
 }
 
-decoder::status decoder::feed_binary(std::string data) {
-  if (expected_ == 0) return fail(decode_error::unexpected_binary);
-  if (data.size() > max_attachment_bytes_ - buffered_) return fail(decode_error::attachments_too_large);
-  buffered_ += data.size();
-  buffers_.push_back(std::move(data));
-  if (--expected_ > 0) return status::need_binary;
-  if (!reconstruct(packet_.data, buffers_)) return fail(decode_error::bad_placeholder);
-  buffers_ = {};
-  buffered_ = 0;
+decoder::status decoder::feed_binary(std::string data, packet& out) {
+  if (!assembly_) return fail(decode_error::unexpected_binary);
+  auto& a = *assembly_;
+  if (data.size() > max_attachment_bytes_ - a.buffered) return fail(decode_error::attachments_too_large);
+  a.buffered += data.size();
+  a.buffers.push_back(std::move(data));
+  if (a.buffers.size() < a.expected) return status::need_binary;
+  if (!reconstruct(a.head.data, a.buffers)) return fail(decode_error::bad_placeholder);
+  out = std::move(a.head);
+  reset();
   return status::complete;
 }
 

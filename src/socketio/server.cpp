@@ -61,7 +61,8 @@ class connection : public engineio::session_handler {
 
   void on_message(engineio::packet&& p) override {
     const std::size_t size = p.data.size();
-    auto st = p.binary ? decoder_.feed_binary(std::move(p.data)) : decoder_.feed_text(p.data);
+    packet decoded;
+    auto st = p.binary ? decoder_.feed_binary(std::move(p.data), decoded) : decoder_.feed_text(p.data, decoded);
     if (st == decoder::status::need_binary) {
       if (!p.binary && !may_buffer_attachments()) {
         // Decided at the text header, before a single attachment is buffered: attachments are
@@ -89,7 +90,7 @@ class connection : public engineio::session_handler {
       }
       return fail(to_string(decoder_.error()), p.binary ? std::string_view{} : p.data);
     }
-    handle(decoder_.take());
+    handle(std::move(decoded));
   }
 
   std::size_t buffered_bytes() const noexcept override { return decoder_.buffered_bytes(); }
@@ -211,10 +212,12 @@ class connection : public engineio::session_handler {
       case packet_type::ack:
       case packet_type::binary_ack: {
         if (!p.id) break;  // an ack without id is ignored, as the reference does
-        auto a = sock->acks_.find(*p.id);
-        if (a == sock->acks_.end()) break;
+        if (!sock->extras_) break;
+        auto& acks = sock->extras_->acks;
+        auto a = acks.find(*p.id);
+        if (a == acks.end()) break;
         auto pending = std::move(a->second);
-        sock->acks_.erase(a);
+        acks.erase(a);
         if (pending.timer) pending.timer->cancel();
         if (pending.done) pending.done(std::move(p.data));
         break;
@@ -239,20 +242,23 @@ class connection : public engineio::session_handler {
       args.erase(args.begin());
     }
     if (sock->limit_ && !admit_event(sock, event, ack)) return;
-    const auto own = sock->handlers_.empty() ? sock->handlers_.end() : sock->handlers_.find(event);
+    // A handler the socket registered itself comes first.
+    socket::event_fn* own = nullptr;
+    if (sock->extras_) {
+      auto it = sock->extras_->handlers.find(event);
+      if (it != sock->extras_->handlers.end()) own = &it->second;
+    }
     const auto* shared = sock->namespace_handlers_;
-    if (as_text && own == sock->handlers_.end() && shared) {
+    if (as_text && !own) {
       if (auto* fn = namespace_::find(shared->text_handlers_, event)) return (*fn)(sock, std::move(p.args_text), text_ack(std::move(ack)));
     }
     if (as_text) {
       args = json::parse(p.args_text, nullptr, false);
       if (args.is_discarded()) return fail("number out of range in event arguments", p.args_text);
     }
-    if (own != sock->handlers_.end()) return own->second(std::move(args), json_ack(std::move(ack)));
-    if (shared) {
-      if (auto* fn = namespace_::find(shared->handlers_, event)) return (*fn)(sock, std::move(args), json_ack(std::move(ack)));
-    }
-    if (sock->any_) sock->any_(event, std::move(args), json_ack(std::move(ack)));
+    if (own) return (*own)(std::move(args), json_ack(std::move(ack)));
+    if (auto* fn = namespace_::find(shared->handlers_, event)) return (*fn)(sock, std::move(args), json_ack(std::move(ack)));
+    if (sock->extras_ && sock->extras_->any) sock->extras_->any(event, std::move(args), json_ack(std::move(ack)));
   }
 
   void handle_connect(packet p) {
@@ -290,8 +296,7 @@ class connection : public engineio::session_handler {
   }
 
   std::shared_ptr<socket> make_socket(namespace_* nsp, json auth) {
-    auto sock = std::make_shared<socket>(weak_, this, nsp->name(), std::move(auth));
-    sock->namespace_handlers_ = nsp;
+    auto sock = std::make_shared<socket>(weak_, this, *nsp, std::move(auth));
     sock->server_ = &server_;
     if (const auto& ev = server_.opts_.events; ev.per_second > 0) {
       const auto now = core::rate_clock::now();
@@ -394,14 +399,21 @@ class connection : public engineio::session_handler {
 
 // ---------------------------------------------------------------- socket
 
-socket::socket(std::weak_ptr<engineio::session> session, connection* conn, std::string nsp, json auth)
+socket::socket(std::weak_ptr<engineio::session> session, connection* conn, const namespace_& nsp, json auth)
     : id_(core::random_token(15)),
-      nsp_(std::move(nsp)),
-      auth_(std::move(auth)),
+      auth_(auth.is_object() && auth.empty() ? json() : std::move(auth)),
       session_(session),
       strand_(session.lock()->strand()),
-      conn_(conn) {
+      conn_(conn),
+      namespace_handlers_(&nsp) {
   handshake_ = session.lock()->info_ptr();
+}
+
+const std::string& socket::nsp() const noexcept { return namespace_handlers_->name(); }
+
+const json& socket::auth() const noexcept {
+  static const json empty = json::object();
+  return auth_.is_null() ? empty : auth_;
 }
 
 void socket::send_packet(packet p) {
@@ -425,11 +437,11 @@ void socket::send_event(packet p) {
 void socket::emit(const std::string& event, json args) {
   if (!args.is_array()) args = json::array({std::move(args)});
   args.insert(args.begin(), event);
-  post_event(packet{packet_type::event, nsp_, std::nullopt, std::move(args)});
+  post_event(packet{packet_type::event, nsp(), std::nullopt, std::move(args)});
 }
 
 void socket::emit_text(const std::string& event, std::string args_text) {
-  post_event(packet{packet_type::event, nsp_, std::nullopt, json(json::value_t::discarded), event, std::move(args_text)});
+  post_event(packet{packet_type::event, nsp(), std::nullopt, json(json::value_t::discarded), event, std::move(args_text)});
 }
 
 void socket::post_event(packet p) {
@@ -469,7 +481,7 @@ asio::awaitable<void> socket::persist(std::shared_ptr<socket> self) {
     core::logger("socketio")->info("socket {} still busy when its recovery window ended: its state expires", self->id_);
     co_return;
   }
-  detached_state state{self->id_, self->nsp_, self->data, box->last_offset(), {box->events().begin(), box->events().end()}};
+  detached_state state{self->id_, self->nsp(), self->data, box->last_offset(), {box->events().begin(), box->events().end()}};
   box.reset();
   co_await opts.recovery->seal(self->pid_, serialize(state), left);
 }
@@ -483,28 +495,31 @@ void socket::emit_with_ack(const std::string& event, json args, std::chrono::mil
       if (done) done(std::nullopt);
       return;
     }
-    const auto id = self->next_ack_id_++;
+    auto& more = self->more();
+    const auto id = more.next_ack_id++;
     auto timer = std::make_shared<asio::steady_timer>(self->strand_, timeout);
-    self->acks_[id] = pending_ack{std::move(done), timer};
+    more.acks[id] = pending_ack{std::move(done), timer};
     timer->async_wait([weak = std::weak_ptr<socket>(self), id](boost::system::error_code ec) {
       auto s = weak.lock();
       if (ec || !s) return;
-      auto it = s->acks_.find(id);
-      if (it == s->acks_.end()) return;
+      if (!s->extras_) return;
+      auto& acks = s->extras_->acks;
+      auto it = acks.find(id);
+      if (it == acks.end()) return;
       auto cb = std::move(it->second.done);
-      s->acks_.erase(it);
+      acks.erase(it);
       if (cb) cb(std::nullopt);
     });
-    self->send_packet(packet{packet_type::event, self->nsp_, id, std::move(args)});
+    self->send_packet(packet{packet_type::event, self->nsp(), id, std::move(args)});
   });
 }
 
 void socket::disconnect(bool close_connection) {
   asio::dispatch(strand_, [self = shared_from_this(), close_connection] {
     if (!self->connected_) return;
-    self->send_packet(packet{packet_type::disconnect, self->nsp_, std::nullopt, json(json::value_t::discarded)});
+    self->send_packet(packet{packet_type::disconnect, self->nsp(), std::nullopt, json(json::value_t::discarded)});
     auto* conn = self->conn_;
-    conn->remove(self->nsp_);
+    conn->remove(self->nsp());
     self->handle_disconnect("server namespace disconnect");
     if (close_connection) conn->session().close();
   });
@@ -522,15 +537,14 @@ void socket::handle_disconnect(const std::string& reason) {
   } else {
     outbox_.reset();
   }
-  for (auto& [_, a] : acks_) {
-    if (a.timer) a.timer->cancel();
-    if (a.done) a.done(std::nullopt);
+  if (auto more = std::move(extras_)) {  // also breaks reference cycles through captured sockets
+    for (auto& [_, a] : more->acks) {
+      if (a.timer) a.timer->cancel();
+      if (a.done) a.done(std::nullopt);
+    }
+    more->acks.clear();
+    for (auto& fn : more->disconnect_handlers) fn(reason);
   }
-  acks_.clear();
-  auto handlers = std::move(disconnect_handlers_);
-  for (auto& fn : handlers) fn(reason);
-  handlers_.clear();  // break reference cycles through captured sockets
-  any_ = nullptr;
   release_hold();
 }
 

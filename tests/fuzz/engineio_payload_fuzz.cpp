@@ -16,12 +16,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto again = decode_payload(encode_payload(*packets));
     if (!again || again->size() != packets->size()) __builtin_trap();
   }
-  session_fsm fsm({}, transport_kind::polling, {});
+  static const session_options defaults{};
+  session_fsm fsm(defaults, transport_kind::polling, {});
   std::vector<packet> delivered;
   fsm.on_post(body, delivered, {});
   fsm.take_polling_body();
   if (size > 0) {
-    session_fsm ws({}, transport_kind::websocket, {});
+    session_fsm ws(defaults, transport_kind::websocket, {});
     delivered.clear();
     ws.on_ws_frame(body.substr(1), data[0] & 1, delivered, {});
     std::string out;

@@ -10,6 +10,7 @@
 #include <optional>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include <boost/asio/io_context.hpp>
@@ -88,7 +89,8 @@ class server {
   std::atomic<std::int64_t> buffered_{0};  // sum of every live session's accounted_
   core::log_limiter address_log_, overload_log_;
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, std::shared_ptr<session>> sessions_;
+  // Keyed by a view of the session's own sid (it lives as long as the entry): no second copy.
+  std::unordered_map<std::string_view, std::shared_ptr<session>> sessions_;
   std::unordered_map<std::string, std::size_t> sessions_per_address_;  // under mutex_
   std::unique_ptr<core::keyed_token_buckets> new_session_buckets_;    // under mutex_; null: no rate limit
   core::counter& opened_;

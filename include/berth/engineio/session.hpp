@@ -28,6 +28,8 @@ namespace detail {
 class read_signal;
 }  // namespace detail
 using strand_type = asio::strand<asio::io_context::executor_type>;
+// A timer bound to a session's strand: 32 bytes smaller than steady_timer's type-erased executor.
+using strand_timer = asio::basic_waitable_timer<clock, asio::wait_traits<clock>, strand_type>;
 
 struct handshake_info {
   std::string sid;
@@ -140,13 +142,13 @@ class session : public std::enable_shared_from_this<session> {
   std::shared_ptr<const handshake_info> info_;
   session_fsm fsm_;
   phase phase_;
-  asio::steady_timer timer_;
+  strand_timer timer_;
   asio::steady_timer* poll_waiter_ = nullptr;
   std::shared_ptr<asio::ip::tcp::socket> ws_;     // the websocket transport, once active
   std::shared_ptr<asio::ip::tcp::socket> probe_;  // a websocket probing an upgrade
   std::shared_ptr<detail::read_signal> ws_readable_;     // ws_'s reader waits on it
   std::shared_ptr<detail::read_signal> probe_readable_;  // probe_'s reader waits on it
-  websocket_decoder ws_decoder_{0};               // the reader's (one websocket is read at a time)
+  std::unique_ptr<websocket_decoder> ws_carry_;   // the reader's, while a read left a partial frame
   std::string ws_control_;                        // pong/close frames owed to the peer
   std::string wbuf_;                              // unwritten rest while an async write is in flight
   std::unique_ptr<session_handler> handler_;

@@ -61,7 +61,10 @@ enum class post_result { ok, closed_by_client, bad_packet, duplicate, not_pollin
 
 class session_fsm {
  public:
-  session_fsm(session_options opts, transport_kind initial, clock::time_point now);
+  // `opts` outlives the state machine (the server's, shared by all its sessions: a copy would
+  // cost every connection 56 bytes).
+  session_fsm(const session_options& opts, transport_kind initial, clock::time_point now);
+  session_fsm(session_options&&, transport_kind, clock::time_point) = delete;
 
   // ---- outbound ----
   // Queues a packet for the client. Returns false when closed or when the queue overflowed
@@ -129,7 +132,7 @@ class session_fsm {
   void handle_inbound(packet p, std::vector<packet>& delivered);
   void schedule_ping(clock::time_point now);
 
-  session_options opts_;
+  const session_options* opts_;
   transport_kind transport_;
   std::vector<packet> outbound_;  // vector: empty costs nothing (a deque allocates 500+ bytes)
   std::size_t outbound_bytes_ = 0;

@@ -3,6 +3,7 @@
 // Binary values travel as json::binary_t inside `data`; encoding replaces them with
 // {"_placeholder":true,"num":k} and returns the attachments to send as binary frames.
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -67,7 +68,9 @@ enum class decode_error {
 };
 const char* to_string(decode_error e) noexcept;
 
-// Incremental decoder: a text message, then (for binary packets) its attachments.
+// Incremental decoder: a text message, then (for binary packets) its attachments. A completed
+// packet is written to the caller's `out`; the decoder itself holds only a binary packet being
+// assembled (8 bytes per connection otherwise).
 class decoder {
  public:
   // Attachments are buffered until the packet is whole; they may add up to this many bytes.
@@ -75,28 +78,29 @@ class decoder {
   explicit decoder(std::size_t max_attachment_bytes = default_max_attachment_bytes)
       : max_attachment_bytes_(max_attachment_bytes) {}
   enum class status { complete, need_binary, error };
-  status feed_text(std::string_view msg);
-  status feed_binary(std::string data);
-  // The completed packet (valid after `complete`); resets for the next one.
-  packet take() { return std::move(packet_); }
+  status feed_text(std::string_view msg, packet& out);
+  status feed_binary(std::string data, packet& out);
   decode_error error() const noexcept { return error_; }
-  bool awaiting_binary() const noexcept { return expected_ > 0; }
+  bool awaiting_binary() const noexcept { return assembly_ != nullptr; }
   // While awaiting_binary(): the packet's type, namespace and id, known from its text header,
   // so the caller can refuse attachments for a namespace it has not joined before buffering them.
-  const packet& pending() const noexcept { return packet_; }
-  std::size_t pending_attachments() const noexcept { return expected_; }
+  const packet& pending() const noexcept { return assembly_->head; }
+  std::size_t pending_attachments() const noexcept { return assembly_ ? assembly_->expected - assembly_->buffers.size() : 0; }
   // Attachment bytes held for the packet being assembled.
-  std::size_t buffered_bytes() const noexcept { return buffered_; }
+  std::size_t buffered_bytes() const noexcept { return assembly_ ? assembly_->buffered : 0; }
   // Drops a packet being assembled.
   void reset() noexcept;
 
  private:
+  struct assembly {
+    packet head;  // decoded from the text, placeholders still in
+    std::vector<std::string> buffers;
+    std::size_t buffered = 0;
+    std::size_t expected = 0;
+  };
   status fail(decode_error e);
   std::size_t max_attachment_bytes_;
-  packet packet_;
-  std::vector<std::string> buffers_;
-  std::size_t buffered_ = 0;
-  std::size_t expected_ = 0;
+  std::unique_ptr<assembly> assembly_;
   decode_error error_ = decode_error::none;
 };
 

@@ -49,11 +49,12 @@ class socket : public std::enable_shared_from_this<socket> {
   using any_fn = std::function<void(const std::string& event, json args, ack_fn ack)>;
   using disconnect_fn = std::function<void(const std::string& reason)>;
 
-  socket(std::weak_ptr<engineio::session> session, connection* conn, std::string nsp, json auth);
+  socket(std::weak_ptr<engineio::session> session, connection* conn, const namespace_& nsp, json auth);
 
   const std::string& id() const noexcept { return id_; }
-  const std::string& nsp() const noexcept { return nsp_; }
-  const json& auth() const noexcept { return auth_; }
+  const std::string& nsp() const noexcept;
+  // The CONNECT payload: an object (empty when the client sent none).
+  const json& auth() const noexcept;
   const engineio::handshake_info& handshake() const noexcept { return *handshake_; }
   engineio::strand_type executor() const { return strand_; }
   bool connected() const noexcept { return connected_; }
@@ -64,10 +65,10 @@ class socket : public std::enable_shared_from_this<socket> {
   json data;
 
   // Handler registration: on the strand, typically inside on_connection.
-  void on(const std::string& event, event_fn fn) { handlers_[event] = std::move(fn); }
+  void on(const std::string& event, event_fn fn) { more().handlers[event] = std::move(fn); }
   // Called for events without a handler.
-  void on_any(any_fn fn) { any_ = std::move(fn); }
-  void on_disconnect(disconnect_fn fn) { disconnect_handlers_.push_back(std::move(fn)); }
+  void on_any(any_fn fn) { more().any = std::move(fn); }
+  void on_disconnect(disconnect_fn fn) { more().disconnect_handlers.push_back(std::move(fn)); }
 
   // Thread-safe. `args` is a JSON array of arguments (binary as json::binary_t).
   void emit(const std::string& event, json args = json::array());
@@ -98,14 +99,13 @@ class socket : public std::enable_shared_from_this<socket> {
   static boost::asio::awaitable<void> persist(std::shared_ptr<socket> self);
 
   std::string id_;
-  std::string nsp_;
-  json auth_;
+  json auth_;  // null for an empty object (which would cost a heap allocation per socket)
   std::shared_ptr<const engineio::handshake_info> handshake_;
   std::weak_ptr<engineio::session> session_;
   engineio::strand_type strand_;
   connection* conn_;  // valid while connected_, on the strand
   server* server_ = nullptr;  // set on connect; the server outlives its sockets
-  const namespace_* namespace_handlers_ = nullptr;  // set on connect; namespaces outlive sockets
+  const namespace_* namespace_handlers_;  // namespaces outlive sockets
   bool connected_ = false;
   bool recovered_ = false;
   // Recovery (null when off): the private session id, the numbered events, and after a
@@ -117,22 +117,31 @@ class socket : public std::enable_shared_from_this<socket> {
     std::unique_ptr<boost::asio::steady_timer> released;  // cancelled when the last hold goes
   };
   std::unique_ptr<detachment> detached_;
-  std::map<std::string, event_fn> handlers_;
-  any_fn any_;
-  std::vector<disconnect_fn> disconnect_handlers_;
-  std::uint64_t next_ack_id_ = 0;
   // Events per second (server_options::events); null when unlimited, so it costs 8 bytes then.
   struct event_limit {
     core::token_bucket bucket;
     std::optional<core::flood_detector> flood;
     bool limited = false;  // in a refusal episode (logged once per episode)
   };
-  std::unique_ptr<event_limit> limit_;
   struct pending_ack {
     std::function<void(std::optional<json>)> done;
     std::shared_ptr<boost::asio::steady_timer> timer;
   };
-  std::unordered_map<std::uint64_t, pending_ack> acks_;
+  // What most sockets never use, allocated on first use: handlers of their own, the acks they
+  // await (~200 bytes less per idle socket).
+  struct extras {
+    std::map<std::string, event_fn> handlers;
+    any_fn any;
+    std::vector<disconnect_fn> disconnect_handlers;
+    std::uint64_t next_ack_id = 0;
+    std::unordered_map<std::uint64_t, pending_ack> acks;
+  };
+  extras& more() {
+    if (!extras_) extras_ = std::make_unique<extras>();
+    return *extras_;
+  }
+  std::unique_ptr<extras> extras_;
+  std::unique_ptr<event_limit> limit_;
 };
 
 // Connection middleware: runs before the CONNECT is acknowledged; returning an error sends

@@ -6,11 +6,15 @@ using namespace berth::engineio;
 using namespace std::chrono_literals;
 
 namespace {
-session_options opts() {
-  session_options o;
-  o.ping_interval = 300ms;
-  o.ping_timeout = 200ms;
-  o.max_outbound_bytes = 1000;
+// The state machine keeps a reference to its options: one set for every test.
+const session_options& opts() {
+  static const session_options o = [] {
+    session_options v;
+    v.ping_interval = 300ms;
+    v.ping_timeout = 200ms;
+    v.max_outbound_bytes = 1000;
+    return v;
+  }();
   return o;
 }
 const clock::time_point t0{};

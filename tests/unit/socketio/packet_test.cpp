@@ -7,6 +7,15 @@ using namespace berth::socketio;
 namespace {
 json bin(std::string_view s) { return json::binary(std::vector<std::uint8_t>(s.begin(), s.end())); }
 json none() { return json(json::value_t::discarded); }
+
+// The decoder with the packet it last completed, as these tests read it.
+struct test_decoder : decoder {
+  using decoder::decoder;
+  packet last;
+  status feed_text(std::string_view m) { return decoder::feed_text(m, last); }
+  status feed_binary(std::string d) { return decoder::feed_binary(std::move(d), last); }
+  packet take() { return std::move(last); }
+};
 }  // namespace
 
 TEST(socketio_packet, encodes_the_reference_forms) {
@@ -30,7 +39,7 @@ TEST(socketio_packet, binary_is_deconstructed_with_placeholders) {
 
 TEST(socketio_packet, decode_round_trips_binary) {
   auto e = encode({packet_type::event, "/custom", 12, json::array({"m", bin("ab"), bin("cd")})});
-  decoder d;
+  test_decoder d;
   ASSERT_EQ(d.feed_text(e.text), decoder::status::need_binary);
   ASSERT_EQ(d.feed_binary(e.attachments[0]), decoder::status::need_binary);
   ASSERT_EQ(d.feed_binary(e.attachments[1]), decoder::status::complete);
@@ -43,7 +52,7 @@ TEST(socketio_packet, decode_round_trips_binary) {
 }
 
 TEST(socketio_packet, decodes_namespace_without_trailing_comma) {
-  decoder d;
+  test_decoder d;
   ASSERT_EQ(d.feed_text("0/random"), decoder::status::complete);
   auto p = d.take();
   EXPECT_EQ(p.nsp, "/random");
@@ -77,7 +86,7 @@ TEST(socketio_packet, malformed_catalogue) {
       {"51-[\"x\",{\"_placeholder\":true,\"num\":\"0\"}]", decode_error::none},  // checked on completion
   };
   for (auto& c : cases) {
-    decoder d;
+    test_decoder d;
     auto st = d.feed_text(c.text);
     if (c.err == decode_error::none) {
       ASSERT_EQ(st, decoder::status::need_binary);
@@ -99,35 +108,35 @@ TEST(socketio_packet, deeply_nested_arguments_are_refused_as_too_deep) {
   objects += "1" + std::string(100000, '}');
   for (const std::string& prefix : {std::string("2[\"message\","), std::string("51-[\"message\",")}) {
     for (const auto* arg : {&arrays, &objects}) {
-      decoder d;
+      test_decoder d;
       EXPECT_EQ(d.feed_text(prefix + *arg + "]"), decoder::status::error);
       EXPECT_EQ(d.error(), decode_error::too_deep);
     }
   }
-  decoder connect;  // CONNECT's auth payload too, before any middleware runs
+  test_decoder connect;  // CONNECT's auth payload too, before any middleware runs
   EXPECT_EQ(connect.feed_text("0" + objects), decoder::status::error);
   EXPECT_EQ(connect.error(), decode_error::too_deep);
   EXPECT_STREQ(to_string(decode_error::too_deep), "JSON payload nested too deeply");
-  decoder ok;  // nesting within the limit still decodes
+  test_decoder ok;  // nesting within the limit still decodes
   EXPECT_EQ(ok.feed_text("2[\"m\"," + std::string(60, '[') + std::string(60, ']') + "]"), decoder::status::complete);
 }
 
 TEST(socketio_packet, placeholder_out_of_range_and_unexpected_binary) {
-  decoder d;
+  test_decoder d;
   ASSERT_EQ(d.feed_text(R"(51-["m",{"_placeholder":true,"num":5}])"), decoder::status::need_binary);
   EXPECT_EQ(d.feed_binary("x"), decoder::status::error);
   EXPECT_EQ(d.error(), decode_error::bad_placeholder);
-  decoder e;
+  test_decoder e;
   EXPECT_EQ(e.feed_binary("x"), decoder::status::error);
   EXPECT_EQ(e.error(), decode_error::unexpected_binary);
-  decoder f;  // a binary packet whose text has no placeholder for zero attachments completes at once
+  test_decoder f;  // a binary packet whose text has no placeholder for zero attachments completes at once
   EXPECT_EQ(f.feed_text(R"(50-["m",1])"), decoder::status::complete);
 }
 
 TEST(socketio_packet, every_prefix_of_a_valid_packet_never_crashes) {
   const std::string full = R"(52-/custom,42["message",{"_placeholder":true,"num":0},{"x":{"_placeholder":true,"num":1}}])";
   for (std::size_t n = 0; n <= full.size(); ++n) {
-    decoder d;
+    test_decoder d;
     auto st = d.feed_text(std::string_view(full).substr(0, n));
     if (n == full.size()) {
       EXPECT_EQ(st, decoder::status::need_binary);
@@ -138,7 +147,7 @@ TEST(socketio_packet, every_prefix_of_a_valid_packet_never_crashes) {
 }
 
 TEST(socketio_packet, the_header_names_the_namespace_before_any_attachment_is_buffered) {
-  decoder d;
+  test_decoder d;
   ASSERT_EQ(d.feed_text(R"(52-/admin,7["upload",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}])"),
             decoder::status::need_binary);
   EXPECT_EQ(d.pending().nsp, "/admin");
@@ -156,7 +165,7 @@ TEST(socketio_packet, the_header_names_the_namespace_before_any_attachment_is_bu
 }
 
 TEST(socketio_packet, attachments_of_one_packet_are_bounded_in_bytes) {
-  decoder d(10);
+  test_decoder d(10);
   ASSERT_EQ(d.feed_text(R"(53-["e",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1},{"_placeholder":true,"num":2}])"),
             decoder::status::need_binary);
   EXPECT_EQ(d.feed_binary(std::string(6, 'a')), decoder::status::need_binary);
@@ -177,7 +186,7 @@ TEST(socketio_packet, attachments_of_one_packet_are_bounded_in_bytes) {
 // Events named by a string are validated, not parsed: the name and the other arguments' array
 // text come out as the client wrote them, and encode writes them back without a dump.
 TEST(socketio_packet, string_named_events_carry_their_arguments_as_text) {
-  decoder d;
+  test_decoder d;
   ASSERT_EQ(d.feed_text(R"(2/chat,7[ "ev" , 1, {"a":[2]} ] )"), decoder::status::complete);
   auto p = d.take();
   EXPECT_EQ(p.nsp, "/chat");
