@@ -65,8 +65,8 @@ asio::awaitable<void> session::start_probe(std::shared_ptr<session> s, std::shar
 }
 
 // The reader is not a coroutine: a parked websocket then owns no coroutine frame, no spawn
-// entry frame and no awaitable, only the hub's pending handler and the decoder in the session
-// (~800 bytes per idle connection less). It reads until the socket would block, then waits.
+// entry frame and no awaitable, only the hub's pending handler (~800 bytes per idle connection
+// less). It reads until the socket would block, then waits.
 void session::start_reading(std::shared_ptr<tcp::socket> sock, std::string_view initial, bool probe) {
   if (probe && sock != probe_) return;  // the probe was closed before this reader started
   auto readable = server_.hub_->watch(sock->native_handle(), strand_);

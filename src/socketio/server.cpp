@@ -182,7 +182,7 @@ class connection : public engineio::session_handler {
     }
     if (ack) {
       json_ack(ack)(core::ack_error({core::errc::rate_limited, "Too many events: slow down", retry}));
-    } else if (sock->namespace_handlers_ && sock->namespace_handlers_->on_rate_limited_) {
+    } else if (sock->namespace_handlers_->on_rate_limited_) {
       sock->namespace_handlers_->on_rate_limited_(sock, event, retry);
     } else {
       server_.rate_limited_dropped_.inc();
