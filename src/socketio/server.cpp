@@ -181,7 +181,8 @@ class connection : public engineio::session_handler {
                                      session_.id(), sock->id(), opts.per_second, opts.burst);
     }
     if (ack) {
-      json_ack(ack)(core::ack_error({core::errc::rate_limited, "Too many events: slow down", retry}));
+      send_ack(ack, packet{packet_type::ack, ack->nsp, ack->id,
+                           core::ack_error({core::errc::rate_limited, "Too many events: slow down", retry})});
     } else if (sock->namespace_handlers_->on_rate_limited_) {
       sock->namespace_handlers_->on_rate_limited_(sock, event, retry);
     } else {
