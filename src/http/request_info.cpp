@@ -26,8 +26,34 @@ std::string percent_decode(std::string_view s, bool plus_as_space) {
   return out;
 }
 
+query_map::query_map(std::vector<value_type> params) : entries_(std::move(params)) {
+  std::stable_sort(entries_.begin(), entries_.end(), [](const value_type& a, const value_type& b) { return a.first < b.first; });
+  // Keep the last of each run of equal keys.
+  auto out = entries_.begin();
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    if (std::next(it) != entries_.end() && std::next(it)->first == it->first) continue;
+    if (out != it) *out = std::move(*it);
+    ++out;
+  }
+  entries_.erase(out, entries_.end());
+  entries_.shrink_to_fit();
+}
+
+query_map::const_iterator query_map::find(std::string_view key) const noexcept {
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), key,
+                             [](const value_type& e, std::string_view k) { return e.first < k; });
+  return it != entries_.end() && it->first == key ? it : entries_.end();
+}
+
+std::string& query_map::operator[](std::string_view key) {
+  auto it = std::lower_bound(entries_.begin(), entries_.end(), key,
+                             [](const value_type& e, std::string_view k) { return e.first < k; });
+  if (it == entries_.end() || it->first != key) it = entries_.emplace(it, std::string(key), std::string());
+  return it->second;
+}
+
 query_map parse_query(std::string_view query) {
-  query_map out;
+  std::vector<query_map::value_type> params;
   std::size_t start = 0;
   while (start < query.size()) {
     auto end = query.find('&', start);
@@ -36,14 +62,13 @@ query_map parse_query(std::string_view query) {
     if (!part.empty()) {
       auto eq = part.find('=');
       if (eq == std::string_view::npos)
-        out[percent_decode(part)] = "";
+        params.emplace_back(percent_decode(part), "");
       else
-        out[percent_decode(part.substr(0, eq))] = percent_decode(part.substr(eq + 1));
+        params.emplace_back(percent_decode(part.substr(0, eq)), percent_decode(part.substr(eq + 1)));
     }
     start = end + 1;
   }
-  out.shrink_to_fit();
-  return out;
+  return query_map(std::move(params));
 }
 
 std::pair<std::string_view, std::string_view> split_target(std::string_view target) {

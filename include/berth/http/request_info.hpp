@@ -7,29 +7,24 @@
 
 namespace berth::http {
 
-// A query's parameters in one vector: a request has a handful, so a linear scan beats a tree,
-// and a websocket session keeps its handshake's for its whole life (~130 bytes less than a
-// std::map of two). Iterates in the order the parameters came.
+// A query's parameters in one vector, sorted by key: a request has a handful, so a search
+// beats a tree, and a websocket session keeps its handshake's for its whole life (~130 bytes
+// less than a std::map of two).
 class query_map {
  public:
   using value_type = std::pair<std::string, std::string>;
   using const_iterator = std::vector<value_type>::const_iterator;
-  const_iterator find(std::string_view key) const noexcept {
-    for (auto it = entries_.begin(); it != entries_.end(); ++it)
-      if (it->first == key) return it;
-    return entries_.end();
-  }
+  query_map() = default;
+  // From the parameters in the order they came: the last of equal keys wins. O(n log n), so a
+  // query of thousands of parameters (up to the header limit) costs no quadratic work.
+  explicit query_map(std::vector<value_type> params);
+  const_iterator find(std::string_view key) const noexcept;
   const_iterator begin() const noexcept { return entries_.begin(); }
   const_iterator end() const noexcept { return entries_.end(); }
   std::size_t size() const noexcept { return entries_.size(); }
   bool empty() const noexcept { return entries_.empty(); }
   // The value of `key`, added empty if missing.
-  std::string& operator[](std::string_view key) {
-    for (auto& [k, v] : entries_)
-      if (k == key) return v;
-    return entries_.emplace_back(std::string(key), std::string()).second;
-  }
-  void shrink_to_fit() { entries_.shrink_to_fit(); }
+  std::string& operator[](std::string_view key);
 
  private:
   std::vector<value_type> entries_;

@@ -32,3 +32,20 @@ TEST(request_info, cors_policy) {
   cors_policy none{};
   EXPECT_FALSE(none.allows("http://evil.example", "berth:3000"));
 }
+
+TEST(request_info, later_duplicates_win_and_keys_come_out_sorted) {
+  auto q = parse_query("b=1&a=2&b=3&c&a=4");
+  ASSERT_EQ(q.size(), 3u);
+  std::vector<std::pair<std::string, std::string>> seen(q.begin(), q.end());
+  EXPECT_EQ(seen, (std::vector<std::pair<std::string, std::string>>{{"a", "4"}, {"b", "3"}, {"c", ""}}));
+  EXPECT_EQ(q.find("b")->second, "3");
+  EXPECT_EQ(q.find("zz"), q.end());
+  q["aa"] = "x";  // inserted in order
+  EXPECT_EQ(std::next(q.begin())->first, "aa");
+  // A query as long as the header limit allows, every key distinct: all of them, once each.
+  std::string many;
+  for (int i = 0; i < 2000; ++i) many += "k" + std::to_string(i) + "=" + std::to_string(i) + "&";
+  auto big = parse_query(many);
+  EXPECT_EQ(big.size(), 2000u);
+  EXPECT_EQ(big.find("k1234")->second, "1234");
+}
