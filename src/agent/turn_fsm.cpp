@@ -150,10 +150,23 @@ std::vector<action> turn_fsm::on_turn_deadline(std::string_view turn_id, std::ch
   return out;
 }
 
+std::vector<action> turn_fsm::on_disconnect() {
+  std::vector<action> out;
+  // The queue first: stopping the running turn would start the next one.
+  for (; !queue_.empty(); queue_.pop_front()) out.push_back(end_turn{false});
+  if (phase_ != turn_phase::idle) stop_running(stop_cause::disconnect, out);
+  return out;
+}
+
 // Ends the running turn so the history stays one the providers accept: every tool call of the
 // round gets a result, and an assistant message (after what was streamed) says it was stopped.
 void turn_fsm::stop_running(stop_cause why, std::vector<action>& out, const std::string& error_message) {
-  const bool by_user = why == stop_cause::user;
+  struct stop_texts {
+    std::string_view note, not_run, killed;
+  };
+  const stop_texts texts = why == stop_cause::user       ? stop_texts{cancelled_note, cancelled_call_text, cancelled_running_text}
+                           : why == stop_cause::deadline ? stop_texts{deadline_note, deadline_call_text, deadline_running_text}
+                                                         : stop_texts{disconnect_note, disconnect_call_text, disconnect_running_text};
   const turn_phase was = phase_;
   if (was == turn_phase::waiting_llm) out.push_back(abort_llm{});
   if (was == turn_phase::running_tool) out.push_back(cancel_tool{calls_[running_].call.id});
@@ -165,19 +178,19 @@ void turn_fsm::stop_running(stop_cause why, std::vector<action>& out, const std:
       if (!cs.needs_approval) content = "Error: " + cs.error;
       else if (cs.approved.has_value() && !*cs.approved) content = rejected_text;
       else if (was == turn_phase::running_tool && i < running_ && *cs.approved) content = cs.result;
-      else if (was == turn_phase::running_tool && i == running_) content = by_user ? cancelled_running_text : deadline_running_text;
-      else content = by_user ? cancelled_call_text : deadline_call_text;
+      else if (was == turn_phase::running_tool && i == running_) content = texts.killed;
+      else content = texts.not_run;
       const bool is_error = !(was == turn_phase::running_tool && i < running_ && cs.needs_approval &&
                               cs.approved.value_or(false) && !cs.result_is_error);
       push_history(chat_message::tool_result(c.id, c.name, std::move(content), is_error), out);
     }
   }
   std::string text = was == turn_phase::waiting_llm ? std::move(partial_) : std::string();
-  text += (text.empty() ? "" : "\n\n") + std::string(by_user ? cancelled_note : deadline_note);
+  text += (text.empty() ? "" : "\n\n") + std::string(texts.note);
   push_history(chat_message::assistant(std::move(text)), out);
   partial_.clear();
-  if (by_user) out.push_back(emit{"agent:cancelled", json{{"turnId", turn_id_}, {"phase", to_string(was)}}});
-  else out.push_back(emit{"agent:error", error_json(core::make_error(errc::turn_timeout, error_message))});
+  if (why == stop_cause::user) out.push_back(emit{"agent:cancelled", json{{"turnId", turn_id_}, {"phase", to_string(was)}}});
+  if (why == stop_cause::deadline) out.push_back(emit{"agent:error", error_json(core::make_error(errc::turn_timeout, error_message))});
   end(out, false);
 }
 

@@ -864,6 +864,9 @@ bool user_session::turn_in_flight() const {
 
 void user_session::close(std::string reason, std::shared_ptr<void> recovery_hold) {
   closed_ = true;
+  // Nobody will see the turn any more: the machine stops it (the tool killed, the model call
+  // aborted, the history made whole) and drops the queue, which frees every limiter slot.
+  if (fsm_) apply(fsm_->on_disconnect());
   if (acquiring_) acquiring_->cancel();  // queued for a container: not any more
   svc_.parked.settling(true);
   asio::co_spawn(strand_, after_disconnect(shared_from_this(), std::move(reason), std::move(recovery_hold)), log_failure);
@@ -871,22 +874,19 @@ void user_session::close(std::string reason, std::shared_ptr<void> recovery_hold
 
 asio::awaitable<void> user_session::after_disconnect(std::shared_ptr<user_session> self, std::string reason,
                                                      std::shared_ptr<void> recovery_hold) {
-  self->turn_permits_.clear();
-  self->step_permits_.clear();
   log()->info("sid={} uid={} disconnected ({})", self->sid(), self->user(), reason);
   struct settled {  // on every way out, exceptions included
     parked_sessions& parked;
     ~settled() { parked.settling(false); }
   } guard{self->svc_.parked};
-  if (recovery_hold) {
-    // The recovered socket's session reads the history from Redis: every entry of the turn must
-    // be there first (bounded: a Redis that does not answer fails the writes in seconds).
-    asio::steady_timer wait(self->strand_);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
-    while ((self->outbox_draining_ || !self->outbox_.empty()) && std::chrono::steady_clock::now() < deadline) {
-      wait.expires_after(std::chrono::milliseconds(5));
-      co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
-    }
+  // A resume (a recovered socket, or a reconnect that takes the parked session) reads the history
+  // from Redis: every entry of the turn, its stop included, must be there first (bounded: a Redis
+  // that does not answer fails the writes in seconds).
+  asio::steady_timer wait(self->strand_);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while ((self->outbox_draining_ || !self->outbox_.empty()) && std::chrono::steady_clock::now() < deadline) {
+    wait.expires_after(std::chrono::milliseconds(5));
+    co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
   }
   co_await settle_container(self);
   // Parked (or its container given back): the socket's state may be sealed and recovered now.

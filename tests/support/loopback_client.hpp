@@ -1,11 +1,12 @@
 #pragma once
 // Test helper: blocking clients for a Berth server on loopback, built on Beast's own HTTP and
 // websocket clients (an implementation independent of the server's framing). Every read gives
-// up after 5 s, so a server that never answers fails the test instead of hanging it.
-#include <sys/socket.h>
-#include <sys/time.h>
-
+// up after a limit (5 s unless told), so a server that never answers fails the test instead of
+// hanging it. Reads are asynchronous, run on the client's io_context for at most that long:
+// Asio's synchronous reads wait again on EAGAIN, so a socket receive timeout would not bound them.
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/asio/io_context.hpp>
@@ -37,8 +38,6 @@ class loopback_client {
     s.open(tcp::v4());
     s.bind({boost::asio::ip::make_address(source), 0});
     s.connect({boost::asio::ip::make_address("127.0.0.1"), port_});
-    timeval tv{5, 0};
-    ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     return s;
   }
 
@@ -54,8 +53,7 @@ class loopback_client {
     bhttp::write(s, req);
     boost::beast::flat_buffer buf;
     bhttp::response<bhttp::string_body> res;
-    boost::system::error_code ec;
-    bhttp::read(s, buf, res, ec);
+    const auto ec = bounded(s, [&](auto done) { bhttp::async_read(s, buf, res, std::move(done)); }, default_limit);
     if (ec) return {0, "error: " + ec.message()};
     return {res.result_int(), res.body()};
   }
@@ -77,11 +75,10 @@ class loopback_client {
   }
 
   // The next message (text or binary), "closed" after the server's close frame (its code is in
-  // ws.reason()), or "error: <why>".
-  static std::string read(websocket& ws) {
+  // ws.reason()), or "error: <why>" (a timeout included: the stream is unusable after it).
+  static std::string read(websocket& ws, std::chrono::milliseconds limit = default_limit) {
     boost::beast::flat_buffer buf;
-    boost::system::error_code ec;
-    ws.read(buf, ec);
+    const auto ec = bounded(ws.next_layer(), [&](auto done) { ws.async_read(buf, std::move(done)); }, limit);
     if (ec == boost::beast::websocket::error::closed) return "closed";
     if (ec) return "error: " + ec.message();
     return boost::beast::buffers_to_string(buf.data());
@@ -96,6 +93,25 @@ class loopback_client {
   }
 
  private:
+  static constexpr std::chrono::milliseconds default_limit{5000};
+
+  // Starts one asynchronous read with `start(handler)` on the socket's io_context (every socket
+  // here is on ioc_) and runs it for at most `limit`; then the read is cancelled (timed_out).
+  template <class Start>
+  static boost::system::error_code bounded(tcp::socket& s, Start start, std::chrono::milliseconds limit) {
+    auto& ioc = static_cast<boost::asio::io_context&>(
+        boost::asio::query(s.get_executor(), boost::asio::execution::context));
+    std::optional<boost::system::error_code> result;
+    start([&](boost::system::error_code ec, std::size_t) { result = ec; });
+    ioc.restart();
+    ioc.run_for(limit);
+    if (result) return *result;
+    s.cancel();
+    ioc.restart();
+    ioc.run();
+    return boost::asio::error::timed_out;
+  }
+
   boost::asio::io_context ioc_;
   std::uint16_t port_;
 };

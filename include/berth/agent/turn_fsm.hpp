@@ -20,6 +20,9 @@
 //    while a tool call awaits approval, resumed when the round runs on, stopped at its end); the
 //    shell times it and feeds on_turn_deadline back. Past it the turn stops as a cancel does
 //    (abort_llm / cancel_tool, history made whole) but ends with agent:error TURN_TIMEOUT.
+//  - the user leaving (on_disconnect) stops the running turn the same way, with nothing emitted,
+//    and drops the queued messages: a tool never runs on for a user who is gone, and every
+//    limiter slot the session held goes with its end_turn / end_step.
 // Lifetime: one per session. Thread-safety: none (drive it from the session's strand).
 #include <chrono>
 #include <cstddef>
@@ -113,6 +116,11 @@ inline constexpr std::string_view deadline_note = "[stopped: the turn ran past i
 inline constexpr std::string_view deadline_call_text = "The turn ran past its time limit; this tool call was not run.";
 inline constexpr std::string_view deadline_running_text =
     "The turn ran past its time limit while this tool call was running; it was killed.";
+// The same for a turn stopped because the user disconnected.
+inline constexpr std::string_view disconnect_note = "[stopped: the user disconnected]";
+inline constexpr std::string_view disconnect_call_text = "The user disconnected; this tool call was not run.";
+inline constexpr std::string_view disconnect_running_text =
+    "The user disconnected while this tool call was running; it was killed.";
 
 enum class turn_phase { idle, waiting_llm, awaiting_approval, running_tool };
 std::string_view to_string(turn_phase p) noexcept;
@@ -138,6 +146,10 @@ class turn_fsm {
   // The turn `turn_id` used up its deadline (`limit`, for the message). Ignored when that turn is
   // over or waits on the user (a late timer): the shell's clock may lag the machine by one step.
   std::vector<action> on_turn_deadline(std::string_view turn_id, std::chrono::milliseconds limit);
+  // The user is gone and nobody will see this turn (the socket closed with no recovery pending):
+  // queued messages are dropped (end_turn each), the running turn stops as a cancel does, history
+  // made whole, but with no event.
+  std::vector<action> on_disconnect();
   // Ends the current turn with agent:error{code} and drops every queued message (each gets its
   // end_turn), e.g. on session:end.
   std::vector<action> abort(core::errc code, std::string message);
@@ -166,7 +178,7 @@ class turn_fsm {
     std::string turn_id;
   };
   void start_turn(queued_message m, std::vector<action>& out);
-  enum class stop_cause { user, deadline };
+  enum class stop_cause { user, deadline, disconnect };
   void stop_running(stop_cause why, std::vector<action>& out, const std::string& error_message = {});
   std::string next_turn_id();
   nlohmann::json error_json(const core::error& e, const std::string* call_id = nullptr) const;

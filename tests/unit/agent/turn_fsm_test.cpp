@@ -961,3 +961,61 @@ TEST(TurnFsmSteps, AStepEndsWithItsTurnBeforeTheNextQueuedTurnStarts) {
   auto b = f.abort(errc::internal, "session ended");
   EXPECT_TRUE(all<end_step>(b).empty());  // no approval began a step in the second turn
 }
+
+// The user left with no recovery pending: nothing runs on for them, every slot goes, and the
+// history a resume reads is whole.
+TEST(TurnFsmDisconnect, RunningToolIsKilledTheQueueDroppedAndEverySlotReleasedWithoutAnEvent) {
+  turn_fsm f({}, sandbox_tools());
+  f.on_user_message("do two things");
+  f.on_user_message("queued one");
+  f.on_user_message("queued two");
+  f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/"}}), tc("c2", "run_command", {{"command", "sleep 600"}}),
+                              tc("c3", "list_files", {{"path", "/tmp"}})}));
+  f.on_approval("c1", true);
+  f.on_approval("c2", true);
+  f.on_approval("c3", true);
+  f.on_tool_result("c1", "a.txt", false, 3ms);
+  ASSERT_EQ(f.phase(), turn_phase::running_tool);
+  auto r = f.on_disconnect();
+  auto ct = all<cancel_tool>(r);
+  ASSERT_EQ(ct.size(), 1u);
+  EXPECT_EQ(ct[0].call_id, "c2");
+  EXPECT_TRUE(all<emit>(r).empty());
+  EXPECT_TRUE(all<call_llm>(r).empty()) << "a queued message must not start for a user who is gone";
+  EXPECT_EQ(all<end_turn>(r).size(), 3u);  // the running turn and both queued ones
+  EXPECT_EQ(all<end_step>(r).size(), 1u);  // the approvals' step
+  auto hist = all<append_history>(r);
+  ASSERT_EQ(hist.size(), 4u);
+  EXPECT_EQ(hist[0].message.content, "a.txt");
+  EXPECT_EQ(hist[1].message.content, disconnect_running_text);
+  EXPECT_EQ(hist[2].message.content, disconnect_call_text);
+  EXPECT_EQ(hist[3].message.content, disconnect_note);
+  expect_whole_history(f.history());
+  EXPECT_EQ(f.phase(), turn_phase::idle);
+  EXPECT_EQ(f.queued(), 0u);
+  EXPECT_TRUE(f.on_tool_result("c2", "Terminated", true, 10ms).empty());
+}
+
+TEST(TurnFsmDisconnect, WaitingForTheModelOrTheUserOrNothing) {
+  turn_fsm f({}, sandbox_tools());
+  EXPECT_TRUE(f.on_disconnect().empty());  // idle: nothing to stop
+  f.on_user_message("hello");
+  f.on_llm_delta("Half an ans");
+  auto r = f.on_disconnect();
+  EXPECT_EQ(all<abort_llm>(r).size(), 1u);
+  EXPECT_EQ(all<end_turn>(r).size(), 1u);
+  auto hist = all<append_history>(r);
+  ASSERT_EQ(hist.size(), 1u);
+  EXPECT_EQ(hist[0].message.content, "Half an ans\n\n" + std::string(disconnect_note));
+  // Awaiting an approval nobody can give now: the call is answered as not run.
+  turn_fsm g({}, sandbox_tools());
+  g.on_user_message("list");
+  g.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/"}})}));
+  ASSERT_EQ(g.phase(), turn_phase::awaiting_approval);
+  auto a = g.on_disconnect();
+  EXPECT_TRUE(all<cancel_tool>(a).empty());
+  EXPECT_TRUE(all<emit>(a).empty());
+  EXPECT_EQ(all<append_history>(a)[0].message.content, disconnect_call_text);
+  expect_whole_history(g.history());
+  EXPECT_EQ(g.pending_call_id(), std::nullopt);
+}
