@@ -58,6 +58,15 @@ sanitized_unit_tests() {
       ctest --test-dir "$ROOT/build/asan-ubsan" -L unit --output-on-failure -j2 --timeout 300
 }
 
+# The Asio shells' component tests (the user session with Redis and dockerd included) under
+# ASan/UBSan: lifetimes across coroutines, timers and sockets are where such bugs live.
+sanitized_component_tests() {
+  bash scripts/services.sh docker || return 1
+  cmake --preset asan-ubsan >/dev/null && cmake --build --preset asan-ubsan --target component_tests &&
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+      ctest --test-dir "$ROOT/build/asan-ubsan" -L component --output-on-failure --timeout 600
+}
+
 integration_tests() {
   bash scripts/services.sh docker || return 1
   ctest --test-dir "$BUILD" -L 'component|integration' --output-on-failure --timeout 600
@@ -148,6 +157,7 @@ step "unit (asan+ubsan)" 2400 sanitized_unit_tests
 # libFuzzer targets of tests/fuzz, 5 s each (the clang build is most of the time; docs/HARDENING.md).
 step "fuzz (libFuzzer)" 600 bash scripts/fuzz.sh
 step "component and integration" 1800 integration_tests
+step "component (asan+ubsan)" 1800 sanitized_component_tests
 step conformance 600 conformance
 step "conformance (tsan, 4 threads)" 1800 conformance_tsan
 step "e2e socket.io-client" 600 e2e_socketio

@@ -46,7 +46,7 @@ struct sio_packet {
   enum class kind { event, ack, connected, connect_error, closed } what = kind::closed;
   std::string event;  // kind::event
   json args = json::array();
-  long ack_id = -1;  // kind::ack: the id; kind::event: the server's own ack id (unused here)
+  long ack_id = -1;  // kind::ack
 };
 
 // One user's socket, spoken packet by packet: an Engine.IO websocket, the "/" namespace on it.
@@ -101,11 +101,6 @@ class sio_user {
       if (p.what == sio_packet::kind::closed) throw std::runtime_error("no ack " + std::to_string(id) + " came" + seen());
       keep(std::move(p));
     }
-  }
-
-  // Whether an `event` arrived (and was not taken yet).
-  bool holds(const std::string& event) const {
-    return std::any_of(events_.begin(), events_.end(), [&](const sio_packet& p) { return p.event == event; });
   }
 
   // Gone from the client's side, as a closed browser tab: the TCP connection just ends.
@@ -164,7 +159,6 @@ class sio_user {
           p.event = body.at(0).get<std::string>();
           p.args = json::array();
           for (std::size_t i = 1; i < body.size(); ++i) p.args.push_back(body[i]);
-          p.ack_id = id;
           return p;
         case '3':
           p.what = sio_packet::kind::ack;
