@@ -250,20 +250,18 @@ class user_session_test : public docker_fixture {
   // As the app's graceful shutdown: sockets closed, parked sessions hibernated, services stopped.
   void stop() {
     if (!thread_.joinable()) return;
-    auto done = asio::co_spawn(
-        ioc_,
-        [this]() -> asio::awaitable<void> {
-          http_->stop();
-          gateway_->drain();
-          eio_->close_all();
-          co_await gateway_->hibernate_parked(10s);
-          co_await pool_->stop();
-          redis_client_->stop();
-        },
-        asio::use_future);
+    auto done = asio::co_spawn(ioc_, shut_down(this), asio::use_future);
     EXPECT_EQ(done.wait_for(60s), std::future_status::ready) << "shutdown did not finish";
     ioc_.stop();
     thread_.join();
+  }
+  static asio::awaitable<void> shut_down(user_session_test* self) {
+    self->http_->stop();
+    self->gateway_->drain();
+    self->eio_->close_all();
+    co_await self->gateway_->hibernate_parked(10s);
+    co_await self->pool_->stop();
+    self->redis_client_->stop();
   }
 
   // Runs a coroutine on the server's io_context and waits for its result.
