@@ -567,6 +567,17 @@ void expect_whole_history(const std::vector<chat_message>& h) {
   }
 }
 
+// The model asks for three calls (c2 a long run_command), all approved; c1 has run ("a.txt").
+// Leaves `f` running c2.
+void run_to_the_second_of_three_calls(turn_fsm& f) {
+  f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/"}}), tc("c2", "run_command", {{"command", "sleep 600"}}),
+                              tc("c3", "list_files", {{"path", "/tmp"}})}));
+  f.on_approval("c1", true);
+  f.on_approval("c2", true);
+  f.on_approval("c3", true);
+  f.on_tool_result("c1", "a.txt", false, 3ms);
+}
+
 }  // namespace
 
 TEST(TurnFsmCancel, TurnIdsAreIssuedPerMessageWithThePrefix) {
@@ -661,12 +672,7 @@ TEST(TurnFsmCancel, AwaitingApprovalAnswersEveryCallAndKeepsHistoryWhole) {
 TEST(TurnFsmCancel, RunningToolIsCancelledAndEarlierResultsKept) {
   turn_fsm f({}, sandbox_tools());
   f.on_user_message("do two things");
-  f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/"}}), tc("c2", "run_command", {{"command", "sleep 60"}}),
-                              tc("c3", "list_files", {{"path", "/tmp"}})}));
-  f.on_approval("c1", true);
-  f.on_approval("c2", true);
-  f.on_approval("c3", true);
-  f.on_tool_result("c1", "a.txt", false, 3ms);
+  run_to_the_second_of_three_calls(f);
   ASSERT_EQ(f.phase(), turn_phase::running_tool);
   auto r = f.on_cancel(std::nullopt);
   auto ct = all<cancel_tool>(r);
@@ -801,12 +807,7 @@ TEST(TurnFsmDeadline, RunningToolIsCancelledEveryCallAnsweredAndTheQueueGoesOn) 
   turn_fsm f({}, sandbox_tools());
   f.on_user_message("do two things");
   f.on_user_message("then this");  // queued
-  f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/"}}), tc("c2", "run_command", {{"command", "sleep 600"}}),
-                              tc("c3", "list_files", {{"path", "/tmp"}})}));
-  f.on_approval("c1", true);
-  f.on_approval("c2", true);
-  f.on_approval("c3", true);
-  f.on_tool_result("c1", "a.txt", false, 3ms);
+  run_to_the_second_of_three_calls(f);
   auto r = f.on_turn_deadline("turn-1", 1000ms);
   auto ct = all<cancel_tool>(r);
   ASSERT_EQ(ct.size(), 1u);
@@ -969,12 +970,7 @@ TEST(TurnFsmDisconnect, RunningToolIsKilledTheQueueDroppedAndEverySlotReleasedWi
   f.on_user_message("do two things");
   f.on_user_message("queued one");
   f.on_user_message("queued two");
-  f.on_llm_reply(calls_reply({tc("c1", "list_files", {{"path", "/"}}), tc("c2", "run_command", {{"command", "sleep 600"}}),
-                              tc("c3", "list_files", {{"path", "/tmp"}})}));
-  f.on_approval("c1", true);
-  f.on_approval("c2", true);
-  f.on_approval("c3", true);
-  f.on_tool_result("c1", "a.txt", false, 3ms);
+  run_to_the_second_of_three_calls(f);
   ASSERT_EQ(f.phase(), turn_phase::running_tool);
   auto r = f.on_disconnect();
   auto ct = all<cancel_tool>(r);
