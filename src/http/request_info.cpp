@@ -26,6 +26,14 @@ std::string percent_decode(std::string_view s, bool plus_as_space) {
   return out;
 }
 
+namespace {
+// The first entry whose key is not less than `key` (entries sorted by key).
+template <class It>
+It first_not_before(It first, It last, std::string_view key) {
+  return std::lower_bound(first, last, key, [](const query_map::value_type& e, std::string_view k) { return e.first < k; });
+}
+}  // namespace
+
 query_map::query_map(std::vector<value_type> params) : entries_(std::move(params)) {
   std::stable_sort(entries_.begin(), entries_.end(), [](const value_type& a, const value_type& b) { return a.first < b.first; });
   // Keep the last of each run of equal keys.
@@ -40,14 +48,12 @@ query_map::query_map(std::vector<value_type> params) : entries_(std::move(params
 }
 
 query_map::const_iterator query_map::find(std::string_view key) const noexcept {
-  auto it = std::lower_bound(entries_.begin(), entries_.end(), key,
-                             [](const value_type& e, std::string_view k) { return e.first < k; });
+  auto it = first_not_before(entries_.begin(), entries_.end(), key);
   return it != entries_.end() && it->first == key ? it : entries_.end();
 }
 
 std::string& query_map::operator[](std::string_view key) {
-  auto it = std::lower_bound(entries_.begin(), entries_.end(), key,
-                             [](const value_type& e, std::string_view k) { return e.first < k; });
+  auto it = first_not_before(entries_.begin(), entries_.end(), key);
   if (it == entries_.end() || it->first != key) it = entries_.emplace(it, std::string(key), std::string());
   return it->second;
 }

@@ -213,14 +213,10 @@ class connection : public engineio::session_handler {
       case packet_type::ack:
       case packet_type::binary_ack: {
         if (!p.id) break;  // an ack without id is ignored, as the reference does
-        if (!sock->extras_) break;
-        auto& acks = sock->extras_->acks;
-        auto a = acks.find(*p.id);
-        if (a == acks.end()) break;
-        auto pending = std::move(a->second);
-        acks.erase(a);
-        if (pending.timer) pending.timer->cancel();
-        if (pending.done) pending.done(std::move(p.data));
+        auto pending = sock->take_ack(*p.id);
+        if (!pending) break;
+        if (pending->timer) pending->timer->cancel();
+        if (pending->done) pending->done(std::move(p.data));
         break;
       }
       default:
@@ -503,16 +499,20 @@ void socket::emit_with_ack(const std::string& event, json args, std::chrono::mil
     timer->async_wait([weak = std::weak_ptr<socket>(self), id](boost::system::error_code ec) {
       auto s = weak.lock();
       if (ec || !s) return;
-      if (!s->extras_) return;
-      auto& acks = s->extras_->acks;
-      auto it = acks.find(id);
-      if (it == acks.end()) return;
-      auto cb = std::move(it->second.done);
-      acks.erase(it);
-      if (cb) cb(std::nullopt);
+      auto pending = s->take_ack(id);
+      if (pending && pending->done) pending->done(std::nullopt);
     });
     self->send_packet(packet{packet_type::event, self->nsp(), id, std::move(args)});
   });
+}
+
+std::optional<socket::pending_ack> socket::take_ack(std::uint64_t id) {
+  if (!extras_) return std::nullopt;
+  auto it = extras_->acks.find(id);
+  if (it == extras_->acks.end()) return std::nullopt;
+  auto pending = std::move(it->second);
+  extras_->acks.erase(it);
+  return pending;
 }
 
 void socket::disconnect(bool close_connection) {

@@ -140,6 +140,8 @@ class socket : public std::enable_shared_from_this<socket> {
     if (!extras_) extras_ = std::make_unique<extras>();
     return *extras_;
   }
+  // The awaited ack `id`, no longer awaited (answered or timed out); nullopt when it is not.
+  std::optional<pending_ack> take_ack(std::uint64_t id);
   std::unique_ptr<extras> extras_;
   std::unique_ptr<event_limit> limit_;
 };

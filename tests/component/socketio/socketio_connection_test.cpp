@@ -30,6 +30,7 @@ struct observed {
   std::condition_variable changed;
   std::vector<std::string> disconnects;  // reasons
   std::optional<json> server_ack;        // the client's answer to the server's emit_with_ack
+  int unanswered = 0;                    // emit_with_ack calls that ended without an answer
 
   template <class Pred>
   bool wait_until(Pred pred) {
@@ -64,6 +65,16 @@ class socketio_connection_test : public ::testing::Test {
     root.on("ask-me", [this](const std::shared_ptr<socketio::socket>& s, json, socketio::socket::ack_fn) {
       s->emit_with_ack("question", json::array({"ready?"}), 5s,
                        [this](std::optional<json> reply) { seen_.note([&](observed& o) { o.server_ack = reply; }); });
+    });
+    // Asks with a short timeout: a client that does not answer in time is reported once, as
+    // unanswered, and a late answer is dropped.
+    root.on("ask-me-briefly", [this](const std::shared_ptr<socketio::socket>& s, json, socketio::socket::ack_fn) {
+      s->emit_with_ack("question", json::array({"quick?"}), 100ms, [this](std::optional<json> reply) {
+        seen_.note([&](observed& o) {
+          if (reply) o.server_ack = reply;
+          else ++o.unanswered;
+        });
+      });
     });
     root.on_connection([this](std::shared_ptr<socketio::socket> s) {
       s->on_disconnect([this](const std::string& reason) { seen_.note([&](observed& o) { o.disconnects.push_back(reason); }); });
@@ -217,6 +228,23 @@ TEST_F(socketio_connection_test, the_server_asks_and_the_client_acks) {
   EXPECT_TRUE(seen_.wait_until([](observed& o) { return o.server_ack.has_value(); }));
   std::lock_guard lock(seen_.mutex);
   EXPECT_EQ(*seen_.server_ack, json::array({"yes"}));
+}
+
+TEST_F(socketio_connection_test, an_ack_the_client_does_not_send_in_time_ends_unanswered_and_a_late_one_is_dropped) {
+  start();
+  auto ws = join_main();
+  client::send(*ws, R"(42["ask-me-briefly"])");
+  const auto question = client::read(*ws);
+  ASSERT_EQ(question.substr(0, 2), "42") << question;
+  const auto id = question.substr(2, question.find('[') - 2);
+  EXPECT_TRUE(seen_.wait_until([](observed& o) { return o.unanswered == 1; }));
+  client::send(*ws, "43" + id + R"(["too late"])");
+  // The connection carries on, and the late answer reached nobody.
+  client::send(*ws, R"(427["echo","after"])");
+  EXPECT_EQ(client::read(*ws), R"(437["after"])");
+  std::lock_guard lock(seen_.mutex);
+  EXPECT_EQ(seen_.unanswered, 1);
+  EXPECT_FALSE(seen_.server_ack.has_value());
 }
 
 TEST_F(socketio_connection_test, leaving_the_namespace_is_a_client_namespace_disconnect) {
