@@ -27,10 +27,11 @@ std::string percent_decode(std::string_view s, bool plus_as_space) {
 }
 
 namespace {
-// The first entry whose key is not less than `key` (entries sorted by key).
-template <class It>
-It first_not_before(It first, It last, std::string_view key) {
-  return std::lower_bound(first, last, key, [](const query_map::value_type& e, std::string_view k) { return e.first < k; });
+// Where `key` is, or would go, in entries sorted by key.
+std::size_t position_of(const std::vector<query_map::value_type>& entries, std::string_view key) {
+  auto it = std::lower_bound(entries.begin(), entries.end(), key,
+                             [](const query_map::value_type& e, std::string_view k) { return e.first < k; });
+  return static_cast<std::size_t>(it - entries.begin());
 }
 }  // namespace
 
@@ -48,12 +49,12 @@ query_map::query_map(std::vector<value_type> params) : entries_(std::move(params
 }
 
 query_map::const_iterator query_map::find(std::string_view key) const noexcept {
-  auto it = first_not_before(entries_.begin(), entries_.end(), key);
+  auto it = entries_.begin() + static_cast<std::ptrdiff_t>(position_of(entries_, key));
   return it != entries_.end() && it->first == key ? it : entries_.end();
 }
 
 std::string& query_map::operator[](std::string_view key) {
-  auto it = first_not_before(entries_.begin(), entries_.end(), key);
+  auto it = entries_.begin() + static_cast<std::ptrdiff_t>(position_of(entries_, key));
   if (it == entries_.end() || it->first != key) it = entries_.emplace(it, std::string(key), std::string());
   return it->second;
 }
